@@ -1,0 +1,89 @@
+//! The file as written: every field optional so that validation, not serde, reports what is
+//! missing, all at once.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawConfig {
+    pub store: Option<RawStore>,
+    pub api: Option<RawApi>,
+    pub hq: Option<RawHq>,
+    #[serde(default)]
+    pub lanes: Vec<RawLane>,
+    pub checkout: Option<RawCheckout>,
+    pub points: Option<RawPoints>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawStore {
+    pub id: Option<String>,
+    pub data_dir: Option<String>,
+    /// Store-local offset for campaign hours, e.g. "+01:00".
+    pub utc_offset: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawApi {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawHq {
+    pub url: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawLane {
+    pub id: Option<String>,
+    pub scanner: Option<RawScanner>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawScanner {
+    pub port: Option<String>,
+    pub usb: Option<String>,
+    pub serial: Option<String>,
+    pub baud: Option<u32>,
+    pub terminator: Option<String>,
+    pub prefix: Option<String>,
+    pub suffix: Option<String>,
+    pub inter_char_timeout_ms: Option<u64>,
+    pub debounce_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawCheckout {
+    pub session_timeout_secs: Option<u64>,
+    pub qr_max_age_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawPoints {
+    pub per_euro: Option<u32>,
+    pub version: Option<String>,
+    #[serde(default)]
+    pub tiers: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub campaigns: Vec<RawCampaign>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawCampaign {
+    pub id: Option<String>,
+    pub version: Option<u32>,
+    pub multiplier: Option<f64>,
+    pub bonus: Option<i64>,
+    pub starts: Option<toml::value::Datetime>,
+    pub ends: Option<toml::value::Datetime>,
+    #[serde(default)]
+    pub weekdays: Vec<String>,
+    pub hours: Option<String>,
+    #[serde(default)]
+    pub tiers: Vec<String>,
+    #[serde(default)]
+    pub segments: Vec<String>,
+    pub min_total_cents: Option<i64>,
+}

@@ -1,0 +1,673 @@
+//! From raw TOML to a [`Config`], collecting every problem with its position.
+
+use super::locate::{line_col, span_of};
+use super::raw::{RawCampaign, RawConfig, RawLane, RawScanner};
+use super::{CheckoutSettings, Config, HqConfig, LaneConfig, Problem};
+use crate::engine::{Boost, DailyHours, Multiplier, PointsCampaign, Rules};
+use crate::scan::{PortSource, ScannerSettings, Terminator};
+use chrono::{DateTime, FixedOffset, NaiveTime, Utc, Weekday};
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::de::DeTable;
+
+/// Where a problem points: at the key itself (unknown key) or at its value (bad value).
+enum At {
+    Key,
+    Value,
+}
+
+struct Collector {
+    found: Vec<(String, At, String)>,
+}
+
+impl Collector {
+    fn value(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.found.push((path.into(), At::Value, message.into()));
+    }
+}
+
+pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
+    let problem_at = |offset: usize, message: String| {
+        let (line, column) = line_col(text, offset);
+        Problem {
+            path: path.to_owned(),
+            line,
+            column,
+            message,
+        }
+    };
+    let (document, syntax_errors) = DeTable::parse_recoverable(text);
+    if !syntax_errors.is_empty() {
+        return Err(syntax_errors
+            .iter()
+            .map(|e| {
+                problem_at(
+                    e.span().map_or(0, |s| s.start),
+                    e.message().trim().to_owned(),
+                )
+            })
+            .collect());
+    }
+    let root = document.get_ref().clone();
+    let mut unknown = Vec::new();
+    let deserializer = toml::de::Deserializer::from(document);
+    let raw: RawConfig =
+        match serde_ignored::deserialize(deserializer, |p| unknown.push(dotted(&p))) {
+            Ok(raw) => raw,
+            Err(e) => {
+                return Err(vec![problem_at(
+                    e.span().map_or(0, |s| s.start),
+                    e.message().trim().to_owned(),
+                )])
+            }
+        };
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    let mut collector = Collector { found: Vec::new() };
+    for key in unknown {
+        collector
+            .found
+            .push((key.clone(), At::Key, format!("unknown key `{key}`")));
+    }
+    let config = build(raw, base_dir, &mut collector);
+    if collector.found.is_empty() {
+        if let Some(config) = config {
+            return Ok(config);
+        }
+    }
+    let mut problems: Vec<Problem> = collector
+        .found
+        .into_iter()
+        .map(|(key, at, message)| {
+            let span = span_of(&root, &key, matches!(at, At::Key));
+            problem_at(span.start, message)
+        })
+        .collect();
+    problems.sort_by_key(|p| (p.line, p.column));
+    Err(problems)
+}
+
+fn build(raw: RawConfig, base_dir: &Path, c: &mut Collector) -> Option<Config> {
+    let (store_id, data_dir, local_offset) = match &raw.store {
+        None => {
+            c.value("store", "missing [store] table with `id` and `data_dir`");
+            (None, None, None)
+        }
+        Some(store) => {
+            let id = match store.id.as_deref() {
+                None => {
+                    c.value("store", "missing `store.id`");
+                    None
+                }
+                Some(id) if !is_identifier(id, 64) => {
+                    c.value(
+                        "store.id",
+                        "store.id must be 1 to 64 characters of letters, digits, `-` or `_`",
+                    );
+                    None
+                }
+                Some(id) => Some(id.to_owned()),
+            };
+            let data_dir = match store.data_dir.as_deref() {
+                None => {
+                    c.value("store", "missing `store.data_dir` (where ledger.db lives)");
+                    None
+                }
+                Some("") => {
+                    c.value("store.data_dir", "store.data_dir must not be empty");
+                    None
+                }
+                Some(dir) => Some(base_dir.join(dir)),
+            };
+            let offset = match store.utc_offset.as_deref() {
+                None => Some(chrono::Offset::fix(&Utc)),
+                Some(text) => match parse_offset(text) {
+                    Some(o) => Some(o),
+                    None => {
+                        c.value(
+                            "store.utc_offset",
+                            format!("`{text}` is not a UTC offset like \"+01:00\""),
+                        );
+                        None
+                    }
+                },
+            };
+            (id, data_dir, offset)
+        }
+    };
+
+    let api_listen = match raw.api.as_ref().and_then(|a| a.listen.as_deref()) {
+        None => Some(SocketAddr::from(([127, 0, 0, 1], 7400))),
+        Some(text) => match text.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                c.value(
+                    "api.listen",
+                    format!("`{text}` is not an address like \"127.0.0.1:7400\""),
+                );
+                None
+            }
+        },
+    };
+
+    let hq = raw.hq.as_ref().and_then(|hq| {
+        let url = match hq.url.as_deref() {
+            None => {
+                c.value("hq", "missing `hq.url`");
+                None
+            }
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                Some(u.trim_end_matches('/').to_owned())
+            }
+            Some(u) => {
+                c.value("hq.url", format!("`{u}` is not an http:// or https:// URL"));
+                None
+            }
+        };
+        let token = match (&hq.token, &hq.token_file) {
+            (Some(_), Some(_)) => {
+                c.value(
+                    "hq.token_file",
+                    "give `hq.token` or `hq.token_file`, not both",
+                );
+                None
+            }
+            (None, None) => {
+                c.value("hq", "missing `hq.token` (or `hq.token_file`)");
+                None
+            }
+            (Some(t), None) if t.trim().is_empty() => {
+                c.value("hq.token", "hq.token must not be empty");
+                None
+            }
+            (Some(t), None) => Some(t.clone()),
+            (None, Some(file)) => match std::fs::read_to_string(base_dir.join(file)) {
+                Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),
+                Ok(_) => {
+                    c.value("hq.token_file", format!("token file `{file}` is empty"));
+                    None
+                }
+                Err(e) => {
+                    c.value(
+                        "hq.token_file",
+                        format!("cannot read token file `{file}`: {e}"),
+                    );
+                    None
+                }
+            },
+        };
+        Some(HqConfig {
+            url: url?,
+            token: token?,
+        })
+    });
+
+    let lanes = build_lanes(&raw.lanes, c);
+    let checkout = build_checkout(&raw, c);
+    let rules = build_rules(&raw, local_offset.unwrap_or(chrono::Offset::fix(&Utc)), c);
+
+    Some(Config {
+        store_id: store_id?,
+        data_dir: data_dir?,
+        api_listen: api_listen?,
+        hq,
+        lanes,
+        checkout,
+        rules: rules?,
+    })
+}
+
+fn build_lanes(raw: &[RawLane], c: &mut Collector) -> Vec<LaneConfig> {
+    let mut lanes = Vec::new();
+    let mut ids = HashSet::new();
+    let mut ports: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, lane) in raw.iter().enumerate() {
+        let here = format!("lanes.{i}");
+        let id = match lane.id.as_deref() {
+            None => {
+                c.value(&here, "a lane needs an `id`");
+                continue;
+            }
+            Some(id) if !is_identifier(id, 32) => {
+                c.value(
+                    format!("{here}.id"),
+                    "a lane id is 1 to 32 letters, digits, `-` or `_` (it appears in URLs)",
+                );
+                continue;
+            }
+            Some(id) => id.to_owned(),
+        };
+        if !ids.insert(id.clone()) {
+            c.value(
+                format!("{here}.id"),
+                format!("lane `{id}` is defined twice"),
+            );
+        }
+        let scanner = lane
+            .scanner
+            .as_ref()
+            .and_then(|s| build_scanner(s, &format!("{here}.scanner"), c));
+        if let Some(s) = &scanner {
+            let key = format!("{:?}", s.source);
+            if let Some(other) = ports.insert(key, i) {
+                c.value(
+                    format!("{here}.scanner"),
+                    format!(
+                        "this scanner is already lane {}'s",
+                        raw[other].id.as_deref().unwrap_or("?")
+                    ),
+                );
+            }
+        }
+        lanes.push(LaneConfig { id, scanner });
+    }
+    lanes
+}
+
+fn build_scanner(raw: &RawScanner, here: &str, c: &mut Collector) -> Option<ScannerSettings> {
+    let defaults = ScannerSettings::default();
+    let source = match (&raw.port, &raw.usb) {
+        (Some(_), Some(_)) => {
+            c.value(here, "give the scanner a `port` or a `usb` id, not both");
+            None
+        }
+        (None, None) => {
+            c.value(
+                here,
+                "a scanner needs `port = \"/dev/...\"` or `usb = \"vid:pid\"`",
+            );
+            None
+        }
+        (Some(port), None) => {
+            if raw.serial.is_some() {
+                c.value(
+                    format!("{here}.serial"),
+                    "`serial` goes with `usb`, not `port`",
+                );
+            }
+            Some(PortSource::Path(PathBuf::from(port)))
+        }
+        (None, Some(usb)) => match PortSource::parse_usb(usb, raw.serial.clone()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                c.value(format!("{here}.usb"), format!("{e}"));
+                None
+            }
+        },
+    };
+    let baud = raw.baud.unwrap_or(defaults.baud);
+    if !matches!(
+        baud,
+        1200 | 2400 | 4800 | 9600 | 19200 | 38400 | 57600 | 115200 | 230400 | 460800 | 921600
+    ) {
+        c.value(
+            format!("{here}.baud"),
+            format!("{baud} is not a standard baud rate"),
+        );
+    }
+    let terminator = match raw.terminator.as_deref() {
+        None | Some("line") => Terminator::Line,
+        Some("tab") => Terminator::Tab,
+        Some("none") => Terminator::None,
+        Some(other) => {
+            c.value(
+                format!("{here}.terminator"),
+                format!("terminator `{other}` is not one of \"line\" (CR, LF or CR LF), \"tab\", \"none\""),
+            );
+            Terminator::Line
+        }
+    };
+    let inter_char_timeout = raw
+        .inter_char_timeout_ms
+        .map_or(defaults.inter_char_timeout, Duration::from_millis);
+    if !(Duration::from_millis(10)..=Duration::from_secs(5)).contains(&inter_char_timeout) {
+        c.value(
+            format!("{here}.inter_char_timeout_ms"),
+            "inter_char_timeout_ms must be between 10 and 5000",
+        );
+    }
+    let debounce = raw
+        .debounce_ms
+        .map_or(defaults.debounce, Duration::from_millis);
+    if debounce > Duration::from_secs(60) {
+        c.value(
+            format!("{here}.debounce_ms"),
+            "debounce_ms must be at most 60000",
+        );
+    }
+    Some(ScannerSettings {
+        source: source?,
+        baud,
+        terminator,
+        prefix: raw.prefix.clone().unwrap_or_default(),
+        suffix: raw.suffix.clone().unwrap_or_default(),
+        inter_char_timeout,
+        debounce,
+        max_len: defaults.max_len,
+    })
+}
+
+fn build_checkout(raw: &RawConfig, c: &mut Collector) -> CheckoutSettings {
+    let mut settings = CheckoutSettings::default();
+    if let Some(checkout) = &raw.checkout {
+        if let Some(secs) = checkout.session_timeout_secs {
+            if !(5..=3600).contains(&secs) {
+                c.value(
+                    "checkout.session_timeout_secs",
+                    "session_timeout_secs must be between 5 and 3600",
+                );
+            }
+            settings.session_timeout = Duration::from_secs(secs);
+        }
+        if let Some(secs) = checkout.qr_max_age_secs {
+            if !(10..=86_400).contains(&secs) {
+                c.value(
+                    "checkout.qr_max_age_secs",
+                    "qr_max_age_secs must be between 10 and 86400",
+                );
+            }
+            settings.qr_max_age = Duration::from_secs(secs);
+        }
+    }
+    settings
+}
+
+fn build_rules(raw: &RawConfig, local_offset: FixedOffset, c: &mut Collector) -> Option<Rules> {
+    let mut rules = Rules {
+        local_offset,
+        ..Rules::default()
+    };
+    let Some(points) = &raw.points else {
+        return Some(rules);
+    };
+    if let Some(per_euro) = points.per_euro {
+        if per_euro > 1000 {
+            c.value("points.per_euro", "per_euro must be at most 1000");
+        }
+        rules.per_euro = per_euro;
+    }
+    if let Some(version) = &points.version {
+        if version.is_empty() || version.contains(';') {
+            c.value(
+                "points.version",
+                "version must be non-empty text without `;`",
+            );
+        }
+        rules.version = version.clone();
+    }
+    for (tier, factor) in &points.tiers {
+        match Multiplier::from_factor(*factor) {
+            Some(m) => {
+                rules.tier_multipliers.insert(tier.clone(), m);
+            }
+            None => c.value(
+                format!("points.tiers.{tier}"),
+                "a tier multiplier is a number from 0 to 100",
+            ),
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, raw) in points.campaigns.iter().enumerate() {
+        let here = format!("points.campaigns.{i}");
+        if let Some(campaign) = build_campaign(raw, &here, c) {
+            if !seen.insert(campaign.id.clone()) {
+                c.value(
+                    format!("{here}.id"),
+                    format!("campaign `{}` is defined twice", campaign.id),
+                );
+            }
+            rules.campaigns.push(campaign);
+        }
+    }
+    Some(rules)
+}
+
+fn build_campaign(raw: &RawCampaign, here: &str, c: &mut Collector) -> Option<PointsCampaign> {
+    let id = match raw.id.as_deref() {
+        Some(id) if is_identifier(id, 64) => Some(id.to_owned()),
+        Some(_) => {
+            c.value(
+                format!("{here}.id"),
+                "a campaign id is 1 to 64 letters, digits, `-` or `_`",
+            );
+            None
+        }
+        None => {
+            c.value(here, "a campaign needs an `id`");
+            None
+        }
+    };
+    let boost = match (raw.multiplier, raw.bonus) {
+        (Some(m), None) => match Multiplier::from_factor(m) {
+            Some(m) => Some(Boost::Multiply(m)),
+            None => {
+                c.value(
+                    format!("{here}.multiplier"),
+                    "multiplier is a number from 0 to 100",
+                );
+                None
+            }
+        },
+        (None, Some(b)) if (0..=1_000_000).contains(&b) => Some(Boost::Bonus(b)),
+        (None, Some(_)) => {
+            c.value(
+                format!("{here}.bonus"),
+                "bonus is a number of points from 0 to 1000000",
+            );
+            None
+        }
+        _ => {
+            c.value(here, "a campaign has either `multiplier` or `bonus`");
+            None
+        }
+    };
+    let mut datetime = |key: &str, value: &Option<toml::value::Datetime>| {
+        value
+            .as_ref()
+            .and_then(|d| match DateTime::parse_from_rfc3339(&d.to_string()) {
+                Ok(t) => Some(t.with_timezone(&Utc)),
+                Err(_) => {
+                    c.value(
+                        format!("{here}.{key}"),
+                        "a full date and time with offset, like 2026-12-01T00:00:00Z",
+                    );
+                    None
+                }
+            })
+    };
+    let starts = datetime("starts", &raw.starts);
+    let ends = datetime("ends", &raw.ends);
+    if let (Some(s), Some(e)) = (starts, ends) {
+        if e <= s {
+            c.value(format!("{here}.ends"), "the campaign ends before it starts");
+        }
+    }
+    let mut weekdays = Vec::new();
+    for (j, day) in raw.weekdays.iter().enumerate() {
+        match day.parse::<Weekday>() {
+            Ok(d) => weekdays.push(d),
+            Err(_) => c.value(
+                format!("{here}.weekdays.{j}"),
+                format!("`{day}` is not a weekday (mon, tue, ...)"),
+            ),
+        }
+    }
+    let hours = raw.hours.as_deref().and_then(|text| {
+        let parsed = text.split_once('-').and_then(|(a, b)| {
+            Some(DailyHours {
+                from: NaiveTime::parse_from_str(a.trim(), "%H:%M").ok()?,
+                to: NaiveTime::parse_from_str(b.trim(), "%H:%M").ok()?,
+            })
+        });
+        if parsed.is_none() {
+            c.value(
+                format!("{here}.hours"),
+                "hours look like \"17:00-20:00\" (store-local time)",
+            );
+        }
+        parsed
+    });
+    Some(PointsCampaign {
+        id: id?,
+        version: raw.version.unwrap_or(1),
+        boost: boost?,
+        starts,
+        ends,
+        weekdays,
+        hours,
+        tiers: raw.tiers.clone(),
+        segments: raw.segments.clone(),
+        min_total_cents: raw.min_total_cents.unwrap_or(0).max(0),
+    })
+}
+
+/// `lanes.0.scanner.port`: serde_ignored's path without its `?` marks for options and newtypes.
+fn dotted(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => join(dotted(parent), &index.to_string()),
+        Path::Map { parent, key } => join(dotted(parent), key),
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => dotted(parent),
+    }
+}
+
+fn join(parent: String, segment: &str) -> String {
+    if parent.is_empty() {
+        segment.to_owned()
+    } else {
+        format!("{parent}.{segment}")
+    }
+}
+
+fn parse_offset(text: &str) -> Option<FixedOffset> {
+    if text == "Z" || text == "UTC" {
+        return Some(chrono::Offset::fix(&Utc));
+    }
+    let dt = DateTime::parse_from_rfc3339(&format!("2000-01-01T00:00:00{text}")).ok()?;
+    Some(*dt.offset())
+}
+
+/// Ids appear in URLs, file names and log lines: keep them plain.
+pub fn is_identifier(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse(text, Path::new("agent.toml")) {
+            Ok(_) => vec![],
+            Err(p) => p.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const GOOD: &str = r#"
+[store]
+id = "store-042"
+data_dir = "/var/lib/loyalty-agent"
+
+[api]
+listen = "127.0.0.1:7400"
+
+[hq]
+url = "http://127.0.0.1:7500"
+token = "store-042-secret"
+
+[[lanes]]
+id = "1"
+scanner = { port = "/dev/ttyACM0", baud = 9600 }
+
+[[lanes]]
+id = "2"
+scanner = { usb = "0c2e:0b61", serial = "A123" }
+
+[points]
+per_euro = 1
+tiers = { gold = 1.5 }
+
+[[points.campaigns]]
+id = "double-monday"
+multiplier = 2.0
+weekdays = ["mon"]
+hours = "17:00-20:00"
+"#;
+
+    #[test]
+    fn contract_example_is_valid() {
+        let config = parse(GOOD, Path::new("agent.toml")).unwrap_or_else(|p| {
+            panic!(
+                "{}",
+                p.iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        });
+        assert_eq!(config.store_id, "store-042");
+        assert_eq!(config.lanes.len(), 2);
+        assert_eq!(config.rules.campaigns.len(), 1);
+        assert_eq!(
+            config.rules.tier_multipliers.get("gold"),
+            Some(&Multiplier(1500))
+        );
+        assert_eq!(
+            config.hq.map(|h| h.token),
+            Some("store-042-secret".to_string())
+        );
+    }
+
+    #[test]
+    fn every_unknown_key_and_bad_value_is_reported_with_its_position() {
+        let text = "[store]\nid = \"s1\"\ndata_dir = \"/tmp\"\ncolour = \"red\"\n\n[api]\nlisten = \"nowhere\"\n\n[[lanes]]\nid = \"1\"\nscanner = { port = \"/dev/x\", baud = 1234, parity = \"odd\" }\n";
+        assert_eq!(
+            problems(text),
+            vec![
+                "agent.toml:4:1: unknown key `store.colour`".to_string(),
+                "agent.toml:7:10: `nowhere` is not an address like \"127.0.0.1:7400\"".to_string(),
+                "agent.toml:11:37: 1234 is not a standard baud rate".to_string(),
+                "agent.toml:11:43: unknown key `lanes.0.scanner.parity`".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_store_is_reported_not_defaulted() {
+        let p = problems("[api]\nlisten = \"127.0.0.1:1\"\n");
+        assert_eq!(
+            p,
+            vec!["agent.toml:1:1: missing [store] table with `id` and `data_dir`".to_string()]
+        );
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let p = problems("[store]\nid = \"s1\ndata_dir = 3\n");
+        assert!(!p.is_empty());
+        assert!(p[0].starts_with("agent.toml:2:"), "{p:?}");
+    }
+
+    #[test]
+    fn wrong_type_has_position() {
+        let p = problems("[store]\nid = 42\ndata_dir = \"/tmp\"\n");
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("agent.toml:2:6: "), "{p:?}");
+    }
+
+    #[test]
+    fn duplicate_lane_and_shared_scanner_are_errors() {
+        let text = "[store]\nid = \"s\"\ndata_dir = \"d\"\n[[lanes]]\nid = \"1\"\nscanner = { port = \"/dev/a\" }\n[[lanes]]\nid = \"1\"\nscanner = { port = \"/dev/a\" }\n";
+        let p = problems(text);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].contains("lane `1` is defined twice"));
+        assert!(p[1].contains("already lane 1's"));
+    }
+}

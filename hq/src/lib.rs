@@ -1,0 +1,1 @@
+//! Reference HQ server. Filled in by the HQ issue.

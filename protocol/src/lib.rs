@@ -1,0 +1,1 @@
+//! Agent-HQ sync types. Filled in by the HQ issue.

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# One-time set-up of a fresh machine: the embedded target and the C tools the sensor-node
+# board's BLE controller bindings need (bindgen). Everything else builds from crates.io.
+set -euo pipefail
+rustup target add thumbv7em-none-eabihf
+if ! command -v clang >/dev/null 2>&1 || ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq clang libclang-dev >/dev/null
+fi

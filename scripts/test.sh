@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# README's test command. embassy-time's mock and std time drivers cannot link into one test
+# binary, so the firmware runs in its own invocations, one per driver.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --exclude loyalty-firmware -- -D warnings
+cargo clippy -p loyalty-firmware --all-targets --features mock-time -- -D warnings
+cargo clippy -p loyalty-firmware --all-targets --features sim -- -D warnings
+cargo test --workspace --exclude loyalty-firmware
+cargo test -p loyalty-firmware --features mock-time
+cargo test -p loyalty-firmware --features sim
+cargo build -p loyalty-firmware --target thumbv7em-none-eabihf --no-default-features --features node
+(cd firmware/boards/nrf52840 && cargo build --release)

@@ -17,7 +17,7 @@ pub fn span_of(root: &DeTable<'_>, path: &str, key: bool) -> Range<usize> {
                 .find(|(k, _)| k.get_ref().as_ref() == *segment)
                 .map(|(k, v)| (k.span(), v))
         } else if let (Some(a), Ok(index)) = (array, segment.parse::<usize>()) {
-            a.iter().nth(index).map(|v| (v.span(), v))
+            a.get(index).map(|v| (v.span(), v))
         } else {
             None
         };

@@ -5,5 +5,6 @@
 
 pub mod config;
 pub mod engine;
+pub mod ledger;
 pub mod metrics;
 pub mod scan;

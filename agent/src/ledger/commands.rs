@@ -1,0 +1,375 @@
+//! What callers ask the writer to record, and how each is applied inside the transaction.
+
+use super::LedgerError;
+use crate::engine::{self, MemberProfile, Rules, SaleRecord};
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Who a sale or redemption is for, as the lane knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Identity {
+    Member(String),
+    /// A valid card number; it may not (yet) be linked to a member.
+    Card(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct SaleRequest {
+    pub lane: String,
+    pub receipt_id: String,
+    pub total_cents: i64,
+    pub identity: Option<Identity>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefundRequest {
+    pub lane: String,
+    pub refund_id: String,
+    pub receipt_id: String,
+    pub total_cents: i64,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedeemRequest {
+    pub lane: String,
+    pub redemption_id: String,
+    pub member_id: String,
+    pub points: i64,
+    pub at: DateTime<Utc>,
+}
+
+/// A member as imported (or, later, pulled from HQ).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub member_id: String,
+    #[serde(default)]
+    pub tier: Option<String>,
+    #[serde(default)]
+    pub segments: Vec<String>,
+    #[serde(default)]
+    pub cards: Vec<String>,
+    #[serde(default)]
+    pub qr_public_key: Option<String>,
+    #[serde(default)]
+    pub proximity_key: Option<String>,
+}
+
+fn ts(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The account points are held in: the member, or the card until HQ links it.
+fn resolve_account(
+    tx: &Connection,
+    identity: &Identity,
+) -> rusqlite::Result<(String, Option<String>, Option<String>)> {
+    match identity {
+        Identity::Member(m) => Ok((m.clone(), Some(m.clone()), None)),
+        Identity::Card(card) => {
+            let member: Option<String> = tx
+                .prepare_cached("SELECT member_id FROM cards WHERE card_number = ?1")?
+                .query_row([card], |r| r.get(0))
+                .optional()?;
+            Ok(match member {
+                Some(m) => (m.clone(), Some(m), Some(card.clone())),
+                None => (format!("card:{card}"), None, Some(card.clone())),
+            })
+        }
+    }
+}
+
+fn profile(tx: &Connection, member_id: &str) -> rusqlite::Result<Option<MemberProfile>> {
+    tx.prepare_cached("SELECT tier, segments FROM members WHERE member_id = ?1")?
+        .query_row([member_id], |r| {
+            let segments: String = r.get(1)?;
+            Ok(MemberProfile {
+                tier: r.get(0)?,
+                segments: serde_json::from_str(&segments).unwrap_or_default(),
+            })
+        })
+        .optional()
+}
+
+fn balance(tx: &Connection, account: &str) -> rusqlite::Result<i64> {
+    Ok(tx
+        .prepare_cached("SELECT points FROM balances WHERE account = ?1")?
+        .query_row([account], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+fn add_points(
+    tx: &Connection,
+    account: &str,
+    delta: i64,
+    at: Option<&str>,
+) -> rusqlite::Result<i64> {
+    // UPDATE first: an upsert would check `points >= 0` against the candidate row of a debit.
+    let updated = tx
+        .prepare_cached(
+            "UPDATE balances SET points = points + ?2, last_visit = COALESCE(?3, last_visit) WHERE account = ?1",
+        )?
+        .execute(params![account, delta, at])?;
+    if updated == 0 {
+        tx.prepare_cached(
+            "INSERT INTO balances (account, points, last_visit) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![account, delta, at])?;
+    }
+    balance(tx, account)
+}
+
+fn first_answer(tx: &Connection, key: &str) -> rusqlite::Result<Option<Value>> {
+    let stored: Option<String> = tx
+        .prepare_cached("SELECT response FROM events WHERE idempotency_key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?;
+    Ok(stored.and_then(|s| serde_json::from_str(&s).ok()))
+}
+
+struct NewEvent<'a> {
+    key: &'a str,
+    kind: &'a str,
+    account: Option<&'a str>,
+    lane: &'a str,
+    points: i64,
+    payload: Value,
+    response: &'a Value,
+    rule_version: Option<&'a str>,
+    at: &'a str,
+}
+
+fn append(tx: &Connection, e: NewEvent<'_>) -> rusqlite::Result<()> {
+    let id = uuid::Uuid::now_v7().to_string();
+    tx.prepare_cached(
+        "INSERT INTO events (event_id, idempotency_key, kind, account, lane, points, payload, response, rule_version, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        id,
+        e.key,
+        e.kind,
+        e.account,
+        e.lane,
+        e.points,
+        e.payload.to_string(),
+        e.response.to_string(),
+        e.rule_version,
+        e.at
+    ])?;
+    let seq = tx.last_insert_rowid();
+    tx.prepare_cached("INSERT INTO outbox (seq, enqueued_at) VALUES (?1, strftime('%s','now'))")?
+        .execute([seq])?;
+    Ok(())
+}
+
+/// An outcome inside the transaction: a SQL failure aborts this command's savepoint; a refusal
+/// is an answer that writes nothing.
+pub(super) type Applied = Result<Result<Value, LedgerError>, rusqlite::Error>;
+
+pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
+    let key = format!("sale:{}", r.receipt_id);
+    if let Some(first) = first_answer(tx, &key)? {
+        return Ok(Ok(first));
+    }
+    let at = ts(r.at);
+    let resolved = r
+        .identity
+        .as_ref()
+        .map(|i| resolve_account(tx, i))
+        .transpose()?;
+    let (account, member_id, card) = match &resolved {
+        Some((a, m, c)) => (Some(a.as_str()), m.clone(), c.clone()),
+        None => (None, None, None),
+    };
+    let profile = match &member_id {
+        Some(m) => profile(tx, m)?,
+        None => None,
+    };
+    let (points, rule_version, balance_after) = match account {
+        Some(account) => {
+            let earning = engine::earn(rules, profile.as_ref(), r.total_cents, r.at);
+            let b = add_points(tx, account, earning.points, Some(&at))?;
+            (earning.points, Some(earning.rule_version), Some(b))
+        }
+        None => (0, None, None),
+    };
+    tx.prepare_cached(
+        "INSERT INTO sales (receipt_id, account, total_cents, points_earned) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![r.receipt_id, account, r.total_cents, points])?;
+    let mut response = json!({
+        "receipt_id": r.receipt_id,
+        "member_id": member_id,
+        "points_earned": points,
+        "balance": balance_after,
+        "gifts": [],
+    });
+    if let Some(card) = &card {
+        response["card"] = json!(card);
+    }
+    append(
+        tx,
+        NewEvent {
+            key: &key,
+            kind: "sale",
+            account,
+            lane: &r.lane,
+            points,
+            payload: json!({"receipt_id": r.receipt_id, "total_cents": r.total_cents, "card": card, "member_id": member_id}),
+            response: &response,
+            rule_version: rule_version.as_deref(),
+            at: &at,
+        },
+    )?;
+    Ok(Ok(response))
+}
+
+pub(super) fn refund(tx: &Connection, r: &RefundRequest) -> Applied {
+    let key = format!("refund:{}", r.refund_id);
+    if let Some(first) = first_answer(tx, &key)? {
+        return Ok(Ok(first));
+    }
+    let sale: Option<(Option<String>, SaleRecord)> = tx
+        .prepare_cached(
+            "SELECT account, total_cents, points_earned, refunded_cents, points_due_back FROM sales WHERE receipt_id = ?1",
+        )?
+        .query_row([&r.receipt_id], |row| {
+            Ok((
+                row.get(0)?,
+                SaleRecord {
+                    total_cents: row.get(1)?,
+                    points_earned: row.get(2)?,
+                    refunded_cents: row.get(3)?,
+                    points_due_back: row.get(4)?,
+                },
+            ))
+        })
+        .optional()?;
+    let Some((account, record)) = sale else {
+        return Ok(Err(LedgerError::refused(
+            "unknown_receipt",
+            format!(
+                "no sale with receipt_id {} was recorded in this store",
+                r.receipt_id
+            ),
+        )));
+    };
+    let current = match &account {
+        Some(a) => balance(tx, a)?,
+        None => 0,
+    };
+    let decision = match engine::refund(record, r.total_cents, current) {
+        Ok(d) => d,
+        Err(e) => return Ok(Err(LedgerError::refused("refund_refused", e.to_string()))),
+    };
+    let balance_after = match &account {
+        Some(a) => Some(add_points(tx, a, -decision.points_taken, None)?),
+        None => None,
+    };
+    tx.prepare_cached(
+        "UPDATE sales SET refunded_cents = refunded_cents + ?2, points_due_back = points_due_back + ?3 WHERE receipt_id = ?1",
+    )?
+    .execute(params![r.receipt_id, r.total_cents, decision.points_due])?;
+    let response = json!({
+        "refund_id": r.refund_id,
+        "receipt_id": r.receipt_id,
+        "points_taken_back": decision.points_taken,
+        "points_uncollected": decision.uncollected,
+        "balance": balance_after,
+    });
+    append(
+        tx,
+        NewEvent {
+            key: &key,
+            kind: "refund",
+            account: account.as_deref(),
+            lane: &r.lane,
+            points: -decision.points_taken,
+            payload: json!({"refund_id": r.refund_id, "receipt_id": r.receipt_id, "total_cents": r.total_cents, "points_due": decision.points_due, "uncollected": decision.uncollected}),
+            response: &response,
+            rule_version: None,
+            at: &ts(r.at),
+        },
+    )?;
+    Ok(Ok(response))
+}
+
+pub(super) fn redeem(tx: &Connection, r: &RedeemRequest) -> Applied {
+    let key = format!("redeem:{}", r.redemption_id);
+    if let Some(first) = first_answer(tx, &key)? {
+        return Ok(Ok(first));
+    }
+    let current = balance(tx, &r.member_id)?;
+    if let Err(e) = engine::redeem(current, r.points) {
+        return Ok(Err(LedgerError::refused(
+            "insufficient_balance",
+            e.to_string(),
+        )));
+    }
+    let balance_after = add_points(tx, &r.member_id, -r.points, None)?;
+    let response = json!({
+        "redemption_id": r.redemption_id,
+        "member_id": r.member_id,
+        "points_spent": r.points,
+        "balance": balance_after,
+    });
+    append(
+        tx,
+        NewEvent {
+            key: &key,
+            kind: "redemption",
+            account: Some(&r.member_id),
+            lane: &r.lane,
+            points: -r.points,
+            payload: json!({"redemption_id": r.redemption_id, "points": r.points}),
+            response: &response,
+            rule_version: None,
+            at: &ts(r.at),
+        },
+    )?;
+    Ok(Ok(response))
+}
+
+pub(super) fn import(tx: &Connection, members: &[MemberRecord]) -> Applied {
+    let now = ts(Utc::now());
+    let mut cards = 0;
+    for m in members {
+        tx.prepare_cached(
+            "INSERT INTO members (member_id, tier, segments, qr_public_key, proximity_key, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(member_id) DO UPDATE SET tier = ?2, segments = ?3, qr_public_key = ?4, proximity_key = ?5, updated_at = ?6",
+        )?
+        .execute(params![
+            m.member_id,
+            m.tier,
+            serde_json::to_string(&m.segments).unwrap_or_else(|_| "[]".into()),
+            m.qr_public_key,
+            m.proximity_key,
+            now
+        ])?;
+        for card in &m.cards {
+            cards += tx
+                .prepare_cached(
+                    "INSERT INTO cards (card_number, member_id) VALUES (?1, ?2)
+                     ON CONFLICT(card_number) DO UPDATE SET member_id = ?2",
+                )?
+                .execute(params![card, m.member_id])?;
+        }
+    }
+    Ok(Ok(json!({"members": members.len(), "cards": cards})))
+}
+
+pub(super) fn see_nonce(tx: &Connection, nonce: &str, member_id: &str, unix: i64) -> Applied {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO qr_nonces (nonce, member_id, seen_at) VALUES (?1, ?2, ?3) ON CONFLICT(nonce) DO NOTHING",
+        )?
+        .execute(params![nonce, member_id, unix])?;
+    Ok(Ok(Value::Bool(inserted == 1)))
+}

@@ -1,0 +1,158 @@
+//! The ledger: SQLite, one writer, many readers.
+//!
+//! Guarantees:
+//! - **Durable when acknowledged.** A command's answer is sent only after the transaction that
+//!   holds it committed with `synchronous=FULL` in WAL mode: a kill -9 or power cut after the
+//!   answer cannot lose it. Before the answer, it either committed whole or not at all.
+//! - **Once.** Every event carries an idempotency key (`sale:<receipt>`, `refund:<id>`,
+//!   `redeem:<id>`) under a UNIQUE constraint; a retried command returns the first answer,
+//!   stored with the event, and changes nothing.
+//! - **One transaction per effect.** An event row, its effect on balances and sales, and its
+//!   outbox entry are written together.
+//! - **Group commit.** The writer takes everything queued (up to [`MAX_BATCH`]) into one
+//!   transaction, each command in its own savepoint so that one failing does not undo others.
+//! - **Refusing, not losing.** When the disk is full or the file cannot be written, the batch is
+//!   rolled back, every caller gets [`LedgerError::Unavailable`], nothing acknowledged is lost,
+//!   and the next batch tries again.
+
+mod commands;
+mod read;
+pub mod schema;
+mod writer;
+
+pub use commands::{Identity, MemberRecord, RedeemRequest, RefundRequest, SaleRequest};
+pub use read::{MemberView, OutboxStatus, Readers};
+pub use writer::MAX_BATCH;
+
+use crate::engine::Rules;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum LedgerError {
+    /// The command is not allowed (insufficient balance, unknown receipt, ...). HTTP 409/404.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
+    /// Nothing was written; the ledger may accept the same command later. HTTP 503.
+    #[error("the ledger cannot record right now: {0}")]
+    Unavailable(String),
+    #[error("cannot open the ledger at {path}: {message}")]
+    Open { path: PathBuf, message: String },
+}
+
+impl LedgerError {
+    fn refused(code: &'static str, message: impl Into<String>) -> Self {
+        LedgerError::Refused {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+pub(crate) enum Command {
+    Sale(SaleRequest),
+    Refund(RefundRequest),
+    Redeem(RedeemRequest),
+    Import(Vec<MemberRecord>),
+    /// Records an app QR nonce; answers whether it was new.
+    SeeNonce {
+        nonce: String,
+        member_id: String,
+        unix: i64,
+    },
+}
+
+pub(crate) struct Job {
+    command: Command,
+    reply: oneshot::Sender<Result<Value, LedgerError>>,
+}
+
+/// A cheap handle to the writer, shareable across tasks.
+#[derive(Clone)]
+pub struct Ledger {
+    tx: mpsc::Sender<Job>,
+    readers: Readers,
+}
+
+impl Ledger {
+    /// Opens (creating and migrating) `path` and starts the writer thread. The thread stops when
+    /// every handle is dropped, after committing what was queued.
+    pub fn open(
+        path: &Path,
+        rules: Arc<Rules>,
+    ) -> Result<(Ledger, std::thread::JoinHandle<()>), LedgerError> {
+        let conn = writer::open_writer(path).map_err(|e| LedgerError::Open {
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        })?;
+        let (tx, rx) = mpsc::channel(4096);
+        let handle = std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || writer::run(conn, rx, rules))
+            .map_err(|e| LedgerError::Open {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok((
+            Ledger {
+                tx,
+                readers: Readers::new(path.to_owned()),
+            },
+            handle,
+        ))
+    }
+
+    pub fn readers(&self) -> &Readers {
+        &self.readers
+    }
+
+    async fn submit(&self, command: Command) -> Result<Value, LedgerError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job { command, reply })
+            .await
+            .map_err(|_| LedgerError::Unavailable("the ledger writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| LedgerError::Unavailable("the ledger writer has stopped".into()))?
+    }
+
+    /// Records a sale; the answer is the CONTRACT's sale response (the first one for a receipt).
+    pub async fn sale(&self, request: SaleRequest) -> Result<Value, LedgerError> {
+        self.submit(Command::Sale(request)).await
+    }
+
+    pub async fn refund(&self, request: RefundRequest) -> Result<Value, LedgerError> {
+        self.submit(Command::Refund(request)).await
+    }
+
+    pub async fn redeem(&self, request: RedeemRequest) -> Result<Value, LedgerError> {
+        self.submit(Command::Redeem(request)).await
+    }
+
+    /// Inserts or replaces members and their cards; answers `{"members": N, "cards": M}`.
+    pub async fn import_members(&self, members: Vec<MemberRecord>) -> Result<Value, LedgerError> {
+        self.submit(Command::Import(members)).await
+    }
+
+    /// True when this QR nonce was never seen before (and is now recorded durably).
+    pub async fn see_nonce(
+        &self,
+        nonce: String,
+        member_id: String,
+        unix: i64,
+    ) -> Result<bool, LedgerError> {
+        let v = self
+            .submit(Command::SeeNonce {
+                nonce,
+                member_id,
+                unix,
+            })
+            .await?;
+        Ok(v.as_bool().unwrap_or(false))
+    }
+}

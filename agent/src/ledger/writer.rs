@@ -1,0 +1,118 @@
+//! The single writer thread and its group commit.
+
+use super::commands::{self, Applied};
+use super::schema;
+use super::{Command, Job, LedgerError};
+use crate::engine::Rules;
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tracing::{debug, error, warn};
+
+/// The most commands one transaction holds: large enough to amortise the fsync, small enough
+/// that the first caller in a batch is not kept waiting long.
+pub const MAX_BATCH: usize = 512;
+
+pub fn open_writer(path: &Path) -> anyhow::Result<Connection> {
+    use anyhow::Context;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+    schema::configure(&conn).context("setting pragmas")?;
+    schema::migrate(&mut conn).context("migrating the schema")?;
+    Ok(conn)
+}
+
+pub fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, rules: Arc<Rules>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, &rules, &mut batch);
+    }
+    debug!("Ledger writer stopped: every handle is gone.");
+}
+
+fn commit_batch(conn: &mut Connection, rules: &Rules, batch: &mut Vec<Job>) {
+    let mut answers: Vec<Result<serde_json::Value, LedgerError>> = Vec::with_capacity(batch.len());
+    let outcome = (|| -> rusqlite::Result<()> {
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for job in batch.iter() {
+            let sp = tx.savepoint()?;
+            let applied: Applied = match &job.command {
+                Command::Sale(r) => commands::sale(&sp, rules, r),
+                Command::Refund(r) => commands::refund(&sp, r),
+                Command::Redeem(r) => commands::redeem(&sp, r),
+                Command::Import(m) => commands::import(&sp, m),
+                Command::SeeNonce {
+                    nonce,
+                    member_id,
+                    unix,
+                } => commands::see_nonce(&sp, nonce, member_id, *unix),
+            };
+            match applied {
+                Ok(answer) => {
+                    sp.commit()?;
+                    answers.push(answer);
+                }
+                Err(e) if is_storage_failure(&e) => return Err(e),
+                Err(e) => {
+                    // A constraint or logic failure of this one command: undo it alone.
+                    drop(sp);
+                    warn!(error = %e, "Ledger command failed; others in its batch go on.");
+                    answers.push(Err(LedgerError::Unavailable(e.to_string())));
+                }
+            }
+        }
+        tx.set_drop_behavior(rusqlite::DropBehavior::Rollback);
+        tx.commit()
+    })();
+    match outcome {
+        Ok(()) => {
+            for (job, answer) in batch.drain(..).zip(answers) {
+                let _ = job.reply.send(answer);
+            }
+        }
+        Err(e) => {
+            let message = describe(&e);
+            error!(error = %e, batch = batch.len(), "Ledger batch not committed; nothing in it was acknowledged.");
+            for job in batch.drain(..) {
+                let _ = job
+                    .reply
+                    .send(Err(LedgerError::Unavailable(message.clone())));
+            }
+        }
+    }
+}
+
+fn is_storage_failure(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            ErrorCode::DiskFull
+                | ErrorCode::ReadOnly
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen
+                | ErrorCode::DatabaseCorrupt
+                | ErrorCode::DatabaseBusy
+        )
+    )
+}
+
+fn describe(e: &rusqlite::Error) -> String {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => {
+            "the disk is full; free space and the agent resumes by itself".into()
+        }
+        Some(ErrorCode::ReadOnly) => "the ledger file is read-only".into(),
+        Some(ErrorCode::SystemIoFailure) => "the disk reported an I/O error".into(),
+        _ => e.to_string(),
+    }
+}

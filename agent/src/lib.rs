@@ -1,10 +1,18 @@
 //! Loyalty Edge store agent.
 //!
 //! Modules follow DESIGN.md: [`config`] (agent.toml), [`scan`] (serial scanners, framing,
-//! card and app-QR decoding), [`engine`] (pure points rules), [`metrics`].
+//! card and app-QR decoding), [`checkout`] (who is at each lane), [`engine`] (pure points
+//! rules), [`ledger`] (SQLite, one group-committing writer), [`api`] (the local HTTP API),
+//! [`app`] (the running agent and its shutdown), [`ops`] and [`cli`] (operator commands).
 
+pub mod api;
+pub mod app;
+pub mod checkout;
+pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod import;
 pub mod ledger;
 pub mod metrics;
+pub mod ops;
 pub mod scan;

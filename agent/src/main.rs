@@ -1,1 +1,107 @@
-fn main() {}
+//! `loyalty-agent`: parses the command line, sets up logging and signals, calls the library.
+
+use anyhow::Context;
+use clap::Parser;
+use loyalty_agent::cli::{Cli, Command, MembersCommand};
+use loyalty_agent::config::{Config, ConfigError};
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("loyalty-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::CheckConfig { config } => Ok(match Config::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e @ ConfigError::Invalid { .. }) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        }),
+        Command::Run { config } => {
+            let config = load(&config)?;
+            runtime()?.block_on(async {
+                let listener = tokio::net::TcpListener::bind(config.api_listen)
+                    .await
+                    .with_context(|| format!("binding the API to {}", config.api_listen))?;
+                let shutdown = CancellationToken::new();
+                tokio::spawn(stop_on_signal(shutdown.clone()));
+                loyalty_agent::app::run(config, listener, shutdown).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ports { config } => {
+            let config = config.map(|c| load(&c)).transpose()?;
+            loyalty_agent::ops::print_ports(config.as_ref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Members {
+            action: MembersCommand::Import { config, file },
+        } => {
+            let config = load(&config)?;
+            let summary =
+                runtime()?.block_on(loyalty_agent::ops::import_members(&config, &file))?;
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!(signal = "SIGTERM", "Stopping."),
+                _ = int.recv() => tracing::info!(signal = "SIGINT", "Stopping."),
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,371 @@
+//! One function per route.
+
+use super::{ApiError, AppState};
+use crate::checkout::LaneIdentity;
+use crate::ledger::{RedeemRequest, RefundRequest, SaleRequest};
+use crate::scan::{classify, qr, CardNumber, ScannedCode};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::str::FromStr;
+use std::time::Instant;
+use tracing::info;
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    payload
+        .map(|Json(v)| v)
+        .map_err(|e| ApiError::bad_request("bad_json", e.body_text()))
+}
+
+fn check_id(field: &'static str, value: &str) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > 128 || value.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "bad_id",
+            format!("`{field}` must be 1 to 128 printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn known_lane(state: &AppState, lane: &str) -> Result<(), ApiError> {
+    if state.lanes.exists(lane) {
+        Ok(())
+    } else {
+        Err(ApiError::unknown_lane(lane))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaleBody {
+    receipt_id: String,
+    total_cents: i64,
+    card: Option<String>,
+    qr: Option<String>,
+}
+
+/// A code the POS read itself, sent with the request.
+async fn identify_from_pos(
+    state: &AppState,
+    card: Option<&str>,
+    token: Option<&str>,
+) -> Result<Option<LaneIdentity>, ApiError> {
+    let code = match (card, token) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "bad_request",
+                "send `card` or `qr`, not both",
+            ))
+        }
+        (Some(card), None) => ScannedCode::Card(CardNumber::from_str(card).map_err(|e| {
+            ApiError::bad_request(
+                "bad_card",
+                format!("`{card}` is not a valid card number: {e}"),
+            )
+        })?),
+        (None, Some(token)) => match classify(None, token) {
+            Ok(code @ ScannedCode::AppQr(_)) => code,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "bad_qr",
+                    format!(
+                        "not a member app QR code: {}",
+                        qr::parse(token)
+                            .err()
+                            .map_or_else(|| "not an app QR".to_string(), |e| e.to_string())
+                    ),
+                ))
+            }
+        },
+        (None, None) => return Ok(None),
+    };
+    state
+        .identifier
+        .identify(&code)
+        .await
+        .map(Some)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))
+}
+
+pub async fn sale(
+    State(state): State<AppState>,
+    Path(lane): Path<String>,
+    payload: Result<Json<SaleBody>, JsonRejection>,
+) -> ApiResult {
+    let started = Instant::now();
+    known_lane(&state, &lane)?;
+    let b = body(payload)?;
+    check_id("receipt_id", &b.receipt_id)?;
+    if !(0..=10_000_000_000).contains(&b.total_cents) {
+        return Err(ApiError::bad_request(
+            "bad_total",
+            "`total_cents` must be between 0 and 10000000000",
+        ));
+    }
+    let from_pos = identify_from_pos(&state, b.card.as_deref(), b.qr.as_deref()).await?;
+    let who = from_pos.or_else(|| state.lanes.current(&lane));
+    let answer = state
+        .ledger
+        .sale(SaleRequest {
+            lane: lane.clone(),
+            receipt_id: b.receipt_id.clone(),
+            total_cents: b.total_cents,
+            identity: who.map(|w| w.identity),
+            at: chrono::Utc::now(),
+        })
+        .await?;
+    // The sale is done: the next customer at this lane starts without a member.
+    state.lanes.clear(&lane);
+    let points = answer["points_earned"].as_i64().unwrap_or(0);
+    if points > 0 {
+        state.metrics.credited(points);
+    }
+    state
+        .metrics
+        .observe_sale_latency(started.elapsed().as_secs_f64());
+    info!(lane = %lane, receipt = %b.receipt_id, member = ?answer["member_id"].as_str(), points, "Sale recorded.");
+    Ok(Json(answer))
+}
+
+pub async fn lane(State(state): State<AppState>, Path(lane): Path<String>) -> ApiResult {
+    known_lane(&state, &lane)?;
+    let Some(who) = state.lanes.current(&lane) else {
+        return Ok(Json(json!({"lane": lane, "member": null})));
+    };
+    let readers = state.ledger.readers().clone();
+    let account = match (&who.member_id, &who.card) {
+        (Some(m), _) => m.clone(),
+        (None, Some(card)) => format!("card:{card}"),
+        (None, None) => String::new(),
+    };
+    let member_id = who.member_id.clone();
+    let (balance, view) = tokio::task::spawn_blocking(move || {
+        let balance = readers.balance(&account)?;
+        let view = match &member_id {
+            Some(m) => readers.member(m)?,
+            None => None,
+        };
+        Ok::<_, rusqlite::Error>((balance, view))
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ledger_unavailable",
+            e.to_string(),
+        )
+    })?
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ledger_unavailable",
+            e.to_string(),
+        )
+    })?;
+    Ok(Json(json!({
+        "lane": lane,
+        "member": {
+            "member_id": who.member_id,
+            "card": who.card,
+            "known": who.member_id.is_some(),
+            "tier": view.as_ref().and_then(|v| v.tier.clone()),
+            "balance": balance,
+            "gifts": view.map(|v| v.gifts).unwrap_or_default(),
+            "can_spend": who.can_spend,
+            "spend_refused": who.spend_refused,
+        }
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemBody {
+    redemption_id: String,
+    points: Option<i64>,
+    gift_id: Option<String>,
+    qr: Option<String>,
+}
+
+pub async fn redeem(
+    State(state): State<AppState>,
+    Path(lane): Path<String>,
+    payload: Result<Json<RedeemBody>, JsonRejection>,
+) -> ApiResult {
+    known_lane(&state, &lane)?;
+    let b = body(payload)?;
+    check_id("redemption_id", &b.redemption_id)?;
+    let points = match (b.points, &b.gift_id) {
+        (Some(p), None) => p,
+        (None, Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "unknown_gift",
+                "this store has issued no such gift",
+            ))
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "bad_request",
+                "send `points` or `gift_id`, one of them",
+            ))
+        }
+    };
+    if points <= 0 {
+        return Err(ApiError::bad_request(
+            "bad_points",
+            "`points` must be more than 0",
+        ));
+    }
+    let who = match identify_from_pos(&state, None, b.qr.as_deref()).await? {
+        Some(w) => Some(w),
+        None => state.lanes.current(&lane),
+    };
+    let Some(who) = who else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_member",
+            "no member is identified at this lane: scan the member's app QR first",
+        ));
+    };
+    let (true, Some(member_id)) = (who.can_spend, who.member_id.clone()) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "spend_needs_fresh_qr",
+            who.spend_refused
+                .unwrap_or("spending needs the member's app QR code"),
+        ));
+    };
+    let answer = state
+        .ledger
+        .redeem(RedeemRequest {
+            lane: lane.clone(),
+            redemption_id: b.redemption_id,
+            member_id,
+            points,
+            at: chrono::Utc::now(),
+        })
+        .await?;
+    Ok(Json(answer))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundBody {
+    refund_id: String,
+    receipt_id: String,
+    total_cents: i64,
+}
+
+pub async fn refund(
+    State(state): State<AppState>,
+    Path(lane): Path<String>,
+    payload: Result<Json<RefundBody>, JsonRejection>,
+) -> ApiResult {
+    known_lane(&state, &lane)?;
+    let b = body(payload)?;
+    check_id("refund_id", &b.refund_id)?;
+    check_id("receipt_id", &b.receipt_id)?;
+    if b.total_cents <= 0 {
+        return Err(ApiError::bad_request(
+            "bad_total",
+            "`total_cents` must be more than 0",
+        ));
+    }
+    let answer = state
+        .ledger
+        .refund(RefundRequest {
+            lane,
+            refund_id: b.refund_id,
+            receipt_id: b.receipt_id,
+            total_cents: b.total_cents,
+            at: chrono::Utc::now(),
+        })
+        .await?;
+    Ok(Json(answer))
+}
+
+pub async fn member(State(state): State<AppState>, Path(member_id): Path<String>) -> ApiResult {
+    let readers = state.ledger.readers().clone();
+    let id = member_id.clone();
+    let view = tokio::task::spawn_blocking(move || readers.member(&id))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ledger_unavailable",
+                e.to_string(),
+            )
+        })?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ledger_unavailable",
+                e.to_string(),
+            )
+        })?;
+    match view {
+        Some(v) => Ok(Json(serde_json::to_value(v).unwrap_or(Value::Null))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_member",
+            format!("member `{member_id}` is not known to this store"),
+        )),
+    }
+}
+
+pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let readers = state.ledger.readers().clone();
+    let ledger = tokio::task::spawn_blocking(move || readers.outbox()).await;
+    let ledger = match ledger {
+        Ok(Ok(outbox)) => json!({"state": "ok", "outbox": outbox}),
+        Ok(Err(e)) => json!({"state": "error", "error": e.to_string()}),
+        Err(e) => json!({"state": "error", "error": e.to_string()}),
+    };
+    let scanners: serde_json::Map<String, Value> = state
+        .scanners
+        .iter()
+        .map(|(lane, h)| {
+            (
+                lane.clone(),
+                serde_json::to_value(h.state()).unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    let all_good = ledger["state"] == "ok" && state.scanners.values().all(|h| h.is_connected());
+    Json(json!({
+        "status": if all_good { "ok" } else { "degraded" },
+        "store": state.store_id,
+        "components": {
+            "ledger": ledger,
+            "scanners": scanners,
+            "hq": {"state": "not_configured"},
+            "proximity": {"state": "not_configured"},
+        }
+    }))
+}
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let readers = state.ledger.readers().clone();
+    if let Ok(Ok(outbox)) = tokio::task::spawn_blocking(move || readers.outbox()).await {
+        state
+            .metrics
+            .set_outbox(outbox.depth, outbox.oldest_age_seconds);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}

@@ -1,0 +1,40 @@
+//! The local HTTP API of CONTRACT.md: POS sales, refunds and redemptions, lane and member
+//! views, health and metrics. Bad input is always a 4xx with an error body, never a 500.
+
+mod error;
+mod handlers;
+
+pub use error::ApiError;
+
+use crate::checkout::{Identifier, Lanes};
+use crate::ledger::Ledger;
+use crate::metrics::Metrics;
+use crate::scan::ScannerHealth;
+use axum::routing::{get, post};
+use axum::Router;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub ledger: Ledger,
+    pub lanes: Arc<Lanes>,
+    pub identifier: Identifier,
+    pub metrics: Arc<Metrics>,
+    pub scanners: Arc<BTreeMap<String, Arc<ScannerHealth>>>,
+    pub store_id: String,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/lanes/{lane}/sales", post(handlers::sale))
+        .route("/v1/lanes/{lane}", get(handlers::lane))
+        .route("/v1/lanes/{lane}/redemptions", post(handlers::redeem))
+        .route("/v1/lanes/{lane}/refunds", post(handlers::refund))
+        .route("/v1/members/{member_id}", get(handlers::member))
+        .route("/healthz", get(handlers::health))
+        .route("/metrics", get(handlers::metrics))
+        .fallback(handlers::not_found)
+        .with_state(state)
+}

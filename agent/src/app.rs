@@ -1,0 +1,95 @@
+//! The running agent: wires config, ledger, scanners, lane sessions and the API, and shuts
+//! them down in order.
+//!
+//! Shutdown order: stop accepting requests and stop the scanners; let in-flight requests get
+//! their answers; then drop every ledger handle so the writer commits what is queued and exits;
+//! join it. Nothing acknowledged is lost, nothing queued is dropped.
+
+use crate::api::{self, AppState};
+use crate::checkout::{self, Identifier, Lanes};
+use crate::config::Config;
+use crate::ledger::Ledger;
+use crate::metrics::Metrics;
+use crate::scan::{self, ScannerHealth};
+use anyhow::Context;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+/// Runs until `shutdown` is cancelled, serving the API on `listener`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let (ledger, writer) = Ledger::open(&config.ledger_path(), Arc::new(config.rules.clone()))
+        .context("opening the ledger")?;
+    let lanes = Arc::new(Lanes::new(
+        config.lanes.iter().map(|l| l.id.clone()).collect(),
+        config.checkout.session_timeout,
+    ));
+    let identifier = Identifier {
+        ledger: ledger.clone(),
+        metrics: metrics.clone(),
+        qr_max_age: config.checkout.qr_max_age,
+    };
+
+    let tracker = TaskTracker::new();
+    let sources = shutdown.child_token();
+    let (scan_tx, scan_rx) = tokio::sync::mpsc::channel(256);
+    let mut scanners = BTreeMap::new();
+    for lane in &config.lanes {
+        let Some(settings) = lane.scanner.clone() else {
+            continue;
+        };
+        let health = Arc::new(ScannerHealth::new());
+        scanners.insert(lane.id.clone(), health.clone());
+        tracker.spawn(scan::supervise(
+            lane.id.clone(),
+            settings,
+            scan_tx.clone(),
+            health,
+            metrics.clone(),
+            sources.clone(),
+        ));
+    }
+    drop(scan_tx);
+    tracker.spawn(checkout::run_scans(
+        scan_rx,
+        lanes.clone(),
+        identifier.clone(),
+        sources.clone(),
+    ));
+
+    let state = AppState {
+        ledger: ledger.clone(),
+        lanes,
+        identifier,
+        metrics,
+        scanners: Arc::new(scanners),
+        store_id: config.store_id.clone(),
+    };
+    drop(ledger);
+    let address = listener.local_addr().ok();
+    info!(store = %config.store_id, address = ?address, lanes = config.lanes.len(), "Agent serving.");
+    let server_shutdown = shutdown.clone();
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+        .await
+        .context("serving the API")?;
+    sources.cancel();
+    tracker.close();
+    tracker.wait().await;
+    // Every ledger handle is gone now: the writer commits what it holds, then returns.
+    tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .context("the ledger writer did not stop cleanly")?;
+    info!("Agent stopped cleanly.");
+    Ok(())
+}

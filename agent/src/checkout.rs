@@ -1,0 +1,220 @@
+//! Lane sessions: who is at each checkout lane, and how a scan or a POS-read code identifies
+//! them.
+//!
+//! A known card or a signed app QR makes that member the lane's member until a sale completes
+//! or the session times out. Earning and spending differ (DESIGN.md): a card, an expired QR or a
+//! replayed QR may earn; only a fresh, first-seen QR lets the member spend. A forged QR never
+//! identifies anyone.
+
+use crate::ledger::{Identity, Ledger};
+use crate::metrics::Metrics;
+use crate::scan::{qr, AppQr, LaneScan, ScannedCode};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Who a lane serves now, as the cashier sees it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LaneIdentity {
+    #[serde(skip)]
+    pub identity: Identity,
+    pub member_id: Option<String>,
+    pub card: Option<String>,
+    /// True only after a fresh, unreplayed app QR.
+    pub can_spend: bool,
+    /// Why spending is not allowed, when it is not.
+    pub spend_refused: Option<&'static str>,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum IdentifyError {
+    #[error("this app QR code is not signed by the member's app (forged or damaged)")]
+    Forged,
+    #[error("this app QR code names a member this store does not know")]
+    UnknownMember,
+    #[error("the ledger cannot be read: {0}")]
+    Ledger(String),
+}
+
+impl IdentifyError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            IdentifyError::Forged => "forged_qr",
+            IdentifyError::UnknownMember => "unknown_member",
+            IdentifyError::Ledger(_) => "ledger_unavailable",
+        }
+    }
+}
+
+struct Session {
+    who: LaneIdentity,
+    since: Instant,
+}
+
+/// Every lane's current member.
+pub struct Lanes {
+    ids: Vec<String>,
+    sessions: Mutex<HashMap<String, Session>>,
+    timeout: Duration,
+}
+
+impl Lanes {
+    pub fn new(ids: Vec<String>, timeout: Duration) -> Self {
+        Lanes {
+            ids,
+            sessions: Mutex::new(HashMap::new()),
+            timeout,
+        }
+    }
+
+    pub fn exists(&self, lane: &str) -> bool {
+        self.ids.iter().any(|l| l == lane)
+    }
+
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
+    pub fn set(&self, lane: &str, who: LaneIdentity) {
+        if let Ok(mut s) = self.sessions.lock() {
+            s.insert(
+                lane.to_owned(),
+                Session {
+                    who,
+                    since: Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// The lane's member if identified within the session timeout.
+    pub fn current(&self, lane: &str) -> Option<LaneIdentity> {
+        let mut sessions = self.sessions.lock().ok()?;
+        match sessions.get(lane) {
+            Some(s) if s.since.elapsed() <= self.timeout => Some(s.who.clone()),
+            Some(_) => {
+                sessions.remove(lane);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Ends the lane's session (a sale completed: the next customer starts fresh).
+    pub fn clear(&self, lane: &str) {
+        if let Ok(mut s) = self.sessions.lock() {
+            s.remove(lane);
+        }
+    }
+}
+
+/// Turns scanned codes into lane identities.
+#[derive(Clone)]
+pub struct Identifier {
+    pub ledger: Ledger,
+    pub metrics: Arc<Metrics>,
+    pub qr_max_age: Duration,
+}
+
+impl Identifier {
+    pub async fn identify(&self, code: &ScannedCode) -> Result<LaneIdentity, IdentifyError> {
+        match code {
+            ScannedCode::Card(card) => {
+                let readers = self.ledger.readers().clone();
+                let number = card.as_str().to_owned();
+                let lookup = number.clone();
+                let member = tokio::task::spawn_blocking(move || readers.member_for_card(&lookup))
+                    .await
+                    .map_err(|e| IdentifyError::Ledger(e.to_string()))?
+                    .map_err(|e| IdentifyError::Ledger(e.to_string()))?;
+                Ok(LaneIdentity {
+                    identity: Identity::Card(number.clone()),
+                    member_id: member,
+                    card: Some(number),
+                    can_spend: false,
+                    spend_refused: Some("a card earns points; spending needs the member's app QR"),
+                })
+            }
+            ScannedCode::AppQr(token) => self.identify_qr(token).await,
+        }
+    }
+
+    async fn identify_qr(&self, token: &AppQr) -> Result<LaneIdentity, IdentifyError> {
+        let readers = self.ledger.readers().clone();
+        let member_id = token.member_id.clone();
+        let member = tokio::task::spawn_blocking(move || readers.member(&member_id))
+            .await
+            .map_err(|e| IdentifyError::Ledger(e.to_string()))?
+            .map_err(|e| IdentifyError::Ledger(e.to_string()))?;
+        let Some(member) = member else {
+            self.metrics.qr_rejected("unknown_member");
+            warn!(member = %token.member_id, "App QR for an unknown member refused.");
+            return Err(IdentifyError::UnknownMember);
+        };
+        let key = member
+            .qr_public_key
+            .as_deref()
+            .and_then(|k| qr::parse_public_key(k).ok());
+        if key.is_none_or(|k| token.verify(&k).is_err()) {
+            self.metrics.qr_rejected("forged");
+            warn!(member = %token.member_id, reason = "forged", "App QR refused: the signature does not verify.");
+            return Err(IdentifyError::Forged);
+        }
+        let now = chrono::Utc::now().timestamp();
+        let mut spend_refused = None;
+        if !token.is_fresh(now, self.qr_max_age) {
+            self.metrics.qr_rejected("expired");
+            warn!(member = %token.member_id, reason = "expired", issued_at = token.issued_at, "App QR too old to spend; it still earns.");
+            spend_refused =
+                Some("this app QR code has expired: ask the member to refresh it to spend points");
+        } else {
+            let first = self
+                .ledger
+                .see_nonce(token.nonce_hex(), token.member_id.clone(), now)
+                .await
+                .map_err(|e| IdentifyError::Ledger(e.to_string()))?;
+            if !first {
+                self.metrics.qr_rejected("replayed");
+                warn!(member = %token.member_id, reason = "replayed", "App QR already used; it still earns but cannot spend.");
+                spend_refused = Some("this app QR code was already used: ask the member to refresh it to spend points");
+            }
+        }
+        Ok(LaneIdentity {
+            identity: Identity::Member(member.member_id.clone()),
+            member_id: Some(member.member_id),
+            card: None,
+            can_spend: spend_refused.is_none(),
+            spend_refused,
+        })
+    }
+}
+
+/// Consumes scans from every lane's scanner and sets the lane's member.
+pub async fn run_scans(
+    mut scans: mpsc::Receiver<LaneScan>,
+    lanes: Arc<Lanes>,
+    identifier: Identifier,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let scan = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            scan = scans.recv() => match scan { Some(s) => s, None => break },
+        };
+        match identifier.identify(&scan.code).await {
+            Ok(who) => {
+                info!(lane = %scan.lane, member = ?who.member_id, card = ?who.card, can_spend = who.can_spend, "Member identified at lane.");
+                lanes.set(&scan.lane, who);
+            }
+            Err(e) => {
+                identifier.metrics.scan(&scan.lane, e.code());
+                warn!(lane = %scan.lane, error = %e, "Scan did not identify a member.");
+            }
+        }
+    }
+}

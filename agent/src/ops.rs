@@ -1,0 +1,69 @@
+//! Operator commands that are not the daemon: `ports` and `members import`.
+
+use crate::config::Config;
+use crate::import;
+use crate::ledger::Ledger;
+use crate::scan::{port, PortSource};
+use anyhow::Context;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Prints each serial port with its USB identity and the lane it would serve under `config`.
+pub fn print_ports(config: Option<&Config>) -> anyhow::Result<()> {
+    let ports = port::list_ports().context("listing serial ports")?;
+    if ports.is_empty() {
+        println!("no serial ports with a device behind them");
+    }
+    for p in &ports {
+        let usb = match (p.vid, p.pid) {
+            (Some(v), Some(d)) => format!("{v:04x}:{d:04x}"),
+            _ => "-".into(),
+        };
+        let lane = config
+            .and_then(|c| {
+                c.lanes.iter().find(|l| {
+                    l.scanner.as_ref().is_some_and(|s| match &s.source {
+                        PortSource::Path(path) => path.as_os_str() == p.path.as_str(),
+                        PortSource::Usb { vid, pid, serial } => {
+                            p.vid == Some(*vid)
+                                && p.pid == Some(*pid)
+                                && (serial.is_none() || serial == &p.serial_number)
+                        }
+                    })
+                })
+            })
+            .map_or_else(|| "-".to_string(), |l| format!("lane {}", l.id));
+        println!(
+            "{}\tusb {}\tserial {}\t{}\t{}",
+            p.path,
+            usb,
+            p.serial_number.as_deref().unwrap_or("-"),
+            p.product.as_deref().unwrap_or("-"),
+            lane
+        );
+    }
+    Ok(())
+}
+
+/// Imports a member file into the store's ledger; returns a one-line summary.
+pub async fn import_members(config: &Config, file: &Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let format = import::detect_format(file, &text);
+    let members = import::parse_members(&text, format)
+        .map_err(|e| anyhow::anyhow!("{}:\n{e}", file.display()))?;
+    let (ledger, writer) = Ledger::open(&config.ledger_path(), Arc::new(config.rules.clone()))?;
+    let answer = ledger.import_members(members).await?;
+    drop(ledger);
+    tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .context("the ledger writer did not stop cleanly")?;
+    Ok(format!(
+        "imported {} members and {} cards into {}",
+        answer["members"],
+        answer["cards"],
+        config.ledger_path().display()
+    ))
+}

@@ -20,6 +20,8 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// The whole store on one machine with simulated devices: plays a short day.
+    Demo,
     /// Validate a configuration file; every problem as PATH:LINE:COL: message.
     CheckConfig {
         #[arg(long)]

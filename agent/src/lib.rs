@@ -10,6 +10,7 @@ pub mod app;
 pub mod checkout;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod import;
 pub mod ledger;

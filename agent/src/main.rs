@@ -9,7 +9,13 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    // The demo's story goes to stdout; only its warnings belong on the terminal beside it.
+    let default_level = if matches!(cli.command, Command::Demo) {
+        "warn"
+    } else {
+        "info"
+    };
+    init_logging(&cli.log_format, default_level);
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -19,9 +25,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: &str, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -58,6 +64,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 tokio::spawn(stop_on_signal(shutdown.clone()));
                 loyalty_agent::app::run(config, listener, shutdown).await
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo => {
+            let mut out = std::io::stdout();
+            runtime()?.block_on(loyalty_agent::demo::run(&mut out))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ports { config } => {

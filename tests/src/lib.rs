@@ -88,14 +88,20 @@ impl Store {
 
     /// Starts `loyalty-agent run` and waits until `/healthz` answers.
     pub fn start(&self) -> Agent {
+        self.start_with(|_| {})
+    }
+
+    /// Like [`Store::start`], letting the test adjust the command (limits, environment).
+    pub fn start_with(&self, adjust: impl FnOnce(&mut Command)) -> Agent {
         let log = std::fs::File::create(self.dir.path().join("agent.log")).expect("log file");
-        let child = Command::new(agent_binary())
+        let mut command = Command::new(agent_binary());
+        command
             .args(["run", "--config"])
             .arg(&self.config)
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawning the agent");
+            .stderr(log);
+        adjust(&mut command);
+        let child = command.spawn().expect("spawning the agent");
         let agent = Agent { child };
         let client = reqwest::blocking::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);

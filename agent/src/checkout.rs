@@ -31,6 +31,19 @@ pub struct LaneIdentity {
     pub spend_refused: Option<&'static str>,
 }
 
+impl LaneIdentity {
+    /// A card: it earns, under its member when linked, under its number until then.
+    pub fn card(number: String, member_id: Option<String>) -> Self {
+        LaneIdentity {
+            identity: Identity::Card(number.clone()),
+            member_id,
+            card: Some(number),
+            can_spend: false,
+            spend_refused: Some("a card earns points; spending needs the member's app QR"),
+        }
+    }
+}
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum IdentifyError {
     #[error("this app QR code is not signed by the member's app (forged or damaged)")]
@@ -132,13 +145,7 @@ impl Identifier {
                     .await
                     .map_err(|e| IdentifyError::Ledger(e.to_string()))?
                     .map_err(|e| IdentifyError::Ledger(e.to_string()))?;
-                Ok(LaneIdentity {
-                    identity: Identity::Card(number.clone()),
-                    member_id: member,
-                    card: Some(number),
-                    can_spend: false,
-                    spend_refused: Some("a card earns points; spending needs the member's app QR"),
-                })
+                Ok(LaneIdentity::card(number, member))
             }
             ScannedCode::AppQr(token) => self.identify_qr(token).await,
         }

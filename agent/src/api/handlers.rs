@@ -63,12 +63,17 @@ async fn identify_from_pos(
                 "send `card` or `qr`, not both",
             ))
         }
-        (Some(card), None) => ScannedCode::Card(CardNumber::from_str(card).map_err(|e| {
-            ApiError::bad_request(
-                "bad_card",
-                format!("`{card}` is not a valid card number: {e}"),
-            )
-        })?),
+        (Some(card), None) => {
+            let card = CardNumber::from_str(card).map_err(|e| {
+                ApiError::bad_request(
+                    "bad_card",
+                    format!("`{card}` is not a valid card number: {e}"),
+                )
+            })?;
+            // The writer links the card to its member in the sale's own transaction; a lookup
+            // here would only cost a read on the hot path.
+            return Ok(Some(LaneIdentity::card(card.as_str().to_owned(), None)));
+        }
         (None, Some(token)) => match classify(None, token) {
             Ok(code @ ScannedCode::AppQr(_)) => code,
             _ => {

@@ -5,6 +5,8 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+const MAX_IDLE: usize = 64;
+
 /// A small pool of read-only connections.
 #[derive(Clone)]
 pub struct Readers {
@@ -57,7 +59,9 @@ impl Readers {
         };
         let result = f(&conn);
         if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < 8 {
+            // As many idle connections as concurrent readers the API sees: opening one costs far
+            // more than a query.
+            if idle.len() < MAX_IDLE {
                 idle.push(conn);
             }
         }

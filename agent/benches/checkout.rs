@@ -1,0 +1,408 @@
+//! Checkout throughput and latency, in one run: bare SQLite with the ledger's pragmas (the
+//! ceiling), then the real agent over HTTP, then the ratios against the targets.
+//!
+//! Run with `cargo bench -p loyalty-agent --bench checkout`. Files go under Cargo's target tmp
+//! directory (a real disk, not a tmpfs), so every commit pays a real fsync.
+
+use loyalty_agent::app;
+use loyalty_agent::config::Config;
+use loyalty_agent::ledger::schema;
+use rusqlite::{params, Connection, TransactionBehavior};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Single-row commits timed one by one.
+const SINGLE_COMMITS: usize = 2000;
+/// Rows written in 64-row batches.
+const BATCH64_ROWS: usize = 64 * 1000;
+/// Rows written in 1000-row batches.
+const BATCH1000_ROWS: usize = 200_000;
+/// Lanes, and concurrent clients (one per lane).
+const LANES: usize = 64;
+/// Sales per lane before measuring.
+const WARMUP_PER_LANE: usize = 16;
+/// Sales per lane measured: 64 x 470 = 30,080.
+const MEASURED_PER_LANE: usize = 470;
+/// Sequential sales timed one by one.
+const SEQUENTIAL_SALES: usize = 2000;
+const SALE_CENTS: i64 = 1250;
+
+fn main() -> ExitCode {
+    let base = tempfile::Builder::new()
+        .prefix("checkout-bench-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("creating a temp dir under the target tmp dir");
+    println!("checkout bench: files under {}", base.path().display());
+
+    println!("== 1. bare rusqlite (WAL, synchronous=FULL, schema::configure) ==");
+    let bare = bare_sqlite(base.path());
+
+    println!("== 2. the agent (app::run on 127.0.0.1:0, {LANES} lanes, HTTP) ==");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    let agent = runtime.block_on(agent_bench(base.path()));
+    drop(runtime);
+
+    println!("== 3. against the targets ==");
+    let half_1000 = bare.batch1000_rows_per_s / 2.0;
+    report_ratio(
+        "agent credits/s vs half the bare 1000-row batched rate",
+        agent.credits_per_s,
+        half_1000,
+        "credits/s",
+        true,
+    );
+    report_ratio(
+        "agent credits/s vs the bare 64-row batched rate",
+        agent.credits_per_s,
+        bare.batch64_rows_per_s,
+        "credits/s",
+        true,
+    );
+    report_ratio(
+        "single sale p99 vs 3x the bare single commit median",
+        ms(agent.sale_p99),
+        3.0 * ms(bare.single_median),
+        "ms",
+        false,
+    );
+
+    println!("== ledger check ==");
+    println!(
+        "ledger events: {} / 200 answers: {} / other answers: {}",
+        agent.ledger_events, agent.ok_answers, agent.other_answers
+    );
+    if agent.ledger_events == agent.ok_answers {
+        println!("ledger check: OK (every 200 answer is exactly one event)");
+        ExitCode::SUCCESS
+    } else {
+        println!("ledger check: FAILED (events and 200 answers differ)");
+        ExitCode::FAILURE
+    }
+}
+
+/// Prints `measured` against `target`; `higher_is_better` says which way the target points.
+fn report_ratio(what: &str, measured: f64, target: f64, unit: &str, higher_is_better: bool) {
+    let ratio = measured / target;
+    let prec = if unit == "ms" { 3 } else { 0 };
+    let met = if higher_is_better {
+        measured >= target
+    } else {
+        measured <= target
+    };
+    println!(
+        "{what}: {measured:.prec$} {unit} vs target {target:.prec$} {unit} = {ratio:.2}x -> {}",
+        if met { "target met" } else { "target missed" }
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    assert!(!sorted.is_empty(), "percentile of no samples");
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+struct Bare {
+    single_median: Duration,
+    batch64_rows_per_s: f64,
+    batch1000_rows_per_s: f64,
+}
+
+fn bare_sqlite(dir: &Path) -> Bare {
+    let path = dir.join("bare.db");
+    let mut conn = Connection::open(&path).expect("opening bare.db");
+    schema::configure(&conn).expect("setting the ledger pragmas on bare.db");
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .expect("reading journal_mode");
+    let sync: i64 = conn
+        .pragma_query_value(None, "synchronous", |r| r.get(0))
+        .expect("reading synchronous");
+    println!("bare pragmas: journal_mode={mode} synchronous={sync} (2 = FULL)");
+    for table in ["single", "batch64", "batch1000"] {
+        conn.execute_batch(&format!(
+            "CREATE TABLE {table} (id INTEGER PRIMARY KEY, k TEXT NOT NULL UNIQUE, v INTEGER NOT NULL);"
+        ))
+        .expect("creating a bare table");
+    }
+
+    // (a) One row per transaction (autocommit), each commit timed.
+    for i in 0..50 {
+        insert(&conn, "single", &format!("warm-{i}"), i);
+    }
+    let mut times = Vec::with_capacity(SINGLE_COMMITS);
+    let started = Instant::now();
+    for i in 0..SINGLE_COMMITS {
+        let key = format!("r-{i:010}");
+        let t = Instant::now();
+        insert(&conn, "single", &key, i);
+        times.push(t.elapsed());
+    }
+    let total = started.elapsed();
+    times.sort();
+    let single_median = percentile(&times, 0.50);
+    println!(
+        "bare single-row durable commits: {:.1} commits/s (N={SINGLE_COMMITS})",
+        SINGLE_COMMITS as f64 / total.as_secs_f64()
+    );
+    println!(
+        "bare single commit time: median {:.3} ms, p99 {:.3} ms",
+        ms(single_median),
+        ms(percentile(&times, 0.99))
+    );
+
+    // (b), (c) Batches in one IMMEDIATE transaction each, as the ledger writer does.
+    let batch64_rows_per_s = batched(&mut conn, "batch64", 64, BATCH64_ROWS);
+    println!("bare 64-row batches: {batch64_rows_per_s:.0} rows/s ({BATCH64_ROWS} rows)");
+    let batch1000_rows_per_s = batched(&mut conn, "batch1000", 1000, BATCH1000_ROWS);
+    println!("bare 1000-row batches: {batch1000_rows_per_s:.0} rows/s ({BATCH1000_ROWS} rows)");
+
+    Bare {
+        single_median,
+        batch64_rows_per_s,
+        batch1000_rows_per_s,
+    }
+}
+
+fn insert(conn: &Connection, table: &str, key: &str, value: usize) {
+    conn.prepare_cached(&format!("INSERT INTO {table} (k, v) VALUES (?1, ?2)"))
+        .expect("preparing the bare insert")
+        .execute(params![key, value as i64])
+        .expect("bare insert");
+}
+
+/// Rows per second writing `total` rows in transactions of `batch` rows.
+fn batched(conn: &mut Connection, table: &str, batch: usize, total: usize) -> f64 {
+    let sql = format!("INSERT INTO {table} (k, v) VALUES (?1, ?2)");
+    let started = Instant::now();
+    let mut written = 0;
+    while written < total {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .expect("beginning a bare batch");
+        {
+            let mut stmt = tx.prepare_cached(&sql).expect("preparing the bare insert");
+            for i in written..(written + batch).min(total) {
+                stmt.execute(params![format!("r-{i:010}"), i as i64])
+                    .expect("bare batched insert");
+            }
+        }
+        tx.commit().expect("committing a bare batch");
+        written = (written + batch).min(total);
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+struct AgentResult {
+    credits_per_s: f64,
+    sale_p99: Duration,
+    ok_answers: u64,
+    other_answers: u64,
+    ledger_events: u64,
+}
+
+/// A valid EAN-13 card for a lane: `400638` + six lane digits + the GS1 check digit.
+fn card_for(lane: usize) -> String {
+    let body = format!("400638{lane:06}");
+    let sum: u32 = body
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| u32::from(d - b'0') * if i % 2 == 0 { 3 } else { 1 })
+        .sum();
+    format!("{body}{}", (10 - sum % 10) % 10)
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: u64,
+    other: u64,
+    first_failure: Option<String>,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.ok += other.ok;
+        self.other += other.other;
+        if self.first_failure.is_none() {
+            self.first_failure = other.first_failure;
+        }
+    }
+}
+
+/// Posts one sale: `Ok` on 200, otherwise what came back.
+async fn post_sale(
+    client: &reqwest::Client,
+    base: &str,
+    lane: usize,
+    receipt: &str,
+    card: &str,
+) -> Result<(), String> {
+    let response = client
+        .post(format!("{base}/v1/lanes/L{lane}/sales"))
+        .json(&serde_json::json!({
+            "receipt_id": receipt,
+            "total_cents": SALE_CENTS,
+            "card": card,
+        }))
+        .send()
+        .await
+        .map_err(|e| format!("sending {receipt}: {e}"))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| format!("reading the answer to {receipt}: {e}"))?;
+    if status == reqwest::StatusCode::OK {
+        Ok(())
+    } else {
+        Err(format!(
+            "{receipt}: HTTP {status}: {}",
+            String::from_utf8_lossy(&body)
+        ))
+    }
+}
+
+/// Every lane posts `per_lane` sales concurrently; returns the tally and the wall time.
+async fn concurrent(
+    client: &reqwest::Client,
+    base: &str,
+    phase: &str,
+    per_lane: usize,
+) -> (Tally, Duration) {
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(LANES);
+    for lane in 0..LANES {
+        let client = client.clone();
+        let base = base.to_owned();
+        let phase = phase.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let card = card_for(lane);
+            let mut tally = Tally::default();
+            for i in 0..per_lane {
+                let receipt = format!("{phase}-L{lane}-{i}");
+                match post_sale(&client, &base, lane, &receipt, &card).await {
+                    Ok(()) => tally.ok += 1,
+                    Err(e) => {
+                        tally.other += 1;
+                        tally.first_failure.get_or_insert(e);
+                    }
+                }
+            }
+            tally
+        }));
+    }
+    let mut total = Tally::default();
+    for task in tasks {
+        total.add(task.await.expect("a lane client task panicked"));
+    }
+    (total, started.elapsed())
+}
+
+async fn agent_bench(dir: &Path) -> AgentResult {
+    let data_dir = dir.join("agent-data");
+    let mut text = format!(
+        "[store]\nid = \"bench\"\ndata_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n",
+        data_dir.display()
+    );
+    for lane in 0..LANES {
+        text.push_str(&format!("\n[[lanes]]\nid = \"L{lane}\"\n"));
+    }
+    let config_path = dir.join("agent.toml");
+    let config = Config::parse(&text, &config_path).expect("the bench agent.toml is valid");
+    let ledger_path = config.ledger_path();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding 127.0.0.1:0");
+    let address = listener.local_addr().expect("the listener's address");
+    let base = format!("http://{address}");
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app::run(config, listener, shutdown.clone()));
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(2 * LANES)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("building the HTTP client");
+
+    let mut all = Tally::default();
+    let (warm, warm_time) = concurrent(&client, &base, "warm", WARMUP_PER_LANE).await;
+    println!(
+        "warm-up: {} sales from {LANES} clients in {:.2} s ({} not 200)",
+        warm.ok + warm.other,
+        warm_time.as_secs_f64(),
+        warm.other
+    );
+    all.add(warm);
+
+    let (measured, elapsed) = concurrent(&client, &base, "load", MEASURED_PER_LANE).await;
+    let credits_per_s = measured.ok as f64 / elapsed.as_secs_f64();
+    println!(
+        "agent, {LANES} concurrent clients: {} sales answered 200 in {:.2} s ({} not 200)",
+        measured.ok,
+        elapsed.as_secs_f64(),
+        measured.other
+    );
+    println!("agent durable credits: {credits_per_s:.0} credits/s");
+    all.add(measured);
+
+    // One client, one sale at a time: the latency a lone cashier sees.
+    let card = card_for(0);
+    let mut times = Vec::with_capacity(SEQUENTIAL_SALES);
+    let mut sequential = Tally::default();
+    for i in 0..SEQUENTIAL_SALES {
+        let receipt = format!("seq-L0-{i}");
+        let t = Instant::now();
+        let outcome = post_sale(&client, &base, 0, &receipt, &card).await;
+        times.push(t.elapsed());
+        match outcome {
+            Ok(()) => sequential.ok += 1,
+            Err(e) => {
+                sequential.other += 1;
+                sequential.first_failure.get_or_insert(e);
+            }
+        }
+    }
+    times.sort();
+    let sale_p99 = percentile(&times, 0.99);
+    println!(
+        "single sale, one sequential client (N={SEQUENTIAL_SALES}): p50 {:.3} ms, p99 {:.3} ms ({} not 200)",
+        ms(percentile(&times, 0.50)),
+        ms(sale_p99),
+        sequential.other
+    );
+    all.add(sequential);
+    if let Some(failure) = &all.first_failure {
+        println!("first answer that was not 200: {failure}");
+    }
+
+    drop(client);
+    shutdown.cancel();
+    server
+        .await
+        .expect("the agent task panicked")
+        .expect("the agent stopped with an error");
+    println!("agent stopped cleanly");
+
+    let conn = Connection::open(&ledger_path).expect("opening the agent's ledger after shutdown");
+    let events: i64 = conn
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .expect("counting ledger events");
+    AgentResult {
+        credits_per_s,
+        sale_p99,
+        ok_answers: all.ok,
+        other_answers: all.other,
+        ledger_events: u64::try_from(events).expect("a non-negative event count"),
+    }
+}

@@ -16,4 +16,5 @@ pub mod import;
 pub mod ledger;
 pub mod metrics;
 pub mod ops;
+pub mod proximity;
 pub mod scan;

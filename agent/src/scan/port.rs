@@ -31,7 +31,7 @@ pub const READ_TIMEOUT: Duration = Duration::from_millis(50);
 const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A connection that lasted this long was healthy: the next failure starts backoff afresh.
-const STABLE_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const STABLE_AFTER: Duration = Duration::from_secs(10);
 
 /// Why a port could not be listed, found or opened.
 #[derive(Debug, thiserror::Error)]
@@ -301,7 +301,7 @@ pub async fn supervise(
 /// 250 ms doubling to 10 s, then a random point in the upper half of that: scanners that went
 /// away together (a hub reset) do not all retry in the same instant, and none retries sooner
 /// than half its step.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let step = backoff_step(attempt);
     let half = step / 2;
     let jitter_ms = u64::try_from(half.as_millis()).unwrap_or(0);

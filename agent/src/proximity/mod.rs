@@ -1,0 +1,36 @@
+//! Proximity: who is near which zone sensor.
+//!
+//! # The seam
+//! Every source of proximity data turns its input into [`Sighting`]s on a bounded tokio mpsc
+//! channel, and nothing downstream knows which source a sighting came from. Today the only
+//! source is a zone-sensor node on a serial port ([`sensor_node`]): it speaks the firmware's
+//! wire protocol (`loyalty_firmware::wire`), one [`Sighting`] per device per report interval,
+//! and one per check-in write. Zone tracking (which member is in which zone, from these
+//! sightings) comes with the proximity issue; this module stops at the channel.
+
+pub mod sensor_node;
+
+use std::time::Instant;
+
+pub use sensor_node::{read_node_frames, supervise_node, NodeHealth, NodeReadError, NodeState};
+
+/// One device heard by one sensor over one report interval, or one check-in write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    /// The sensor's configured name.
+    pub sensor: String,
+    /// The phone token id, when the device is a member's phone (`None`: some other advertiser
+    /// the node forwarded raw).
+    pub token: Option<u64>,
+    /// Median RSSI over the interval, dBm (a check-in's connection RSSI).
+    pub rssi: i8,
+    /// Strongest RSSI over the interval, dBm.
+    pub rssi_max: i8,
+    /// Advertisements heard in the interval (1 for a check-in).
+    pub count: u16,
+    /// The phone wrote its token to the node's check-in characteristic: it is at the sensor,
+    /// whatever the RSSI says.
+    pub check_in: bool,
+    /// When the agent received it.
+    pub at: Instant,
+}

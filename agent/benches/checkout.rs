@@ -44,6 +44,10 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("building the tokio runtime");
+    let writer_only = runtime.block_on(ledger_only(base.path()));
+    println!(
+        "ledger writer alone (no HTTP), {LANES} concurrent callers: {writer_only:.0} credits/s"
+    );
     let agent = runtime.block_on(agent_bench(base.path()));
     drop(runtime);
 
@@ -208,6 +212,40 @@ struct AgentResult {
     ok_answers: u64,
     other_answers: u64,
     ledger_events: u64,
+}
+
+/// The ledger writer without HTTP: tells whether the writer or the HTTP path bounds the agent.
+async fn ledger_only(dir: &Path) -> f64 {
+    use loyalty_agent::ledger::{Identity, Ledger, SaleRequest};
+    const PER_CALLER: usize = 400;
+    let (ledger, _writer) = Ledger::open(
+        &dir.join("ledger-only.db"),
+        std::sync::Arc::new(loyalty_agent::engine::Rules::default()),
+    )
+    .expect("opening the writer-only ledger");
+    let started = Instant::now();
+    let mut callers = Vec::new();
+    for lane in 0..LANES {
+        let ledger = ledger.clone();
+        callers.push(tokio::spawn(async move {
+            for i in 0..PER_CALLER {
+                ledger
+                    .sale(SaleRequest {
+                        lane: format!("L{lane}"),
+                        receipt_id: format!("W-{lane}-{i}"),
+                        total_cents: 1000,
+                        identity: Some(Identity::Card(card_for(lane))),
+                        at: chrono::Utc::now(),
+                    })
+                    .await
+                    .expect("writer-only sale");
+            }
+        }));
+    }
+    for c in callers {
+        c.await.expect("writer-only caller");
+    }
+    (LANES * PER_CALLER) as f64 / started.elapsed().as_secs_f64()
 }
 
 /// A valid EAN-13 card for a lane: `400638` + six lane digits + the GS1 check digit.

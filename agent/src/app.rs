@@ -10,6 +10,7 @@ use crate::checkout::{self, Identifier, Lanes};
 use crate::config::Config;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
+use crate::proximity::{self, sensor_node::supervise_node, sensor_node::NodeHealth};
 use crate::scan::{self, ScannerHealth};
 use anyhow::Context;
 use std::collections::BTreeMap;
@@ -58,6 +59,22 @@ pub async fn run(
         ));
     }
     drop(scan_tx);
+    let (sighting_tx, sighting_rx) = tokio::sync::mpsc::channel(1024);
+    let mut sensors = BTreeMap::new();
+    for sensor in &config.sensors {
+        let health = Arc::new(NodeHealth::new());
+        sensors.insert(sensor.name.clone(), health.clone());
+        tracker.spawn(supervise_node(
+            sensor.name.clone(),
+            sensor.source.clone(),
+            sensor.baud,
+            sighting_tx.clone(),
+            health,
+            sources.clone(),
+        ));
+    }
+    drop(sighting_tx);
+    tracker.spawn(proximity::count_sightings(sighting_rx, metrics.clone()));
     tracker.spawn(checkout::run_scans(
         scan_rx,
         lanes.clone(),
@@ -71,6 +88,7 @@ pub async fn run(
         identifier,
         metrics,
         scanners: Arc::new(scanners),
+        sensors: Arc::new(sensors),
         store_id: config.store_id.clone(),
     };
     drop(ledger);

@@ -26,6 +26,8 @@ pub struct Metrics {
     queue_depth: Gauge,
     oldest_unsynced_seconds: Gauge,
     ledger_write_errors: Family<Labels, Counter>,
+    sightings: Family<Labels, Counter>,
+    sensor_up: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -92,8 +94,22 @@ impl Metrics {
             "Ledger transactions that could not be committed, by kind",
             ledger_write_errors.clone(),
         );
+        let sightings = Family::<Labels, Counter>::default();
+        registry.register(
+            "sightings",
+            "Phone sightings and check-ins reported by zone-sensor nodes, by sensor",
+            sightings.clone(),
+        );
+        let sensor_up = Family::<Labels, Gauge>::default();
+        registry.register(
+            "sensor_up",
+            "1 when a zone-sensor node is connected and reporting, 0 when down",
+            sensor_up.clone(),
+        );
         Self {
             registry,
+            sightings,
+            sensor_up,
             scans,
             qr_rejections,
             credits,
@@ -149,6 +165,18 @@ impl Metrics {
         self.ledger_write_errors
             .get_or_create(&vec![("kind", kind.to_owned())])
             .inc();
+    }
+
+    pub fn sighting(&self, sensor: &str) {
+        self.sightings
+            .get_or_create(&vec![("sensor", sensor.to_owned())])
+            .inc();
+    }
+
+    pub fn set_sensor_up(&self, sensor: &str, up: bool) {
+        self.sensor_up
+            .get_or_create(&vec![("sensor", sensor.to_owned())])
+            .set(i64::from(up));
     }
 
     /// The registry in Prometheus text format.

@@ -342,7 +342,24 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
             )
         })
         .collect();
-    let all_good = ledger["state"] == "ok" && state.scanners.values().all(|h| h.is_connected());
+    let now = std::time::Instant::now();
+    let sensors_good = state
+        .sensors
+        .values()
+        .all(|h| h.is_connected() && !h.is_down(now));
+    let proximity = if state.sensors.is_empty() {
+        json!({"state": "not_configured"})
+    } else {
+        let nodes: serde_json::Map<String, Value> = state
+            .sensors
+            .iter()
+            .map(|(name, h)| (name.clone(), h.snapshot()))
+            .collect();
+        json!({"state": if sensors_good { "ok" } else { "degraded" }, "sensors": nodes})
+    };
+    let all_good = ledger["state"] == "ok"
+        && state.scanners.values().all(|h| h.is_connected())
+        && sensors_good;
     Json(json!({
         "status": if all_good { "ok" } else { "degraded" },
         "store": state.store_id,
@@ -350,13 +367,19 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
             "ledger": ledger,
             "scanners": scanners,
             "hq": {"state": "not_configured"},
-            "proximity": {"state": "not_configured"},
+            "proximity": proximity,
         }
     }))
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let readers = state.ledger.readers().clone();
+    let now = std::time::Instant::now();
+    for (name, h) in state.sensors.iter() {
+        state
+            .metrics
+            .set_sensor_up(name, h.is_connected() && !h.is_down(now));
+    }
     if let Ok(Ok(outbox)) = tokio::task::spawn_blocking(move || readers.outbox()).await {
         state
             .metrics

@@ -9,6 +9,7 @@ pub use error::ApiError;
 use crate::checkout::{Identifier, Lanes};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
+use crate::proximity::sensor_node::NodeHealth;
 use crate::scan::ScannerHealth;
 use axum::routing::{get, post};
 use axum::Router;
@@ -23,6 +24,7 @@ pub struct AppState {
     pub identifier: Identifier,
     pub metrics: Arc<Metrics>,
     pub scanners: Arc<BTreeMap<String, Arc<ScannerHealth>>>,
+    pub sensors: Arc<BTreeMap<String, Arc<NodeHealth>>>,
     pub store_id: String,
 }
 

@@ -10,7 +10,7 @@ mod raw;
 mod validate;
 
 use crate::engine::Rules;
-use crate::scan::ScannerSettings;
+use crate::scan::{PortSource, ScannerSettings};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,15 @@ pub struct Config {
     pub lanes: Vec<LaneConfig>,
     pub checkout: CheckoutSettings,
     pub rules: Rules,
+    pub sensors: Vec<SensorConfig>,
+}
+
+/// A zone-sensor node the agent reads sightings from.
+#[derive(Debug, Clone)]
+pub struct SensorConfig {
+    pub name: String,
+    pub source: PortSource,
+    pub baud: u32,
 }
 
 #[derive(Debug, Clone)]

@@ -13,6 +13,23 @@ pub struct RawConfig {
     pub lanes: Vec<RawLane>,
     pub checkout: Option<RawCheckout>,
     pub points: Option<RawPoints>,
+    pub proximity: Option<RawProximity>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawProximity {
+    #[serde(default)]
+    pub sensors: Vec<RawSensor>,
+}
+
+/// A zone-sensor node on a serial line (USB CDC or UART).
+#[derive(Debug, Deserialize)]
+pub struct RawSensor {
+    pub name: Option<String>,
+    pub port: Option<String>,
+    pub usb: Option<String>,
+    pub serial: Option<String>,
+    pub baud: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

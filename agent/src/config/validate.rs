@@ -1,8 +1,8 @@
 //! From raw TOML to a [`Config`], collecting every problem with its position.
 
 use super::locate::{line_col, span_of};
-use super::raw::{RawCampaign, RawConfig, RawLane, RawScanner};
-use super::{CheckoutSettings, Config, HqConfig, LaneConfig, Problem};
+use super::raw::{RawCampaign, RawConfig, RawLane, RawScanner, RawSensor};
+use super::{CheckoutSettings, Config, HqConfig, LaneConfig, Problem, SensorConfig};
 use crate::engine::{Boost, DailyHours, Multiplier, PointsCampaign, Rules};
 use crate::scan::{PortSource, ScannerSettings, Terminator};
 use chrono::{DateTime, FixedOffset, NaiveTime, Utc, Weekday};
@@ -205,6 +205,11 @@ fn build(raw: RawConfig, base_dir: &Path, c: &mut Collector) -> Option<Config> {
 
     let lanes = build_lanes(&raw.lanes, c);
     let checkout = build_checkout(&raw, c);
+    let sensors = raw
+        .proximity
+        .as_ref()
+        .map(|p| build_sensors(&p.sensors, c))
+        .unwrap_or_default();
     let rules = build_rules(&raw, local_offset.unwrap_or(chrono::Offset::fix(&Utc)), c);
 
     Some(Config {
@@ -215,7 +220,100 @@ fn build(raw: RawConfig, base_dir: &Path, c: &mut Collector) -> Option<Config> {
         lanes,
         checkout,
         rules: rules?,
+        sensors,
     })
+}
+
+fn build_sensors(raw: &[RawSensor], c: &mut Collector) -> Vec<SensorConfig> {
+    let mut sensors = Vec::new();
+    let mut names = HashSet::new();
+    for (i, sensor) in raw.iter().enumerate() {
+        let here = format!("proximity.sensors.{i}");
+        let name = match sensor.name.as_deref() {
+            Some(n) if is_identifier(n, 32) => n.to_owned(),
+            Some(_) => {
+                c.value(
+                    format!("{here}.name"),
+                    "a sensor name is 1 to 32 letters, digits, `-` or `_`",
+                );
+                continue;
+            }
+            None => {
+                c.value(&here, "a sensor needs a `name` (e.g. \"door-inside\")");
+                continue;
+            }
+        };
+        if !names.insert(name.clone()) {
+            c.value(
+                format!("{here}.name"),
+                format!("sensor `{name}` is defined twice"),
+            );
+        }
+        let Some(source) = port_source(
+            sensor.port.as_deref(),
+            sensor.usb.as_deref(),
+            sensor.serial.clone(),
+            &here,
+            c,
+        ) else {
+            continue;
+        };
+        let baud = sensor.baud.unwrap_or(115_200);
+        check_baud(baud, &here, c);
+        sensors.push(SensorConfig { name, source, baud });
+    }
+    sensors
+}
+
+/// A serial device named by path or by USB id (+ serial number), as scanners and sensors are.
+fn port_source(
+    port: Option<&str>,
+    usb: Option<&str>,
+    serial: Option<String>,
+    here: &str,
+    c: &mut Collector,
+) -> Option<PortSource> {
+    match (port, usb) {
+        (Some(_), Some(_)) => {
+            c.value(here, "give a `port` or a `usb` id, not both");
+            None
+        }
+        (None, None) => {
+            c.value(
+                here,
+                "a serial device needs `port = \"/dev/...\"` or `usb = \"vid:pid\"`",
+            );
+            None
+        }
+        (Some(port), None) => {
+            if serial.is_some() {
+                c.value(
+                    format!("{here}.serial"),
+                    "`serial` goes with `usb`, not `port`",
+                );
+            }
+            Some(PortSource::Path(PathBuf::from(port)))
+        }
+        (None, Some(usb)) => match PortSource::parse_usb(usb, serial) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                c.value(format!("{here}.usb"), format!("{e}"));
+                None
+            }
+        },
+    }
+}
+
+fn check_baud(baud: u32, here: &str, c: &mut Collector) {
+    if !matches!(
+        baud,
+        1200 | 2400 | 4800 | 9600 | 19200 | 38400 | 57600 | 115200 | 230400 | 460800 | 921600
+    ) {
+        c.value(
+            format!("{here}.baud"),
+            format!("{baud} is not a standard baud rate"),
+        );
+    }
 }
 
 fn build_lanes(raw: &[RawLane], c: &mut Collector) -> Vec<LaneConfig> {
@@ -267,45 +365,15 @@ fn build_lanes(raw: &[RawLane], c: &mut Collector) -> Vec<LaneConfig> {
 
 fn build_scanner(raw: &RawScanner, here: &str, c: &mut Collector) -> Option<ScannerSettings> {
     let defaults = ScannerSettings::default();
-    let source = match (&raw.port, &raw.usb) {
-        (Some(_), Some(_)) => {
-            c.value(here, "give the scanner a `port` or a `usb` id, not both");
-            None
-        }
-        (None, None) => {
-            c.value(
-                here,
-                "a scanner needs `port = \"/dev/...\"` or `usb = \"vid:pid\"`",
-            );
-            None
-        }
-        (Some(port), None) => {
-            if raw.serial.is_some() {
-                c.value(
-                    format!("{here}.serial"),
-                    "`serial` goes with `usb`, not `port`",
-                );
-            }
-            Some(PortSource::Path(PathBuf::from(port)))
-        }
-        (None, Some(usb)) => match PortSource::parse_usb(usb, raw.serial.clone()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                c.value(format!("{here}.usb"), format!("{e}"));
-                None
-            }
-        },
-    };
+    let source = port_source(
+        raw.port.as_deref(),
+        raw.usb.as_deref(),
+        raw.serial.clone(),
+        here,
+        c,
+    );
     let baud = raw.baud.unwrap_or(defaults.baud);
-    if !matches!(
-        baud,
-        1200 | 2400 | 4800 | 9600 | 19200 | 38400 | 57600 | 115200 | 230400 | 460800 | 921600
-    ) {
-        c.value(
-            format!("{here}.baud"),
-            format!("{baud} is not a standard baud rate"),
-        );
-    }
+    check_baud(baud, here, c);
     let terminator = match raw.terminator.as_deref() {
         None | Some("line") => Terminator::Line,
         Some("tab") => Terminator::Tab,

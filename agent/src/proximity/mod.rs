@@ -34,3 +34,14 @@ pub struct Sighting {
     /// When the agent received it.
     pub at: Instant,
 }
+
+/// Counts sightings until the zone tracker (the proximity issue) consumes them; keeps the
+/// channel flowing so that readers never stall on a full channel.
+pub async fn count_sightings(
+    mut sightings: tokio::sync::mpsc::Receiver<Sighting>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+) {
+    while let Some(s) = sightings.recv().await {
+        metrics.sighting(&s.sensor);
+    }
+}

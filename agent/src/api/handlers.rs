@@ -2,7 +2,7 @@
 
 use super::{ApiError, AppState};
 use crate::checkout::LaneIdentity;
-use crate::ledger::{RedeemRequest, RefundRequest, SaleRequest};
+use crate::ledger::{Readers, RedeemRequest, RefundRequest, SaleRequest};
 use crate::scan::{classify, qr, CardNumber, ScannedCode};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -31,6 +31,20 @@ fn check_id(field: &'static str, value: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// Runs a read on a pooled ledger connection off the async threads.
+async fn read_ledger<T: Send + 'static>(
+    state: &AppState,
+    read: impl FnOnce(&Readers) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let readers = state.ledger.readers().clone();
+    let unavailable =
+        |e: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", e);
+    tokio::task::spawn_blocking(move || read(&readers))
+        .await
+        .map_err(|e| unavailable(e.to_string()))?
+        .map_err(|e| unavailable(e.to_string()))
 }
 
 fn known_lane(state: &AppState, lane: &str) -> Result<(), ApiError> {
@@ -143,36 +157,21 @@ pub async fn lane(State(state): State<AppState>, Path(lane): Path<String>) -> Ap
     let Some(who) = state.lanes.current(&lane) else {
         return Ok(Json(json!({"lane": lane, "member": null})));
     };
-    let readers = state.ledger.readers().clone();
     let account = match (&who.member_id, &who.card) {
         (Some(m), _) => m.clone(),
         (None, Some(card)) => format!("card:{card}"),
         (None, None) => String::new(),
     };
     let member_id = who.member_id.clone();
-    let (balance, view) = tokio::task::spawn_blocking(move || {
+    let (balance, view) = read_ledger(&state, move |readers| {
         let balance = readers.balance(&account)?;
         let view = match &member_id {
             Some(m) => readers.member(m)?,
             None => None,
         };
-        Ok::<_, rusqlite::Error>((balance, view))
+        Ok((balance, view))
     })
-    .await
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ledger_unavailable",
-            e.to_string(),
-        )
-    })?
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ledger_unavailable",
-            e.to_string(),
-        )
-    })?;
+    .await?;
     Ok(Json(json!({
         "lane": lane,
         "member": {
@@ -296,24 +295,8 @@ pub async fn refund(
 }
 
 pub async fn member(State(state): State<AppState>, Path(member_id): Path<String>) -> ApiResult {
-    let readers = state.ledger.readers().clone();
     let id = member_id.clone();
-    let view = tokio::task::spawn_blocking(move || readers.member(&id))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ledger_unavailable",
-                e.to_string(),
-            )
-        })?
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ledger_unavailable",
-                e.to_string(),
-            )
-        })?;
+    let view = read_ledger(&state, move |r| r.member(&id)).await?;
     match view {
         Some(v) => Ok(Json(serde_json::to_value(v).unwrap_or(Value::Null))),
         None => Err(ApiError::new(

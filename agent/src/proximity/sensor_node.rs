@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Sighting;
-use crate::scan::port::{backoff, open, resolve, PortError, ScannerState, STABLE_AFTER};
+use crate::scan::port::{supervise_device, ScannerState, SerialDevice};
 use crate::scan::PortSource;
 
 /// A node's connection state, for `/healthz`: the same states as a lane scanner's.
@@ -352,74 +352,43 @@ pub async fn supervise_node(
     health: Arc<NodeHealth>,
     shutdown: CancellationToken,
 ) {
-    health.set(NodeState::Connecting);
-    let mut attempt: u32 = 0;
-    loop {
-        if shutdown.is_cancelled() || tx.is_closed() {
-            break;
-        }
-        let opening = {
-            let source = source.clone();
-            tokio::task::spawn_blocking(move || {
-                let path = resolve(&source)?;
-                let port = open(&path, baud)?;
-                Ok::<_, PortError>((path, port))
-            })
-        };
-        // A device that hangs in open() must not hold up shutdown.
-        let opened = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            opened = opening => opened,
-        };
+    let node = Node { name, tx, health };
+    supervise_device(Arc::new(node), source, baud, shutdown).await;
+}
 
-        let error = match opened {
-            Ok(Ok((path, port))) => {
-                let port_name = path.display().to_string();
-                info!(sensor = %name, port = %port_name, "Sensor node connected.");
-                let connected_at = Instant::now();
-                health.set_connected(port_name, connected_at);
-                let reading = {
-                    let (name, tx, health, shutdown) =
-                        (name.clone(), tx.clone(), health.clone(), shutdown.clone());
-                    // The reader sees the token within one read timeout, so awaiting it keeps
-                    // shutdown prompt and the port is closed before this returns.
-                    tokio::task::spawn_blocking(move || {
-                        read_node_frames(port, &name, &tx, &health, &shutdown)
-                    })
-                };
-                let result = reading.await;
-                if connected_at.elapsed() > STABLE_AFTER {
-                    attempt = 0;
-                }
-                match result {
-                    Ok(Ok(())) => break,
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => format!("sensor node reader failed: {e}"),
-                }
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => format!("opening the sensor node failed: {e}"),
-        };
-        if shutdown.is_cancelled() {
-            break;
-        }
+struct Node {
+    name: String,
+    tx: Sender<Sighting>,
+    health: Arc<NodeHealth>,
+}
 
-        attempt = attempt.saturating_add(1);
-        let delay = backoff(attempt);
-        let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-        warn!(sensor = %name, source = %source, error = %error, attempt, retry_in_ms, "Sensor node unavailable; retrying.");
-        health.set(NodeState::Retrying {
-            error,
-            attempt,
-            retry_in_ms,
-        });
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(delay) => {}
-        }
+impl SerialDevice for Node {
+    const KIND: &'static str = "sensor node";
+
+    fn name(&self) -> &str {
+        &self.name
     }
-    info!(sensor = %name, "Sensor node stopped.");
-    health.set(NodeState::Stopped);
+
+    fn consumer_gone(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    fn set_state(&self, state: NodeState) {
+        self.health.set(state);
+    }
+
+    fn connected(&self, port: String, at: Instant) {
+        self.health.set_connected(port, at);
+    }
+
+    fn read(
+        &self,
+        port: Box<dyn serialport::SerialPort>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), String> {
+        read_node_frames(port, &self.name, &self.tx, &self.health, shutdown)
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]

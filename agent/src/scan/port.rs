@@ -223,19 +223,95 @@ pub async fn supervise(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    health.set(ScannerState::Connecting);
+    let source = settings.source.clone();
+    let baud = settings.baud;
+    let scanner = Scanner {
+        lane,
+        settings,
+        tx,
+        health,
+        metrics,
+    };
+    supervise_device(Arc::new(scanner), source, baud, shutdown).await;
+}
+
+struct Scanner {
+    lane: String,
+    settings: ScannerSettings,
+    tx: Sender<LaneScan>,
+    health: Arc<ScannerHealth>,
+    metrics: Arc<Metrics>,
+}
+
+impl SerialDevice for Scanner {
+    const KIND: &'static str = "scanner";
+
+    fn name(&self) -> &str {
+        &self.lane
+    }
+
+    fn consumer_gone(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    fn set_state(&self, state: ScannerState) {
+        self.health.set(state);
+    }
+
+    fn connected(&self, port: String, _at: Instant) {
+        self.health.set(ScannerState::Connected { port });
+    }
+
+    fn read(&self, port: Box<dyn SerialPort>, shutdown: &CancellationToken) -> Result<(), String> {
+        read_scans(
+            port,
+            &self.lane,
+            &self.settings,
+            &self.tx,
+            &self.metrics,
+            shutdown,
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// What differs between the serial devices the agent keeps open (scanners, sensor nodes);
+/// [`supervise_device`] does the rest the same way for all.
+pub(crate) trait SerialDevice: Send + Sync + 'static {
+    /// For logs.
+    const KIND: &'static str;
+    fn name(&self) -> &str;
+    /// True when nobody consumes what the device reads any more.
+    fn consumer_gone(&self) -> bool;
+    fn set_state(&self, state: ScannerState);
+    fn connected(&self, port: String, at: Instant);
+    /// Reads the open port (blocking) until `shutdown` (Ok) or a failure (Err: why).
+    fn read(&self, port: Box<dyn SerialPort>, shutdown: &CancellationToken) -> Result<(), String>;
+}
+
+/// Opens `source`, reads it, and re-opens it with capped, jittered backoff when it is missing
+/// or goes away, until `shutdown`; a missing device never stops any other.
+pub(crate) async fn supervise_device<D: SerialDevice>(
+    device: Arc<D>,
+    source: PortSource,
+    baud: u32,
+    shutdown: CancellationToken,
+) {
+    let (kind, name) = (D::KIND, device.name().to_owned());
+    device.set_state(ScannerState::Connecting);
     let mut attempt: u32 = 0;
     loop {
-        if shutdown.is_cancelled() || tx.is_closed() {
+        if shutdown.is_cancelled() || device.consumer_gone() {
             break;
         }
-        let source = settings.source.clone();
-        let baud = settings.baud;
-        let opening = tokio::task::spawn_blocking(move || {
-            let path = resolve(&source)?;
-            let port = open(&path, baud)?;
-            Ok::<_, PortError>((path, port))
-        });
+        let opening = {
+            let source = source.clone();
+            tokio::task::spawn_blocking(move || {
+                let path = resolve(&source)?;
+                let port = open(&path, baud)?;
+                Ok::<_, PortError>((path, port))
+            })
+        };
         // A device that hangs in open() must not hold up shutdown; the abandoned task drops the
         // port when open() finally returns.
         let opened = tokio::select! {
@@ -246,22 +322,14 @@ pub async fn supervise(
         let error = match opened {
             Ok(Ok((path, port))) => {
                 let port_name = path.display().to_string();
-                info!(lane = %lane, port = %port_name, "Scanner connected.");
-                health.set(ScannerState::Connected { port: port_name });
+                info!(kind, device = %name, port = %port_name, "Serial device connected.");
                 let connected_at = Instant::now();
+                device.connected(port_name, connected_at);
                 let reading = {
-                    let (lane, settings, tx, metrics, shutdown) = (
-                        lane.clone(),
-                        settings.clone(),
-                        tx.clone(),
-                        metrics.clone(),
-                        shutdown.clone(),
-                    );
-                    // read_scans sees the token within one read timeout, so awaiting it keeps
-                    // shutdown prompt and the port is closed before supervise returns.
-                    tokio::task::spawn_blocking(move || {
-                        read_scans(port, &lane, &settings, &tx, &metrics, &shutdown)
-                    })
+                    let (device, shutdown) = (device.clone(), shutdown.clone());
+                    // The reader sees the token within one read timeout, so awaiting it keeps
+                    // shutdown prompt and the port is closed before this returns.
+                    tokio::task::spawn_blocking(move || device.read(port, &shutdown))
                 };
                 let result = reading.await;
                 if connected_at.elapsed() > STABLE_AFTER {
@@ -269,12 +337,12 @@ pub async fn supervise(
                 }
                 match result {
                     Ok(Ok(())) => break,
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => format!("scanner reader failed: {e}"),
+                    Ok(Err(e)) => e,
+                    Err(e) => format!("{kind} reader failed: {e}"),
                 }
             }
             Ok(Err(e)) => e.to_string(),
-            Err(e) => format!("opening the scanner failed: {e}"),
+            Err(e) => format!("opening the {kind} failed: {e}"),
         };
         if shutdown.is_cancelled() {
             break;
@@ -283,8 +351,8 @@ pub async fn supervise(
         attempt = attempt.saturating_add(1);
         let delay = backoff(attempt);
         let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-        warn!(lane = %lane, source = %settings.source, error = %error, attempt, retry_in_ms, "Scanner unavailable; retrying.");
-        health.set(ScannerState::Retrying {
+        warn!(kind, device = %name, source = %source, error = %error, attempt, retry_in_ms, "Serial device unavailable; retrying.");
+        device.set_state(ScannerState::Retrying {
             error,
             attempt,
             retry_in_ms,
@@ -294,8 +362,8 @@ pub async fn supervise(
             _ = tokio::time::sleep(delay) => {}
         }
     }
-    info!(lane = %lane, "Scanner stopped.");
-    health.set(ScannerState::Stopped);
+    info!(kind, device = %name, "Serial device stopped.");
+    device.set_state(ScannerState::Stopped);
 }
 
 /// 250 ms doubling to 10 s, then a random point in the upper half of that: scanners that went

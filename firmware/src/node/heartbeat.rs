@@ -17,7 +17,7 @@ pub(crate) async fn task(shared: &Shared) -> Infallible {
         shared.offer(Uplink::Heartbeat(shared.heartbeat(Instant::now())));
         beats = beats.wrapping_add(1);
         let every = shared.config.hello_every;
-        if every > 0 && beats % every == 0 {
+        if every > 0 && beats.is_multiple_of(every) {
             shared.offer(Uplink::Hello(shared.hello()));
         }
     }

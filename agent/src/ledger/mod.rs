@@ -15,6 +15,7 @@
 //!   rolled back, every caller gets [`LedgerError::Unavailable`], nothing acknowledged is lost,
 //!   and the next batch tries again.
 
+mod checkpoint;
 mod commands;
 mod read;
 pub mod schema;
@@ -90,9 +91,17 @@ impl Ledger {
             message: format!("{e:#}"),
         })?;
         let (tx, rx) = mpsc::channel(4096);
+        let stop_checkpoints = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        checkpoint::spawn(path, stop_checkpoints.clone()).map_err(|e| LedgerError::Open {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || writer::run(conn, rx, rules))
+            .spawn(move || {
+                writer::run(conn, rx, rules);
+                stop_checkpoints.store(true, std::sync::atomic::Ordering::Release);
+            })
             .map_err(|e| LedgerError::Open {
                 path: path.to_owned(),
                 message: e.to_string(),

@@ -21,6 +21,12 @@ pub fn open_writer(path: &Path) -> anyhow::Result<Connection> {
     }
     let mut conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
     schema::configure(&conn).context("setting pragmas")?;
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        super::checkpoint::WRITER_AUTOCHECKPOINT_PAGES,
+    )
+    .context("setting the writer's checkpoint threshold")?;
     schema::migrate(&mut conn).context("migrating the schema")?;
     Ok(conn)
 }

@@ -18,7 +18,8 @@
 //! Nothing is imported unless the whole file is valid.
 
 use crate::ledger::MemberRecord;
-use crate::scan::{qr, CardNumber};
+use crate::scan::qr::{self, is_member_id, MEMBER_ID_MAX};
+use crate::scan::CardNumber;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
@@ -34,9 +35,6 @@ const FIELDS: [&str; 6] = [
     "qr_public_key",
     "proximity_key",
 ];
-
-/// Same rule as app QR tokens and the ledger: ids appear in URLs and log lines.
-const MEMBER_ID_MAX: usize = 64;
 
 /// How a member file is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,13 +231,6 @@ impl Members {
             });
         }
     }
-}
-
-fn is_member_id(id: &str) -> bool {
-    (1..=MEMBER_ID_MAX).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Empty text means none, in both formats, so that a blank tier is no tier.

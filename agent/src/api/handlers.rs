@@ -2,7 +2,7 @@
 
 use super::{ApiError, AppState};
 use crate::checkout::LaneIdentity;
-use crate::ledger::{Readers, RedeemRequest, RefundRequest, SaleRequest};
+use crate::ledger::{card_account, Readers, RedeemRequest, RefundRequest, SaleRequest};
 use crate::scan::{classify, qr, CardNumber, ScannedCode};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -159,7 +159,7 @@ pub async fn lane(State(state): State<AppState>, Path(lane): Path<String>) -> Ap
     };
     let account = match (&who.member_id, &who.card) {
         (Some(m), _) => m.clone(),
-        (None, Some(card)) => format!("card:{card}"),
+        (None, Some(card)) => card_account(card),
         (None, None) => String::new(),
     };
     let member_id = who.member_id.clone();

@@ -63,6 +63,11 @@ fn ts(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// The account a card's points are held under until HQ links the card to a member.
+pub fn card_account(card: &str) -> String {
+    format!("card:{card}")
+}
+
 /// The account points are held in: the member, or the card until HQ links it.
 fn resolve_account(
     tx: &Connection,
@@ -77,7 +82,7 @@ fn resolve_account(
                 .optional()?;
             Ok(match member {
                 Some(m) => (m.clone(), Some(m), Some(card.clone())),
-                None => (format!("card:{card}"), None, Some(card.clone())),
+                None => (card_account(card), None, Some(card.clone())),
             })
         }
     }

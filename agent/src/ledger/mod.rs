@@ -21,7 +21,9 @@ mod read;
 pub mod schema;
 mod writer;
 
-pub use commands::{Identity, MemberRecord, RedeemRequest, RefundRequest, SaleRequest};
+pub use commands::{
+    card_account, Identity, MemberRecord, RedeemRequest, RefundRequest, SaleRequest,
+};
 pub use read::{MemberView, OutboxStatus, Readers};
 pub use writer::MAX_BATCH;
 

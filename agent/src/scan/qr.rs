@@ -36,7 +36,8 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 /// What every app token starts with.
 pub const PREFIX: &str = "LE1.";
 
-const MEMBER_ID_MAX: usize = 64;
+/// The longest member id; ids appear in tokens, URLs and log lines.
+pub const MEMBER_ID_MAX: usize = 64;
 const NONCE_LEN: usize = 16;
 
 /// Why a token or key was refused.
@@ -119,7 +120,7 @@ pub fn parse(token: &str) -> Result<AppQr, QrError> {
         return Err(QrError::Malformed("expected 5 dot-separated fields"));
     };
 
-    if !member_id_ok(member_id) {
+    if !is_member_id(member_id) {
         return Err(QrError::Malformed("bad member id"));
     }
     let issued_at = parse_unix_seconds(issued_at).ok_or(QrError::Malformed("bad issue time"))?;
@@ -179,7 +180,9 @@ fn signed_part(member_id: &str, issued_at: i64, nonce: &[u8; NONCE_LEN]) -> Stri
     )
 }
 
-fn member_id_ok(id: &str) -> bool {
+/// The member-id rule shared by tokens, member files and the ledger: 1 to [`MEMBER_ID_MAX`]
+/// letters, digits, `-` or `_`.
+pub fn is_member_id(id: &str) -> bool {
     (1..=MEMBER_ID_MAX).contains(&id.len())
         && id
             .bytes()

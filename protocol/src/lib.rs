@@ -1,1 +1,25 @@
-//! Agent-HQ sync types. Filled in by the HQ issue.
+//! Agent-HQ sync types: the only thing the store agent and HQ share.
+//!
+//! - [`Event`] is one fact recorded at a store (a sale, refund, redemption or gift), with its
+//!   [`EventKind`] and a per-kind payload checked by [`Event::validate`].
+//! - Push: the agent sends an [`EventBatch`] to `POST /v1/stores/{store}/events` and HQ answers a
+//!   [`PushResponse`]: one [`EventOutcome`] per event and the store's watermark.
+//! - Pull: `GET /v1/stores/{store}/changes?cursor=&limit=` answers a [`ChangesPage`] of
+//!   [`Change`]s (members with balances and allowances, campaigns, gifts redeemed elsewhere).
+//! - Every request and answer carries [`PROTOCOL_VERSION`], in the [`PROTOCOL_HEADER`] header
+//!   and in the body; [`check_version`] turns a mismatch into a [`VersionMismatch`].
+//! - Errors are answered as an [`ErrorBody`].
+
+mod changes;
+mod error_body;
+mod event;
+mod push;
+mod validate;
+mod version;
+
+pub use changes::{CampaignRecord, Change, ChangesPage, GiftRedeemedElsewhere, MemberRecord};
+pub use error_body::ErrorBody;
+pub use event::{card_account, Event, EventKind, CARD_ACCOUNT_PREFIX};
+pub use push::{EventBatch, EventOutcome, OutcomeStatus, PushResponse};
+pub use validate::InvalidEvent;
+pub use version::{check_version, VersionMismatch, PROTOCOL_HEADER, PROTOCOL_VERSION};

@@ -1,0 +1,74 @@
+//! Pull: the changes feed.
+
+use serde::{Deserialize, Serialize};
+
+/// Answer of `GET /v1/stores/{store}/changes?cursor=&limit=`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangesPage {
+    pub protocol: u32,
+    /// Current state of each entity changed after the cursor, oldest change first.
+    pub changes: Vec<Change>,
+    /// Opaque; pass it back as `cursor` for the next page. Equal to the request's cursor when
+    /// nothing changed.
+    pub next_cursor: String,
+    /// More changes wait: ask again at once with `next_cursor`.
+    pub has_more: bool,
+    /// HQ's clock (RFC 3339 UTC, millis).
+    pub hq_time: String,
+    /// This store's watermark at the time of the page (same database snapshot as the balances).
+    pub watermark: i64,
+}
+
+/// One entity's current state, tagged by `"type"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Change {
+    Member(MemberRecord),
+    Campaign(CampaignRecord),
+    /// A gift redeemed at another store: the agent should mark it redeemed locally.
+    RedemptionElsewhere(GiftRedeemedElsewhere),
+}
+
+/// A member as HQ knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub member_id: String,
+    #[serde(default)]
+    pub tier: Option<String>,
+    #[serde(default)]
+    pub segments: Vec<String>,
+    /// Card numbers attached to the member.
+    #[serde(default)]
+    pub cards: Vec<String>,
+    #[serde(default)]
+    pub qr_public_key: Option<String>,
+    #[serde(default)]
+    pub proximity_key: Option<String>,
+    /// Sum of the points of every event HQ holds for the member, from all stores, card accounts
+    /// of the member's cards included.
+    pub balance: i64,
+    /// This store's watermark when `balance` was computed: the agent shows
+    /// `balance + its own events with seq > balance_watermark`.
+    pub balance_watermark: i64,
+    /// Points this store may let the member spend while HQ is unreachable.
+    pub offline_allowance: i64,
+}
+
+/// A campaign body as stored by the admin, with HQ's version counter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignRecord {
+    pub campaign_id: String,
+    /// Bumped on every admin write.
+    pub version: i64,
+    pub body: serde_json::Value,
+    pub deleted: bool,
+}
+
+/// A gift redeemed at `store_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GiftRedeemedElsewhere {
+    pub gift_id: String,
+    pub member_id: Option<String>,
+    pub store_id: String,
+    pub event_id: String,
+}

@@ -1,0 +1,51 @@
+//! Push: the agent's event batch and HQ's per-event answer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Event;
+
+/// Body of `POST /v1/stores/{store}/events`. Events in store `seq` order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventBatch {
+    pub protocol: u32,
+    pub store_id: String,
+    pub events: Vec<Event>,
+}
+
+/// HQ's answer to a push: one outcome per event, in the batch's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushResponse {
+    pub protocol: u32,
+    pub outcomes: Vec<EventOutcome>,
+    /// The highest store `seq` HQ has processed for this store (accepted, duplicate or
+    /// rejected). The agent pushes in `seq` order, so everything up to it is settled at HQ.
+    pub watermark: i64,
+    /// HQ's clock (RFC 3339 UTC, millis), for the agent's skew estimate.
+    pub hq_time: String,
+}
+
+/// What HQ did with one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventOutcome {
+    pub event_id: String,
+    #[serde(flatten)]
+    pub status: OutcomeStatus,
+    /// Reconciliation flags raised by this event, e.g. `overdraft`, `duplicate_gift`,
+    /// `refund_without_sale`. A flagged event is still accepted: the fact stands.
+    #[serde(default)]
+    pub flags: Vec<String>,
+}
+
+/// `{"status": "accepted"}`, `{"status": "duplicate"}` or
+/// `{"status": "rejected", "reason": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum OutcomeStatus {
+    /// Stored now.
+    Accepted,
+    /// HQ already held this `event_id`; nothing changed.
+    Duplicate,
+    /// Malformed; never stored as a fact. Permanent: the agent dead-letters it and does not
+    /// retry. (A 5xx or a transport failure, by contrast, is transient.)
+    Rejected { reason: String },
+}

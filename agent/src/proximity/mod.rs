@@ -8,6 +8,9 @@
 //! and one per check-in write. Zone tracking (which member is in which zone, from these
 //! sightings) comes with the proximity issue; this module stops at the channel.
 
+pub mod adverts;
+pub mod resolver;
+pub mod rotating_id;
 pub mod sensor_node;
 
 use std::time::Instant;

@@ -12,6 +12,7 @@ pub mod adverts;
 pub mod resolver;
 pub mod rotating_id;
 pub mod sensor_node;
+pub mod tracker;
 
 use std::time::Instant;
 

@@ -10,8 +10,10 @@
 
 pub mod adverts;
 pub mod resolver;
+pub mod rf_model;
 pub mod rotating_id;
 pub mod sensor_node;
+pub mod trace;
 pub mod tracker;
 
 use std::time::Instant;

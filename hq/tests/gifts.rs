@@ -24,9 +24,9 @@ async fn later_gift_arriving_second_is_flagged() {
     let earlier = gift("s1", 1, "m1", "welcome", &at(10));
     let later = gift("s2", 1, "m1", "welcome", &at(20));
 
-    let a = hq.push("s1", &t1, &[earlier.clone()]).await;
+    let a = hq.push("s1", &t1, std::slice::from_ref(&earlier)).await;
     assert!(a.outcomes[0].flags.is_empty());
-    let b = hq.push("s2", &t2, &[later.clone()]).await;
+    let b = hq.push("s2", &t2, std::slice::from_ref(&later)).await;
     assert_eq!(b.outcomes[0].status, OutcomeStatus::Accepted);
     assert_eq!(b.outcomes[0].flags, vec!["duplicate_gift"]);
 
@@ -47,12 +47,12 @@ async fn later_gift_arriving_first_is_flagged_when_the_earlier_arrives() {
     let earlier = gift("s1", 1, "m1", "welcome", &at(10));
     let later = gift("s2", 1, "m1", "welcome", &at(20));
 
-    let b = hq.push("s2", &t2, &[later.clone()]).await;
+    let b = hq.push("s2", &t2, std::slice::from_ref(&later)).await;
     assert!(
         b.outcomes[0].flags.is_empty(),
         "nothing to compare with yet"
     );
-    let a = hq.push("s1", &t1, &[earlier.clone()]).await;
+    let a = hq.push("s1", &t1, std::slice::from_ref(&earlier)).await;
     assert!(a.outcomes[0].flags.is_empty(), "the earlier one is kept");
 
     let flags = duplicate_flags(&hq).await;

@@ -31,6 +31,7 @@ pub fn ingest(
     store_id: &str,
     events: Vec<Incoming>,
 ) -> Result<IngestResult, StoreError> {
+    let started = std::time::Instant::now();
     let now = clock::now();
     let Writer { conn, last_change } = w;
     let tx = conn.transaction()?;
@@ -90,9 +91,13 @@ pub fn ingest(
         tx.prepare_cached("UPDATE stores SET watermark = ?2 WHERE store_id = ?1")?
             .execute(params![store_id, watermark])?;
     }
+    let applied = started.elapsed();
     tx.commit()?;
+    // Apply and commit (the fsync) apart: they are what bounds ingestion.
     tracing::info!(
         store = %store_id, accepted, duplicates, rejected, flagged, watermark,
+        apply_ms = applied.as_millis() as u64,
+        commit_ms = (started.elapsed() - applied).as_millis() as u64,
         "Ingested batch."
     );
     Ok(IngestResult {
@@ -192,10 +197,10 @@ fn apply(
                 .execute(params![e.store_id, receipt, e.event_id])?;
             }
         }
-        EventKind::GiftIssued => {
-            if e.payload.get("once_per_member").and_then(|v| v.as_bool()) == Some(true) {
-                once_per_member(tx, e, &mut flags)?;
-            }
+        EventKind::GiftIssued
+            if e.payload.get("once_per_member").and_then(|v| v.as_bool()) == Some(true) =>
+        {
+            once_per_member(tx, e, &mut flags)?;
         }
         EventKind::GiftRedeemed => {
             let gift = e.payload_str("gift_id").unwrap_or_default();

@@ -97,12 +97,12 @@ impl SqliteStore {
     /// (account, stored, summed). Empty when the invariant holds; for tests and `doctor`-like
     /// checks, it scans every event.
     pub fn balance_drift(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
-        self.read(|conn| admin::balance_drift(conn))
+        self.read(admin::balance_drift)
     }
 
     /// Every account's stored balance, sorted by account.
     pub fn account_balances(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.read(|conn| admin::account_balances(conn))
+        self.read(admin::account_balances)
     }
 }
 
@@ -146,6 +146,6 @@ impl Store for SqliteStore {
     }
 
     fn reconciliation(&self) -> Result<Reconciliation, StoreError> {
-        self.read(|conn| admin::reconciliation(conn))
+        self.read(admin::reconciliation)
     }
 }

@@ -8,3 +8,13 @@ if ! command -v clang >/dev/null 2>&1 || ! ls /usr/lib/llvm-*/lib/libclang*.so* 
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq clang libclang-dev >/dev/null
 fi
+# Deployment tests (tests/tests/deploy.rs) and scripts/package.sh: systemd-analyze to verify the
+# unit, dpkg-deb to inspect the package, cargo-deb (pinned by its own lock file) to build it.
+if ! command -v systemd-analyze >/dev/null 2>&1 || ! command -v dpkg-deb >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends systemd dpkg >/dev/null
+fi
+if ! cargo deb --version >/dev/null 2>&1; then
+  cargo install cargo-deb --locked
+fi

@@ -108,6 +108,8 @@ fn balance(tx: &Connection, account: &str) -> rusqlite::Result<i64> {
         .unwrap_or(0))
 }
 
+/// Applies one event's points to its account's balance and counts it as pending (not yet
+/// acknowledged by HQ) in the same row, so the member view needs no index over events.
 fn add_points(
     tx: &Connection,
     account: &str,
@@ -115,18 +117,25 @@ fn add_points(
     at: Option<&str>,
 ) -> rusqlite::Result<i64> {
     // UPDATE first: an upsert would check `points >= 0` against the candidate row of a debit.
-    let updated = tx
+    let updated: Option<i64> = tx
         .prepare_cached(
-            "UPDATE balances SET points = points + ?2, last_visit = COALESCE(?3, last_visit) WHERE account = ?1",
+            "UPDATE balances SET points = points + ?2, pending_points = pending_points + ?2,
+             pending_events = pending_events + 1, last_visit = COALESCE(?3, last_visit)
+             WHERE account = ?1 RETURNING points",
         )?
-        .execute(params![account, delta, at])?;
-    if updated == 0 {
-        tx.prepare_cached(
-            "INSERT INTO balances (account, points, last_visit) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![account, delta, at])?;
+        .query_row(params![account, delta, at], |r| r.get(0))
+        .optional()?;
+    match updated {
+        Some(points) => Ok(points),
+        None => {
+            tx.prepare_cached(
+                "INSERT INTO balances (account, points, last_visit, pending_points, pending_events)
+                 VALUES (?1, ?2, ?3, ?2, 1)",
+            )?
+            .execute(params![account, delta, at])?;
+            Ok(delta)
+        }
     }
-    balance(tx, account)
 }
 
 fn first_answer(tx: &Connection, key: &str) -> rusqlite::Result<Option<Value>> {
@@ -149,7 +158,7 @@ struct NewEvent<'a> {
     at: &'a str,
 }
 
-fn append(tx: &Connection, e: NewEvent<'_>) -> rusqlite::Result<()> {
+fn append(tx: &Connection, e: NewEvent<'_>) -> rusqlite::Result<i64> {
     let id = uuid::Uuid::now_v7().to_string();
     tx.prepare_cached(
         "INSERT INTO events (event_id, idempotency_key, kind, account, lane, points, payload, response, rule_version, recorded_at)
@@ -170,7 +179,7 @@ fn append(tx: &Connection, e: NewEvent<'_>) -> rusqlite::Result<()> {
     let seq = tx.last_insert_rowid();
     tx.prepare_cached("INSERT INTO outbox (seq, enqueued_at) VALUES (?1, strftime('%s','now'))")?
         .execute([seq])?;
-    Ok(())
+    Ok(seq)
 }
 
 /// An outcome inside the transaction: a SQL failure aborts this command's savepoint; a refusal
@@ -204,10 +213,6 @@ pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
         }
         None => (0, None, None),
     };
-    tx.prepare_cached(
-        "INSERT INTO sales (receipt_id, account, total_cents, points_earned) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![r.receipt_id, account, r.total_cents, points])?;
     let mut response = json!({
         "receipt_id": r.receipt_id,
         "member_id": member_id,
@@ -218,7 +223,7 @@ pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
     if let Some(card) = &card {
         response["card"] = json!(card);
     }
-    append(
+    let seq = append(
         tx,
         NewEvent {
             key: &key,
@@ -232,6 +237,10 @@ pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
             at: &at,
         },
     )?;
+    tx.prepare_cached(
+        "INSERT INTO sales (seq, account, total_cents, points_earned) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![seq, account, r.total_cents, points])?;
     Ok(Ok(response))
 }
 
@@ -240,23 +249,25 @@ pub(super) fn refund(tx: &Connection, r: &RefundRequest) -> Applied {
     if let Some(first) = first_answer(tx, &key)? {
         return Ok(Ok(first));
     }
-    let sale: Option<(Option<String>, SaleRecord)> = tx
+    let sale: Option<(i64, Option<String>, SaleRecord)> = tx
         .prepare_cached(
-            "SELECT account, total_cents, points_earned, refunded_cents, points_due_back FROM sales WHERE receipt_id = ?1",
+            "SELECT s.seq, s.account, s.total_cents, s.points_earned, s.refunded_cents, s.points_due_back
+             FROM events e JOIN sales s ON s.seq = e.seq WHERE e.idempotency_key = ?1",
         )?
-        .query_row([&r.receipt_id], |row| {
+        .query_row([format!("sale:{}", r.receipt_id)], |row| {
             Ok((
                 row.get(0)?,
+                row.get(1)?,
                 SaleRecord {
-                    total_cents: row.get(1)?,
-                    points_earned: row.get(2)?,
-                    refunded_cents: row.get(3)?,
-                    points_due_back: row.get(4)?,
+                    total_cents: row.get(2)?,
+                    points_earned: row.get(3)?,
+                    refunded_cents: row.get(4)?,
+                    points_due_back: row.get(5)?,
                 },
             ))
         })
         .optional()?;
-    let Some((account, record)) = sale else {
+    let Some((sale_seq, account, record)) = sale else {
         return Ok(Err(LedgerError::refused(
             "unknown_receipt",
             format!(
@@ -278,9 +289,9 @@ pub(super) fn refund(tx: &Connection, r: &RefundRequest) -> Applied {
         None => None,
     };
     tx.prepare_cached(
-        "UPDATE sales SET refunded_cents = refunded_cents + ?2, points_due_back = points_due_back + ?3 WHERE receipt_id = ?1",
+        "UPDATE sales SET refunded_cents = refunded_cents + ?2, points_due_back = points_due_back + ?3 WHERE seq = ?1",
     )?
-    .execute(params![r.receipt_id, r.total_cents, decision.points_due])?;
+    .execute(params![sale_seq, r.total_cents, decision.points_due])?;
     let response = json!({
         "refund_id": r.refund_id,
         "receipt_id": r.receipt_id,

@@ -72,7 +72,7 @@ impl Readers {
         self.with(|c| {
             let row = c
                 .prepare_cached(
-                    "SELECT m.member_id, m.tier, m.qr_public_key, b.points, b.last_visit
+                    "SELECT m.member_id, m.tier, m.qr_public_key, b.points, b.last_visit, b.pending_events
                      FROM members m LEFT JOIN balances b ON b.account = m.member_id WHERE m.member_id = ?1",
                 )?
                 .query_row([member_id], |r| {
@@ -82,18 +82,12 @@ impl Readers {
                         qr_public_key: r.get(2)?,
                         balance: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
                         last_visit: r.get(4)?,
-                        pending_events: 0,
+                        pending_events: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
                         gifts: Vec::new(),
                     })
                 })
                 .optional()?;
-            let Some(mut view) = row else { return Ok(None) };
-            view.pending_events = c
-                .prepare_cached(
-                    "SELECT COUNT(*) FROM outbox o JOIN events e ON e.seq = o.seq WHERE e.account = ?1",
-                )?
-                .query_row([member_id], |r| r.get(0))?;
-            Ok(Some(view))
+            Ok(row)
         })
     }
 

@@ -8,7 +8,13 @@
 //! and one per check-in write. Zone tracking (which member is in which zone, from these
 //! sightings) comes with the proximity issue; this module stops at the channel.
 
+pub mod adverts;
+pub mod resolver;
+pub mod rf_model;
+pub mod rotating_id;
 pub mod sensor_node;
+pub mod trace;
+pub mod tracker;
 
 use std::time::Instant;
 

@@ -1,0 +1,158 @@
+//! hq.toml and command-line settings: parsed raw, then validated into [`Settings`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::allowance::AllowancePolicy;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7500";
+pub const DEFAULT_MAX_BATCH_EVENTS: usize = 5_000;
+/// Room for a full batch of large events (5,000 events of ~1 KiB each, and then some).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// hq.toml as written. Unknown keys are an error: a misspelt key must not become a default.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub db: Option<PathBuf>,
+    pub admin_token: Option<String>,
+    pub admin_token_file: Option<PathBuf>,
+    pub max_batch_events: Option<usize>,
+    pub max_body_bytes: Option<usize>,
+    pub allowance: Option<AllowancePolicy>,
+}
+
+/// Settings HQ runs with; every field already checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub db: PathBuf,
+    pub admin_token: String,
+    pub max_batch_events: usize,
+    pub max_body_bytes: usize,
+    pub allowance: AllowancePolicy,
+}
+
+/// Every problem found, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct ConfigError(pub Vec<String>);
+
+impl RawConfig {
+    /// Reads hq.toml; relative paths in it are made relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
+        let mut raw: RawConfig = toml::from_str(&text)
+            .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut raw.db, &mut raw.admin_token_file]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+        Ok(raw)
+    }
+
+    /// Checks every key and reports all problems at once.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let mut problems = Vec::new();
+        let listen_text = self.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
+            problems.push(format!(
+                "listen: {listen_text:?} is not an address and port like \"127.0.0.1:7500\""
+            ))
+        });
+        let db = self.db.unwrap_or_default();
+        if db.as_os_str().is_empty() {
+            problems.push("db: required (path of the SQLite database, created if missing)".into());
+        }
+        let admin_token = match (self.admin_token, self.admin_token_file) {
+            (Some(t), None) => Some(t),
+            (None, Some(f)) => match std::fs::read_to_string(&f) {
+                Ok(t) => Some(t.trim().to_owned()),
+                Err(e) => {
+                    problems.push(format!("admin_token_file: {}: {e}", f.display()));
+                    None
+                }
+            },
+            (Some(_), Some(_)) => {
+                problems.push("admin_token and admin_token_file: give one, not both".into());
+                None
+            }
+            (None, None) => {
+                problems.push("admin_token or admin_token_file: required".into());
+                None
+            }
+        };
+        if admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+            problems.push("admin_token: at least 16 characters".into());
+        }
+        let max_batch_events = self.max_batch_events.unwrap_or(DEFAULT_MAX_BATCH_EVENTS);
+        if !(1..=100_000).contains(&max_batch_events) {
+            problems.push(format!(
+                "max_batch_events: {max_batch_events} is outside 1..=100000"
+            ));
+        }
+        let max_body_bytes = self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes < 1024 {
+            problems.push(format!("max_body_bytes: {max_body_bytes} is under 1024"));
+        }
+        let allowance = self.allowance.unwrap_or_default();
+        if allowance.cap < 0 {
+            problems.push(format!("allowance.cap: {} is negative", allowance.cap));
+        }
+        match (listen, admin_token) {
+            (Ok(listen), Some(admin_token)) if problems.is_empty() => Ok(Settings {
+                listen,
+                db,
+                admin_token,
+                max_batch_events,
+                max_body_bytes,
+                allowance,
+            }),
+            _ => Err(ConfigError(problems)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_an_error() {
+        let err = toml::from_str::<RawConfig>("listn = \"127.0.0.1:1\"").unwrap_err();
+        assert!(err.to_string().contains("unknown field `listn`"), "{err}");
+        let err = toml::from_str::<RawConfig>("[allowance]\ncapp = 5").unwrap_err();
+        assert!(err.to_string().contains("unknown field `capp`"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let raw = RawConfig {
+            listen: Some("nowhere".into()),
+            max_batch_events: Some(0),
+            ..RawConfig::default()
+        };
+        let err = raw.validate().unwrap_err();
+        let text = err.to_string();
+        for key in ["listen:", "db:", "admin_token", "max_batch_events:"] {
+            assert!(text.contains(key), "{key} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/hq.toml");
+        let settings = RawConfig::load(&path).unwrap().validate().unwrap();
+        assert_eq!(settings.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(settings.max_batch_events, DEFAULT_MAX_BATCH_EVENTS);
+    }
+}

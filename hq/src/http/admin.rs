@@ -1,0 +1,162 @@
+//! Admin endpoints: stores, members, campaigns, reconciliation. All need the admin token.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::require_admin;
+use super::error::{blocking, ApiError};
+use super::AppState;
+use crate::store::{MemberInput, MemberView, Reconciliation};
+
+/// Ids HQ accepts for stores, members and campaigns: what fits in a URL path and a log line.
+fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{what} id must be 1 to 64 letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(
+    body: Result<Bytes, BytesRejection>,
+    shape: &str,
+) -> Result<T, ApiError> {
+    let body = body.map_err(ApiError::from_body)?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("body must be {shape}: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreInput {
+    token: String,
+}
+
+/// `PUT /v1/admin/stores/{store_id}` `{"token"}`.
+pub async fn put_store(
+    State(state): State<Arc<AppState>>,
+    Path(store_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers)?;
+    check_id("store", &store_id)?;
+    let input: StoreInput = parse(body, "{\"token\": \"...\"}")?;
+    if input.token.trim().len() < 8 || input.token.len() > 512 {
+        return Err(ApiError::bad_request("token must be 8 to 512 characters"));
+    }
+    let st = state.clone();
+    let id = store_id.clone();
+    blocking(move || Ok(st.store.put_store(&id, input.token.trim())?)).await?;
+    tracing::info!(store = %store_id, "Registered store.");
+    Ok(Json(json!({ "store_id": store_id })))
+}
+
+/// `PUT /v1/admin/members/{member_id}`.
+pub async fn put_member(
+    State(state): State<Arc<AppState>>,
+    Path(member_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<MemberView>, ApiError> {
+    require_admin(&state, &headers)?;
+    check_id("member", &member_id)?;
+    let input: MemberInput = parse(
+        body,
+        "{\"tier\", \"segments\": [...], \"cards\": [...], \"qr_public_key\", \"proximity_key\"}",
+    )?;
+    if let Some(card) = input.cards.iter().find(|c| c.is_empty() || c.len() > 64) {
+        return Err(ApiError::bad_request(format!(
+            "card {card:?} must be 1 to 64 characters"
+        )));
+    }
+    let st = state.clone();
+    let id = member_id.clone();
+    let view = blocking(move || {
+        st.store.put_member(&id, &input)?;
+        st.store.member(&id)?.ok_or_else(ApiError::internal)
+    })
+    .await?;
+    tracing::info!(member = %member_id, cards = view.cards.len(), "Saved member.");
+    Ok(Json(view))
+}
+
+/// `GET /v1/admin/members/{member_id}`.
+pub async fn get_member(
+    State(state): State<Arc<AppState>>,
+    Path(member_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<MemberView>, ApiError> {
+    require_admin(&state, &headers)?;
+    let st = state.clone();
+    let id = member_id.clone();
+    blocking(move || Ok(st.store.member(&id)?))
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no member {member_id}")))
+}
+
+/// `PUT /v1/admin/campaigns/{campaign_id}`: any JSON object, stored as-is, version bumped.
+pub async fn put_campaign(
+    State(state): State<Arc<AppState>>,
+    Path(campaign_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers)?;
+    check_id("campaign", &campaign_id)?;
+    let body: Value = parse(body, "a JSON object")?;
+    if !body.is_object() {
+        return Err(ApiError::bad_request("a campaign must be a JSON object"));
+    }
+    let st = state.clone();
+    let id = campaign_id.clone();
+    let version = blocking(move || Ok(st.store.put_campaign(&id, &body)?)).await?;
+    tracing::info!(campaign = %campaign_id, version, "Saved campaign.");
+    Ok(Json(
+        json!({ "campaign_id": campaign_id, "version": version }),
+    ))
+}
+
+/// `DELETE /v1/admin/campaigns/{campaign_id}`: the stores learn it through the feed.
+pub async fn delete_campaign(
+    State(state): State<Arc<AppState>>,
+    Path(campaign_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers)?;
+    let st = state.clone();
+    let id = campaign_id.clone();
+    let version = blocking(move || Ok(st.store.delete_campaign(&id)?))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no campaign {campaign_id}")))?;
+    tracing::info!(campaign = %campaign_id, version, "Deleted campaign.");
+    Ok(Json(
+        json!({ "campaign_id": campaign_id, "version": version, "deleted": true }),
+    ))
+}
+
+/// `GET /v1/admin/reconciliation`.
+pub async fn reconciliation(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Reconciliation>, ApiError> {
+    require_admin(&state, &headers)?;
+    let st = state.clone();
+    Ok(Json(
+        blocking(move || Ok(st.store.reconciliation()?)).await?,
+    ))
+}

@@ -1,0 +1,58 @@
+//! The HTTP API of CONTRACT.md (`loyalty-hq` table), plus `DELETE` of a campaign and `/healthz`.
+
+mod admin;
+mod auth;
+mod batch;
+mod error;
+mod sync;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderValue;
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use loyalty_protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION};
+
+pub use error::ApiError;
+
+use crate::store::Store;
+
+/// What every handler shares.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub admin_token: String,
+    pub max_batch_events: usize,
+}
+
+/// Every answer says which protocol HQ speaks, errors included, so a mismatched agent can tell.
+async fn protocol_header(mut res: Response) -> Response {
+    res.headers_mut()
+        .insert(PROTOCOL_HEADER, HeaderValue::from(PROTOCOL_VERSION));
+    res
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok", "protocol": PROTOCOL_VERSION }))
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/stores/{store}/events", post(sync::push))
+        .route("/v1/stores/{store}/changes", get(sync::changes))
+        .route("/v1/admin/stores/{store_id}", put(admin::put_store))
+        .route(
+            "/v1/admin/members/{member_id}",
+            put(admin::put_member).get(admin::get_member),
+        )
+        .route(
+            "/v1/admin/campaigns/{campaign_id}",
+            put(admin::put_campaign).delete(admin::delete_campaign),
+        )
+        .route("/v1/admin/reconciliation", get(admin::reconciliation))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::map_response(protocol_header))
+        .with_state(Arc::new(state))
+}

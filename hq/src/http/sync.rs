@@ -1,0 +1,96 @@
+//! The store-facing sync endpoints: push events, pull changes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use loyalty_protocol::{
+    check_version, ChangesPage, PushResponse, PROTOCOL_HEADER, PROTOCOL_VERSION,
+};
+
+use super::auth::require_store;
+use super::batch;
+use super::error::{blocking, ApiError};
+use super::AppState;
+use crate::{clock, cursor};
+
+/// Default and largest page of the changes feed.
+const DEFAULT_LIMIT: usize = 500;
+const MAX_LIMIT: usize = 5_000;
+
+/// A request without the header is let through (curl, probes); one with another version is not.
+fn check_header(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(v) = headers.get(PROTOCOL_HEADER) else {
+        return Ok(());
+    };
+    let found = v
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "protocol_version",
+                format!("{PROTOCOL_HEADER} must be a number; HQ speaks {PROTOCOL_VERSION}"),
+            )
+        })?;
+    Ok(check_version(found)?)
+}
+
+/// `POST /v1/stores/{store}/events`.
+pub async fn push(
+    State(state): State<Arc<AppState>>,
+    Path(store): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PushResponse>, ApiError> {
+    require_store(&state, &headers, &store).await?;
+    check_header(&headers)?;
+    let body = body.map_err(ApiError::from_body)?;
+    let st = state.clone();
+    let result = blocking(move || {
+        let events = batch::parse(&body, &store, st.max_batch_events)?;
+        Ok(st.store.ingest(&store, events)?)
+    })
+    .await?;
+    Ok(Json(PushResponse {
+        protocol: PROTOCOL_VERSION,
+        outcomes: result.outcomes,
+        watermark: result.watermark,
+        hq_time: clock::now(),
+    }))
+}
+
+/// `GET /v1/stores/{store}/changes?cursor=&limit=`.
+pub async fn changes(
+    State(state): State<Arc<AppState>>,
+    Path(store): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<ChangesPage>, ApiError> {
+    require_store(&state, &headers, &store).await?;
+    check_header(&headers)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let after = cursor::decode(query.get("cursor").map_or("", String::as_str)).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "bad_cursor",
+            e.to_string(),
+        )
+    })?;
+    let limit = match query.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| ApiError::bad_request(format!("limit must be 1 to {MAX_LIMIT}")))?,
+    };
+    let st = state.clone();
+    let page = blocking(move || Ok(st.store.changes(&store, after, limit)?)).await?;
+    Ok(Json(page))
+}

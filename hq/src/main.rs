@@ -1,0 +1,103 @@
+//! `loyalty-hq serve`: parse arguments, set up logs and signals, run [`loyalty_hq::serve`].
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use loyalty_hq::config::RawConfig;
+
+#[derive(Parser)]
+#[command(name = "loyalty-hq", version, about = "Loyalty Edge reference HQ")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the admin and sync API until SIGINT or SIGTERM.
+    Serve {
+        /// hq.toml; the flags below override its keys.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// SQLite database, created if missing.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Address and port, default 127.0.0.1:7500.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Bearer token of the admin API.
+        #[arg(long)]
+        admin_token: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loyalty-hq: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let Command::Serve {
+        config,
+        db,
+        listen,
+        admin_token,
+    } = cli.command;
+    let mut raw = match &config {
+        Some(path) => RawConfig::load(path)?,
+        None => RawConfig::default(),
+    };
+    if db.is_some() {
+        raw.db = db;
+    }
+    if listen.is_some() {
+        raw.listen = listen;
+    }
+    if admin_token.is_some() {
+        raw.admin_token = admin_token;
+        raw.admin_token_file = None;
+    }
+    let settings = raw.validate()?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    loyalty_hq::serve(settings, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "No SIGTERM handler; stop with SIGINT.");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("Shutting down.");
+}

@@ -1,0 +1,248 @@
+//! Admin writes and reads: stores, members and their cards, campaigns, reconciliation.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::accounts::member_totals;
+use super::sqlite::{bump, Writer};
+use super::{Flag, MemberInput, MemberView, Reconciliation, Rejection, StoreError};
+
+/// Most recent flags and rejections listed by the reconciliation report.
+const REPORT_LIMIT: i64 = 1_000;
+
+pub fn put_store(conn: &Connection, store_id: &str, token: &str) -> Result<(), StoreError> {
+    let taken: Option<String> = conn
+        .prepare_cached("SELECT store_id FROM stores WHERE token = ?1 AND store_id <> ?2")?
+        .query_row(params![token, store_id], |r| r.get(0))
+        .optional()?;
+    if taken.is_some() {
+        // A token names exactly one store: that is how HQ knows who is pushing.
+        return Err(StoreError::TokenTaken);
+    }
+    conn.prepare_cached(
+        "INSERT INTO stores (store_id, token) VALUES (?1, ?2)
+         ON CONFLICT (store_id) DO UPDATE SET token = excluded.token",
+    )?
+    .execute(params![store_id, token])?;
+    Ok(())
+}
+
+pub fn store_for_token(conn: &Connection, token: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT store_id FROM stores WHERE token = ?1")?
+        .query_row([token], |r| r.get(0))
+        .optional()?)
+}
+
+pub fn put_member(w: &mut Writer, member_id: &str, m: &MemberInput) -> Result<(), StoreError> {
+    let Writer { conn, last_change } = w;
+    let seq = bump(last_change);
+    let tx = conn.transaction()?;
+    let segments = serde_json::to_string(&m.segments).unwrap_or_else(|_| "[]".into());
+    tx.prepare_cached(
+        "INSERT INTO members (member_id, tier, segments, qr_public_key, proximity_key, change_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (member_id) DO UPDATE SET tier = excluded.tier, segments = excluded.segments,
+           qr_public_key = excluded.qr_public_key, proximity_key = excluded.proximity_key,
+           change_seq = excluded.change_seq",
+    )?
+    .execute(params![
+        member_id,
+        m.tier,
+        segments,
+        m.qr_public_key,
+        m.proximity_key,
+        seq
+    ])?;
+    tx.prepare_cached("DELETE FROM cards WHERE member_id = ?1")?
+        .execute([member_id])?;
+    for card in &m.cards {
+        // A card moves with its points: the member who held it loses them, so it changes too.
+        let previous: Option<String> = tx
+            .prepare_cached("SELECT member_id FROM cards WHERE card_number = ?1")?
+            .query_row([card], |r| r.get(0))
+            .optional()?;
+        tx.prepare_cached(
+            "INSERT INTO cards (card_number, member_id) VALUES (?1, ?2)
+             ON CONFLICT (card_number) DO UPDATE SET member_id = excluded.member_id",
+        )?
+        .execute(params![card, member_id])?;
+        if let Some(prev) = previous.filter(|p| p != member_id) {
+            // Its own sequence number: the feed's cursor needs one entity per number.
+            let prev_seq = bump(last_change);
+            tx.prepare_cached("UPDATE members SET change_seq = ?2 WHERE member_id = ?1")?
+                .execute(params![prev, prev_seq])?;
+            tracing::info!(card = %card, from = %prev, to = %member_id, "Moved card to another member.");
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub fn member(conn: &mut Connection, member_id: &str) -> Result<Option<MemberView>, StoreError> {
+    // One snapshot for the profile, the balance and the flags.
+    let tx = conn.transaction()?;
+    let Some(base) = member_base(&tx, member_id)? else {
+        return Ok(None);
+    };
+    let (balance, events) = member_totals(&tx, member_id)?;
+    let cards = base.cards.clone();
+    let mut accounts = vec![member_id.to_owned()];
+    accounts.extend(cards.iter().map(|c| loyalty_protocol::card_account(c)));
+    let mut flags = Vec::new();
+    for account in &accounts {
+        let mut stmt = tx.prepare_cached(
+            "SELECT flag, event_id, store_id, member, reason, flagged_at FROM flags
+             WHERE member = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([account], flag_row)?;
+        for f in rows {
+            let f = f?;
+            if !flags.contains(&f) {
+                flags.push(f);
+            }
+        }
+    }
+    Ok(Some(MemberView {
+        member_id: member_id.to_owned(),
+        balance,
+        tier: base.tier,
+        segments: base.segments,
+        cards,
+        qr_public_key: base.qr_public_key,
+        proximity_key: base.proximity_key,
+        events,
+        flags,
+    }))
+}
+
+/// A member's profile and cards, without the balance.
+pub struct MemberBase {
+    pub tier: Option<String>,
+    pub segments: Vec<String>,
+    pub cards: Vec<String>,
+    pub qr_public_key: Option<String>,
+    pub proximity_key: Option<String>,
+}
+
+pub fn member_base(conn: &Connection, member_id: &str) -> rusqlite::Result<Option<MemberBase>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT tier, segments, qr_public_key, proximity_key FROM members WHERE member_id = ?1",
+        )?
+        .query_row([member_id], |r| {
+            let segments: String = r.get(1)?;
+            Ok(MemberBase {
+                tier: r.get(0)?,
+                // Written by put_member from a Vec<String>; unreadable only if edited by hand.
+                segments: serde_json::from_str(&segments).unwrap_or_default(),
+                cards: Vec::new(),
+                qr_public_key: r.get(2)?,
+                proximity_key: r.get(3)?,
+            })
+        })
+        .optional()?;
+    let Some(mut base) = row else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT card_number FROM cards WHERE member_id = ?1 ORDER BY card_number",
+    )?;
+    base.cards = stmt
+        .query_map([member_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some(base))
+}
+
+pub fn put_campaign(
+    w: &mut Writer,
+    campaign_id: &str,
+    body: &serde_json::Value,
+) -> Result<i64, StoreError> {
+    let seq = w.next_change();
+    let body = body.to_string();
+    let version = w
+        .conn
+        .prepare_cached(
+            "INSERT INTO campaigns (campaign_id, version, body, deleted, change_seq)
+             VALUES (?1, 1, ?2, 0, ?3)
+             ON CONFLICT (campaign_id) DO UPDATE SET version = version + 1, body = excluded.body,
+               deleted = 0, change_seq = excluded.change_seq
+             RETURNING version",
+        )?
+        .query_row(params![campaign_id, body, seq], |r| r.get(0))?;
+    Ok(version)
+}
+
+pub fn delete_campaign(w: &mut Writer, campaign_id: &str) -> Result<Option<i64>, StoreError> {
+    let seq = w.next_change();
+    Ok(w.conn
+        .prepare_cached(
+            "UPDATE campaigns SET version = version + 1, deleted = 1, change_seq = ?2
+             WHERE campaign_id = ?1 RETURNING version",
+        )?
+        .query_row(params![campaign_id, seq], |r| r.get(0))
+        .optional()?)
+}
+
+fn flag_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Flag> {
+    Ok(Flag {
+        flag: r.get(0)?,
+        event_id: r.get(1)?,
+        store_id: r.get(2)?,
+        member: r.get(3)?,
+        reason: r.get(4)?,
+        flagged_at: r.get(5)?,
+    })
+}
+
+pub fn reconciliation(conn: &mut Connection) -> Result<Reconciliation, StoreError> {
+    let tx = conn.transaction()?;
+    let flags = tx
+        .prepare_cached(
+            "SELECT flag, event_id, store_id, member, reason, flagged_at FROM
+               (SELECT * FROM flags ORDER BY id DESC LIMIT ?1) ORDER BY id",
+        )?
+        .query_map([REPORT_LIMIT], flag_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let rejections = tx
+        .prepare_cached(
+            "SELECT event_id, store_id, reason, event, rejected_at FROM rejections
+             ORDER BY rejected_at DESC LIMIT ?1",
+        )?
+        .query_map([REPORT_LIMIT], |r| {
+            Ok(Rejection {
+                event_id: r.get(0)?,
+                store_id: r.get(1)?,
+                reason: r.get(2)?,
+                event: r.get(3)?,
+                rejected_at: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Reconciliation { flags, rejections })
+}
+
+pub fn balance_drift(conn: &mut Connection) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT a.account, a.balance, COALESCE(e.total, 0) FROM accounts a
+         LEFT JOIN (SELECT account, SUM(points) AS total FROM events
+                    WHERE account IS NOT NULL GROUP BY account) e ON e.account = a.account
+         WHERE a.balance <> COALESCE(e.total, 0)
+         UNION ALL
+         SELECT e.account, 0, SUM(e.points) FROM events e
+         WHERE e.account IS NOT NULL AND e.account NOT IN (SELECT account FROM accounts)
+         GROUP BY e.account HAVING SUM(e.points) <> 0",
+    )?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+pub fn account_balances(conn: &mut Connection) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt = conn.prepare("SELECT account, balance FROM accounts ORDER BY account")?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}

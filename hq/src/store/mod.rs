@@ -1,0 +1,147 @@
+//! Storage behind the [`Store`] trait; [`SqliteStore`] is the embedded default.
+//!
+//! Invariants every implementation keeps:
+//! - An event is stored at most once, keyed by `event_id`; a re-push changes nothing.
+//! - A batch is applied in one transaction: all of its effects (events, balances, flags,
+//!   rejections, the store's watermark, change sequence bumps) or none.
+//! - An account's balance is always the sum of the `points` of the events stored for it. A
+//!   member's balance is its own account plus the `card:<n>` accounts of its attached cards, so a
+//!   card credit earned before HQ knew the card counts for the member once the card is attached.
+//! - Facts are never erased: overdrafts, refunds without a sale and duplicate once-per-member
+//!   gifts are stored and flagged. Only malformed events are refused, and their refusal is kept.
+//! - The change sequence only grows; a member, campaign or gift redemption carries the sequence
+//!   of its latest change.
+
+mod accounts;
+mod admin;
+mod changes;
+mod ingest;
+mod schema;
+mod sqlite;
+
+use loyalty_protocol::{ChangesPage, Event, EventOutcome};
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::SqliteStore;
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database is at schema version {found}, newer than this HQ knows ({known}): upgrade loyalty-hq")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error(
+        "cursor {cursor} is ahead of HQ's latest change {latest}: pull again from an empty cursor"
+    )]
+    CursorAhead { cursor: i64, latest: i64 },
+    #[error("store {0:?} is not registered")]
+    UnknownStore(String),
+    #[error("that token already belongs to another store")]
+    TokenTaken,
+    #[error("a storage lock was poisoned by an earlier panic")]
+    Poisoned,
+}
+
+/// One event of a pushed batch, already parsed and checked by the HTTP layer.
+#[derive(Debug, Clone)]
+pub enum Incoming {
+    Valid(Event),
+    /// Refused; recorded for the admin, never stored as a fact.
+    Invalid {
+        event_id: String,
+        seq: Option<i64>,
+        reason: String,
+        raw: String,
+    },
+}
+
+/// What a push did.
+#[derive(Debug, Clone)]
+pub struct IngestResult {
+    pub outcomes: Vec<EventOutcome>,
+    pub watermark: i64,
+}
+
+/// The admin's view of a member: `PUT /v1/admin/members/{id}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberInput {
+    #[serde(default)]
+    pub tier: Option<String>,
+    #[serde(default)]
+    pub segments: Vec<String>,
+    #[serde(default)]
+    pub cards: Vec<String>,
+    #[serde(default)]
+    pub qr_public_key: Option<String>,
+    #[serde(default)]
+    pub proximity_key: Option<String>,
+}
+
+/// `GET /v1/admin/members/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    pub member_id: String,
+    pub balance: i64,
+    pub tier: Option<String>,
+    pub segments: Vec<String>,
+    pub cards: Vec<String>,
+    pub qr_public_key: Option<String>,
+    pub proximity_key: Option<String>,
+    /// Events counted in `balance` (card accounts included).
+    pub events: i64,
+    pub flags: Vec<Flag>,
+}
+
+/// A reconciliation flag on a stored event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flag {
+    pub flag: String,
+    pub event_id: String,
+    pub store_id: String,
+    /// The member (or `card:<n>` account) the event touched.
+    pub member: Option<String>,
+    pub reason: String,
+    pub flagged_at: String,
+}
+
+/// An event refused at ingestion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub event_id: String,
+    pub store_id: String,
+    pub reason: String,
+    /// The event as pushed.
+    pub event: String,
+    pub rejected_at: String,
+}
+
+/// `GET /v1/admin/reconciliation`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reconciliation {
+    pub flags: Vec<Flag>,
+    pub rejections: Vec<Rejection>,
+}
+
+/// Storage of HQ. Methods block: call them off the async threads.
+pub trait Store: Send + Sync + 'static {
+    /// Registers a store or replaces its token.
+    fn put_store(&self, store_id: &str, token: &str) -> Result<(), StoreError>;
+    /// The store a bearer token belongs to.
+    fn store_for_token(&self, token: &str) -> Result<Option<String>, StoreError>;
+    /// Creates or replaces a member (cards included: a card on another member moves here).
+    fn put_member(&self, member_id: &str, member: &MemberInput) -> Result<(), StoreError>;
+    fn member(&self, member_id: &str) -> Result<Option<MemberView>, StoreError>;
+    /// Stores a campaign body as-is; returns its new version.
+    fn put_campaign(&self, campaign_id: &str, body: &serde_json::Value) -> Result<i64, StoreError>;
+    /// Marks a campaign deleted; returns its new version, or `None` if it never existed.
+    fn delete_campaign(&self, campaign_id: &str) -> Result<Option<i64>, StoreError>;
+    /// Applies a batch pushed by `store_id`, in one transaction.
+    fn ingest(&self, store_id: &str, events: Vec<Incoming>) -> Result<IngestResult, StoreError>;
+    /// Entities changed after `cursor` (a change sequence number), for `store_id`.
+    fn changes(&self, store_id: &str, cursor: i64, limit: usize)
+        -> Result<ChangesPage, StoreError>;
+    fn reconciliation(&self) -> Result<Reconciliation, StoreError>;
+}

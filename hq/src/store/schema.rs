@@ -1,0 +1,146 @@
+//! Schema migrations, applied in order and tracked in `PRAGMA user_version`.
+//!
+//! Indexes are few on purpose: ingestion writes every event once into `events` and touches one
+//! `accounts` row; everything else is keyed lookups.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Each entry moves the schema from version `i` to `i + 1`. Never edit a shipped entry: append.
+pub const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE stores (
+        store_id  TEXT PRIMARY KEY,
+        token     TEXT NOT NULL UNIQUE,
+        watermark INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE members (
+        member_id     TEXT PRIMARY KEY,
+        tier          TEXT,
+        segments      TEXT NOT NULL DEFAULT '[]',
+        qr_public_key TEXT,
+        proximity_key TEXT,
+        change_seq    INTEGER NOT NULL
+    );
+    CREATE INDEX members_by_change ON members(change_seq);
+    CREATE TABLE cards (
+        card_number TEXT PRIMARY KEY,
+        member_id   TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX cards_by_member ON cards(member_id);
+    CREATE TABLE campaigns (
+        campaign_id TEXT PRIMARY KEY,
+        version     INTEGER NOT NULL,
+        body        TEXT NOT NULL,
+        deleted     INTEGER NOT NULL DEFAULT 0,
+        change_seq  INTEGER NOT NULL
+    );
+    CREATE INDEX campaigns_by_change ON campaigns(change_seq);
+    -- Every fact, once. UUIDv7 ids arrive nearly sorted, so the key B-tree grows at its edge.
+    CREATE TABLE events (
+        event_id        TEXT PRIMARY KEY,
+        store_id        TEXT NOT NULL,
+        seq             INTEGER NOT NULL,
+        kind            TEXT NOT NULL,
+        account         TEXT,
+        lane            TEXT,
+        points          INTEGER NOT NULL,
+        payload         TEXT NOT NULL,
+        rule_version    TEXT,
+        recorded_at     TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        -- A refund's sale.
+        link_event_id   TEXT
+    ) WITHOUT ROWID;
+    -- Sum and count of events per account, kept in the transaction that stores the events.
+    CREATE TABLE accounts (
+        account TEXT PRIMARY KEY,
+        balance INTEGER NOT NULL,
+        events  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- Sales by receipt, so a refund finds the sale it reverses.
+    CREATE TABLE sales (
+        store_id   TEXT NOT NULL,
+        receipt_id TEXT NOT NULL,
+        event_id   TEXT NOT NULL,
+        PRIMARY KEY (store_id, receipt_id)
+    ) WITHOUT ROWID;
+    -- The once-per-member gift HQ keeps: the earliest by (recorded_at, event_id).
+    CREATE TABLE gifts_kept (
+        member_id   TEXT NOT NULL,
+        campaign_id TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        event_id    TEXT NOT NULL,
+        store_id    TEXT NOT NULL,
+        PRIMARY KEY (member_id, campaign_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE gift_redemptions (
+        gift_id    TEXT PRIMARY KEY,
+        member_id  TEXT,
+        store_id   TEXT NOT NULL,
+        event_id   TEXT NOT NULL,
+        change_seq INTEGER NOT NULL
+    );
+    CREATE INDEX gift_redemptions_by_change ON gift_redemptions(change_seq);
+    CREATE TABLE flags (
+        id         INTEGER PRIMARY KEY,
+        flag       TEXT NOT NULL,
+        event_id   TEXT NOT NULL,
+        store_id   TEXT NOT NULL,
+        member     TEXT,
+        reason     TEXT NOT NULL,
+        flagged_at TEXT NOT NULL
+    );
+    CREATE INDEX flags_by_member ON flags(member);
+    CREATE TABLE rejections (
+        event_id    TEXT NOT NULL,
+        store_id    TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        event       TEXT NOT NULL,
+        rejected_at TEXT NOT NULL,
+        PRIMARY KEY (store_id, event_id)
+    );
+"#];
+
+/// Brings the database to the latest schema, one transaction per migration.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let known = MIGRATIONS.len() as i64;
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > known {
+        return Err(StoreError::SchemaTooNew { found, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "Migrated HQ schema.");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_and_reapply() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(StoreError::SchemaTooNew { found: 99, .. })
+        ));
+    }
+}

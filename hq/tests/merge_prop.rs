@@ -1,0 +1,191 @@
+//! Property: however batches are split, repeated and interleaved between stores, HQ ends with
+//! the balances of applying each event once, and flags the same duplicate gifts.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::{at, event_id};
+use loyalty_hq::allowance::AllowancePolicy;
+use loyalty_hq::store::{Incoming, MemberInput, SqliteStore, Store};
+use loyalty_protocol::{Event, EventKind};
+use proptest::prelude::*;
+use serde_json::json;
+
+const STORES: [&str; 2] = ["s1", "s2"];
+const ACCOUNTS: [&str; 5] = ["m0", "m1", "m2", "card:c0", "card:c9"];
+
+#[derive(Debug, Clone)]
+struct Spec {
+    store: usize,
+    account: usize,
+    kind: u8,
+    points: i64,
+    second: u32,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (0..2usize, 0..5usize, 0..4u8, 1..50i64, 0..20u32).prop_map(
+        |(store, account, kind, points, second)| Spec {
+            store,
+            account,
+            kind,
+            points,
+            second,
+        },
+    )
+}
+
+fn build(specs: &[Spec]) -> Vec<Event> {
+    let mut seqs = [0i64; 2];
+    specs
+        .iter()
+        .map(|s| {
+            seqs[s.store] += 1;
+            let seq = seqs[s.store];
+            let store = STORES[s.store];
+            let (kind, points, payload, account) = match s.kind {
+                0 => (
+                    EventKind::Sale,
+                    s.points,
+                    json!({"receipt_id": format!("r{seq}"), "total_cents": 100}),
+                    ACCOUNTS[s.account],
+                ),
+                1 => (
+                    EventKind::Redemption,
+                    -s.points,
+                    json!({"redemption_id": format!("rd{seq}"), "points": s.points}),
+                    ACCOUNTS[s.account],
+                ),
+                2 => (
+                    EventKind::Refund,
+                    -s.points,
+                    json!({"refund_id": format!("rf{seq}"), "receipt_id": format!("r{}", seq - 1),
+                           "total_cents": 100, "points_due": s.points, "uncollected": 0}),
+                    ACCOUNTS[s.account],
+                ),
+                _ => {
+                    // Gifts go to members only.
+                    let member = ACCOUNTS[s.account % 3];
+                    (
+                        EventKind::GiftIssued,
+                        0,
+                        json!({"gift_id": format!("g-{store}-{seq}"), "campaign_id": "welcome",
+                               "campaign_version": 1, "member_id": member, "once_per_member": true,
+                               "expires_at": "2025-04-01T00:00:00.000Z"}),
+                        member,
+                    )
+                }
+            };
+            Event {
+                event_id: event_id(),
+                store_id: store.into(),
+                seq,
+                kind,
+                account: Some(account.into()),
+                lane: None,
+                points,
+                payload,
+                rule_version: None,
+                recorded_at: at(s.second),
+                idempotency_key: format!("{store}-{seq}"),
+            }
+        })
+        .collect()
+}
+
+/// xorshift, so the shuffle is a pure function of the generated seed (proptest shrinks it).
+fn shuffle<T>(items: &mut [T], mut seed: u64) {
+    seed |= 1;
+    for i in (1..items.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        items.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn any_interleaving_and_duplication_converges(
+        specs in prop::collection::vec(spec(), 1..40),
+        chunk in 1..6usize,
+        repeats in prop::collection::vec((any::<prop::sample::Index>(), 0..6usize), 0..12),
+        seed in any::<u64>(),
+    ) {
+        let events = build(&specs);
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("hq.db"), AllowancePolicy::default()).unwrap();
+        for s in STORES {
+            store.put_store(s, &format!("{s}-token-secret")).unwrap();
+        }
+        for m in ["m0", "m1", "m2"] {
+            let cards = if m == "m0" { vec!["c0".to_string()] } else { vec![] };
+            store.put_member(m, &MemberInput { cards, ..MemberInput::default() }).unwrap();
+        }
+
+        // Each store's events in chunks, some chunks pushed again (whole or a tail: a retry
+        // after a lost answer), all in a random order across stores.
+        let mut batches: Vec<(usize, Vec<Event>)> = Vec::new();
+        for (si, s) in STORES.iter().enumerate() {
+            let mine: Vec<Event> = events.iter().filter(|e| e.store_id == *s).cloned().collect();
+            for c in mine.chunks(chunk) {
+                batches.push((si, c.to_vec()));
+            }
+        }
+        let base = batches.len();
+        for (pick, skip) in &repeats {
+            let (si, b) = batches[pick.index(base)].clone();
+            let tail: Vec<Event> = b.into_iter().skip(*skip).collect();
+            if !tail.is_empty() {
+                batches.push((si, tail));
+            }
+        }
+        shuffle(&mut batches, seed);
+        for (si, batch) in batches {
+            let incoming = batch.into_iter().map(Incoming::Valid).collect();
+            store.ingest(STORES[si], incoming).unwrap();
+        }
+
+        let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+        for e in &events {
+            *expected.entry(e.account.clone().unwrap()).or_default() += e.points;
+        }
+        let got: BTreeMap<String, i64> = store.account_balances().unwrap().into_iter().collect();
+        prop_assert_eq!(&got, &expected);
+        prop_assert!(store.balance_drift().unwrap().is_empty());
+
+        // m0 holds card c0: its balance includes the card's points.
+        let m0 = store.member("m0").unwrap().unwrap();
+        let want = expected.get("m0").copied().unwrap_or(0) + expected.get("card:c0").copied().unwrap_or(0);
+        prop_assert_eq!(m0.balance, want);
+
+        // Per member, every gift but the earliest by (recorded_at, event_id) is flagged.
+        let mut earliest: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+        for e in events.iter().filter(|e| e.kind == EventKind::GiftIssued) {
+            let m = e.account.as_deref().unwrap();
+            let key = (e.recorded_at.as_str(), e.event_id.as_str());
+            let slot = earliest.entry(m).or_insert(key);
+            if key < *slot {
+                *slot = key;
+            }
+        }
+        let want_flagged: BTreeSet<String> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::GiftIssued)
+            .filter(|e| earliest[e.account.as_deref().unwrap()].1 != e.event_id)
+            .map(|e| e.event_id.clone())
+            .collect();
+        let flagged: BTreeSet<String> = store
+            .reconciliation()
+            .unwrap()
+            .flags
+            .into_iter()
+            .filter(|f| f.flag == "duplicate_gift")
+            .map(|f| f.event_id)
+            .collect();
+        prop_assert_eq!(flagged, want_flagged);
+    }
+}

@@ -41,6 +41,8 @@ pub struct RedeemRequest {
     pub member_id: String,
     pub points: i64,
     pub at: DateTime<Utc>,
+    /// HQ has not been reached lately: the member's offline spend allowance applies.
+    pub offline: bool,
 }
 
 /// A member as imported (or, later, pulled from HQ).
@@ -176,10 +178,8 @@ fn append(tx: &Connection, e: NewEvent<'_>) -> rusqlite::Result<i64> {
         e.rule_version,
         e.at
     ])?;
-    let seq = tx.last_insert_rowid();
-    tx.prepare_cached("INSERT INTO outbox (seq, enqueued_at) VALUES (?1, strftime('%s','now'))")?
-        .execute([seq])?;
-    Ok(seq)
+    // The event is unsynced by being after `sync_state.acked_seq`: no outbox row to write.
+    Ok(tx.last_insert_rowid())
 }
 
 /// An outcome inside the transaction: a SQL failure aborts this command's savepoint; a refusal
@@ -321,14 +321,36 @@ pub(super) fn redeem(tx: &Connection, r: &RedeemRequest) -> Applied {
     if let Some(first) = first_answer(tx, &key)? {
         return Ok(Ok(first));
     }
-    let current = balance(tx, &r.member_id)?;
+    let (current, allowance, spent): (i64, Option<i64>, i64) = tx
+        .prepare_cached(
+            "SELECT points, offline_allowance, pending_spent FROM balances WHERE account = ?1",
+        )?
+        .query_row([&r.member_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()?
+        .unwrap_or((0, None, 0));
     if let Err(e) = engine::redeem(current, r.points) {
         return Ok(Err(LedgerError::refused(
             "insufficient_balance",
             e.to_string(),
         )));
     }
+    if r.offline {
+        if let Some(allowance) = allowance {
+            if spent + r.points > allowance {
+                return Ok(Err(LedgerError::refused(
+                    "offline_allowance",
+                    format!(
+                        "HQ is unreachable and this store may spend at most {allowance} of this member's points until it is back ({spent} already spent here); the points stay on the account"
+                    ),
+                )));
+            }
+        }
+    }
     let balance_after = add_points(tx, &r.member_id, -r.points, None)?;
+    tx.prepare_cached("UPDATE balances SET pending_spent = pending_spent + ?2 WHERE account = ?1")?
+        .execute(params![r.member_id, r.points])?;
     let response = json!({
         "redemption_id": r.redemption_id,
         "member_id": r.member_id,

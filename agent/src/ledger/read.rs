@@ -26,10 +26,36 @@ pub struct MemberView {
     pub qr_public_key: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct OutboxStatus {
+/// Where sync stands, as the ledger knows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SyncStatus {
+    /// Events recorded here that HQ has not acknowledged.
     pub depth: i64,
+    /// Age of the oldest of them, seconds (0 when none).
     pub oldest_age_seconds: i64,
+    pub acked_seq: i64,
+    pub last_seq: i64,
+    pub dead_letters: i64,
+    pub skew_ms: Option<i64>,
+    pub last_push_at: Option<String>,
+    pub last_pull_at: Option<String>,
+    #[serde(skip)]
+    pub cursor: String,
+}
+
+/// An event as it is pushed to HQ.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnsyncedEvent {
+    pub seq: i64,
+    pub event_id: String,
+    pub idempotency_key: String,
+    pub kind: String,
+    pub account: Option<String>,
+    pub lane: Option<String>,
+    pub points: i64,
+    pub payload: String,
+    pub rule_version: Option<String>,
+    pub recorded_at: String,
 }
 
 impl Readers {
@@ -110,17 +136,71 @@ impl Readers {
         })
     }
 
-    pub fn outbox(&self) -> rusqlite::Result<OutboxStatus> {
+    pub fn sync_status(&self) -> rusqlite::Result<SyncStatus> {
         self.with(|c| {
-            c.prepare_cached(
-                "SELECT COUNT(*), COALESCE(strftime('%s','now') - MIN(enqueued_at), 0) FROM outbox",
-            )?
-            .query_row([], |r| {
-                Ok(OutboxStatus {
-                    depth: r.get(0)?,
-                    oldest_age_seconds: r.get(1)?,
-                })
+            let (acked_seq, skew_ms, last_push_at, last_pull_at, cursor): (
+                i64,
+                Option<i64>,
+                Option<String>,
+                Option<String>,
+                String,
+            ) = c
+                .prepare_cached(
+                    "SELECT acked_seq, skew_ms, last_push_at, last_pull_at, cursor FROM sync_state WHERE id = 1",
+                )?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+            let last_seq: i64 = c
+                .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?
+                .query_row([], |r| r.get(0))?;
+            let oldest: Option<String> = c
+                .prepare_cached("SELECT recorded_at FROM events WHERE seq > ?1 ORDER BY seq LIMIT 1")?
+                .query_row([acked_seq], |r| r.get(0))
+                .optional()?;
+            let oldest_age_seconds = oldest
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds().max(0))
+                .unwrap_or(0);
+            let dead_letters: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM dead_letters")?
+                .query_row([], |r| r.get(0))?;
+            Ok(SyncStatus {
+                // Seqs are contiguous (AUTOINCREMENT, and a rolled-back insert takes its number
+                // back with it), so the unsynced count is a subtraction, not a scan.
+                depth: (last_seq - acked_seq).max(0),
+                oldest_age_seconds,
+                acked_seq,
+                last_seq,
+                dead_letters,
+                skew_ms,
+                last_push_at,
+                last_pull_at,
+                cursor,
             })
+        })
+    }
+
+    /// Up to `limit` events after the acknowledged watermark, in seq order.
+    pub fn unsynced(&self, limit: usize) -> rusqlite::Result<Vec<UnsyncedEvent>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, event_id, idempotency_key, kind, account, lane, points, payload, rule_version, recorded_at
+                 FROM events WHERE seq > (SELECT acked_seq FROM sync_state WHERE id = 1) ORDER BY seq LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit as i64], |r| {
+                Ok(UnsyncedEvent {
+                    seq: r.get(0)?,
+                    event_id: r.get(1)?,
+                    idempotency_key: r.get(2)?,
+                    kind: r.get(3)?,
+                    account: r.get(4)?,
+                    lane: r.get(5)?,
+                    points: r.get(6)?,
+                    payload: r.get(7)?,
+                    rule_version: r.get(8)?,
+                    recorded_at: r.get(9)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 

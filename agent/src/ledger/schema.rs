@@ -85,6 +85,53 @@ pub const MIGRATIONS: &[&str] = &[
     DROP TABLE sales;
     ALTER TABLE sales_by_seq RENAME TO sales;
     "#,
+    // 3: HQ sync. The outbox becomes the tail of the log after `sync_state.acked_seq` (events are
+    // pushed in seq order and HQ answers with the highest seq it holds), which saves a page per
+    // commit and makes "what is unsynced" one range. Balances lose their `points >= 0` CHECK:
+    // HQ may report an overdraft made elsewhere, and the local no-overdraw rule lives in the
+    // engine. Members pulled from HQ carry their offline spend allowance.
+    r#"
+    CREATE TABLE sync_state (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        acked_seq    INTEGER NOT NULL,
+        cursor       TEXT NOT NULL DEFAULT '',
+        skew_ms      INTEGER,
+        last_push_at TEXT,
+        last_pull_at TEXT
+    );
+    INSERT INTO sync_state (id, acked_seq) VALUES (1, COALESCE(
+        (SELECT MIN(seq) - 1 FROM outbox),
+        (SELECT MAX(seq) FROM events),
+        0));
+    DROP TABLE outbox;
+    CREATE TABLE dead_letters (
+        seq         INTEGER PRIMARY KEY REFERENCES events(seq),
+        event_id    TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        rejected_at TEXT NOT NULL
+    );
+    CREATE TABLE balances_v3 (
+        account           TEXT PRIMARY KEY,
+        points            INTEGER NOT NULL,
+        last_visit        TEXT,
+        pending_points    INTEGER NOT NULL DEFAULT 0,
+        pending_events    INTEGER NOT NULL DEFAULT 0,
+        pending_spent     INTEGER NOT NULL DEFAULT 0,
+        offline_allowance INTEGER
+    );
+    INSERT INTO balances_v3 (account, points, last_visit, pending_points, pending_events)
+        SELECT account, points, last_visit, pending_points, pending_events FROM balances;
+    UPDATE balances_v3 SET pending_spent = (SELECT COALESCE(-SUM(e.points), 0) FROM events e
+        WHERE e.seq > (SELECT acked_seq FROM sync_state) AND e.kind = 'redemption' AND e.account = balances_v3.account);
+    DROP TABLE balances;
+    ALTER TABLE balances_v3 RENAME TO balances;
+    CREATE TABLE campaigns (
+        campaign_id TEXT PRIMARY KEY,
+        version     INTEGER NOT NULL,
+        body        TEXT NOT NULL,
+        deleted     INTEGER NOT NULL DEFAULT 0
+    );
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]

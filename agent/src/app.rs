@@ -82,6 +82,21 @@ pub async fn run(
         sources.clone(),
     ));
 
+    let sync_health = match &config.hq {
+        Some(hq) => {
+            let client = crate::sync::HqClient::new(&hq.url, &config.store_id, &hq.token)
+                .context("setting up the HQ client")?;
+            let health = Arc::new(crate::sync::SyncHealth::default());
+            tracker.spawn(crate::sync::run(
+                client,
+                ledger.clone(),
+                health.clone(),
+                sources.clone(),
+            ));
+            Some(health)
+        }
+        None => None,
+    };
     let state = AppState {
         ledger: ledger.clone(),
         lanes,
@@ -90,6 +105,7 @@ pub async fn run(
         scanners: Arc::new(scanners),
         sensors: Arc::new(sensors),
         store_id: config.store_id.clone(),
+        sync: sync_health,
     };
     drop(ledger);
     let address = listener.local_addr().ok();

@@ -253,6 +253,7 @@ pub async fn redeem(
             member_id,
             points,
             at: chrono::Utc::now(),
+            offline: state.sync.as_ref().is_some_and(|s| s.is_offline()),
         })
         .await?;
     Ok(Json(answer))
@@ -309,11 +310,29 @@ pub async fn member(State(state): State<AppState>, Path(member_id): Path<String>
 
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let readers = state.ledger.readers().clone();
-    let ledger = tokio::task::spawn_blocking(move || readers.outbox()).await;
-    let ledger = match ledger {
-        Ok(Ok(outbox)) => json!({"state": "ok", "outbox": outbox}),
-        Ok(Err(e)) => json!({"state": "error", "error": e.to_string()}),
-        Err(e) => json!({"state": "error", "error": e.to_string()}),
+    let status = tokio::task::spawn_blocking(move || readers.sync_status()).await;
+    let (ledger, queue) = match status {
+        Ok(Ok(s)) => (
+            json!({"state": "ok", "outbox": {"depth": s.depth, "oldest_age_seconds": s.oldest_age_seconds}}),
+            Some(s),
+        ),
+        Ok(Err(e)) => (json!({"state": "error", "error": e.to_string()}), None),
+        Err(e) => (json!({"state": "error", "error": e.to_string()}), None),
+    };
+    let hq = match &state.sync {
+        None => json!({"state": "disabled"}),
+        Some(sync) => {
+            let mut v = serde_json::to_value(sync.view()).unwrap_or(Value::Null);
+            if let Some(q) = &queue {
+                v["backlog"] = json!(q.depth);
+                v["oldest_unsynced_age_seconds"] = json!(q.oldest_age_seconds);
+                v["dead_letters"] = json!(q.dead_letters);
+                v["skew_ms"] = json!(q.skew_ms);
+                v["last_push_at"] = json!(q.last_push_at);
+                v["last_pull_at"] = json!(q.last_pull_at);
+            }
+            v
+        }
     };
     let scanners: serde_json::Map<String, Value> = state
         .scanners
@@ -349,7 +368,7 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
         "components": {
             "ledger": ledger,
             "scanners": scanners,
-            "hq": {"state": "not_configured"},
+            "hq": hq,
             "proximity": proximity,
         }
     }))
@@ -363,10 +382,14 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             .metrics
             .set_sensor_up(name, h.is_connected() && !h.is_down(now));
     }
-    if let Ok(Ok(outbox)) = tokio::task::spawn_blocking(move || readers.outbox()).await {
+    if let Ok(Ok(status)) = tokio::task::spawn_blocking(move || readers.sync_status()).await {
         state
             .metrics
-            .set_outbox(outbox.depth, outbox.oldest_age_seconds);
+            .set_outbox(status.depth, status.oldest_age_seconds);
+        state.metrics.set_dead_letters(status.dead_letters);
+    }
+    if let Some(sync) = &state.sync {
+        state.metrics.set_hq_online(!sync.is_offline());
     }
     (
         [(

@@ -26,6 +26,8 @@ pub struct AppState {
     pub scanners: Arc<BTreeMap<String, Arc<ScannerHealth>>>,
     pub sensors: Arc<BTreeMap<String, Arc<NodeHealth>>>,
     pub store_id: String,
+    /// None when no HQ is configured (a store run on imported members).
+    pub sync: Option<Arc<crate::sync::SyncHealth>>,
 }
 
 pub fn router(state: AppState) -> Router {

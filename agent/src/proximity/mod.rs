@@ -18,7 +18,12 @@ pub mod tracker;
 
 use std::time::Instant;
 
+pub use adverts::{Advert, AdvertError, Decoder};
+pub use resolver::{MemberId, Resolution, ResolverMap};
+pub use rotating_id::{interval_number, rotating_id, ProximityKey};
 pub use sensor_node::{read_node_frames, supervise_node, NodeHealth, NodeReadError, NodeState};
+pub use trace::{read_trace, write_trace, TraceRecord};
+pub use tracker::{Observation, Tracker, TrackerConfig, ZoneEvent};
 
 /// One device heard by one sensor over one report interval, or one check-in write.
 #[derive(Debug, Clone, PartialEq, Eq)]

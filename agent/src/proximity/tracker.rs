@@ -1110,6 +1110,79 @@ mod tests {
         assert_eq!(r.t.tracked_members(), 0);
     }
 
+    proptest::proptest! {
+        /// Whatever the sightings (noise, gaps, check-ins, two members, time steps of any size),
+        /// per (member, zone) events alternate Entered -> (Dwelled) -> Exited, Dwelled at most
+        /// once per visit, WalkedIn only right after a door Entered and at most once until the
+        /// member is forgotten, and a long silence closes everything and empties the map.
+        #[test]
+        fn visits_are_well_formed(
+            steps in proptest::collection::vec(
+                (0u8..2, 0usize..3, -100i8..-35, proptest::bool::weighted(0.05), 0u64..4000),
+                1..400)
+        ) {
+            let mut r = Run::new();
+            let names = ["door-in", "door-out", "coffee"];
+            let members = ["p", "q"];
+            let mut at = Duration::ZERO;
+            for (m, sensor, rssi, check_in, dt) in steps {
+                at += Duration::from_millis(dt);
+                let sensor = r.t.sensor_id(names[sensor]).expect("sensor");
+                r.t.observe(Observation {
+                    member: members[usize::from(m)],
+                    sensor,
+                    rssi,
+                    tx_power: None,
+                    check_in,
+                    at,
+                }, &mut r.out);
+                if dt > 2000 {
+                    r.t.tick(at, &mut r.out);
+                }
+            }
+            r.t.tick(at + Duration::from_secs(3600), &mut r.out);
+            proptest::prop_assert_eq!(r.t.tracked_members(), 0);
+            proptest::prop_assert_eq!(r.t.open_visits(), 0);
+
+            for m in members {
+                for zone in ["door", "coffee"] {
+                    let mut inside = false;
+                    let mut dwelled = false;
+                    let mut walked_in = 0;
+                    let mut last_entered = None;
+                    for e in r.out.iter().filter(|e| *e.member() == m) {
+                        match e {
+                            ZoneEvent::Entered { zone: z, at, .. } if &**z == zone => {
+                                proptest::prop_assert!(!inside, "{m} entered {zone} twice");
+                                inside = true;
+                                dwelled = false;
+                                last_entered = Some(*at);
+                            }
+                            ZoneEvent::Dwelled { zone: z, .. } if &**z == zone => {
+                                proptest::prop_assert!(inside && !dwelled, "{m} dwelled {zone}");
+                                dwelled = true;
+                            }
+                            ZoneEvent::Exited { zone: z, at, .. } if &**z == zone => {
+                                proptest::prop_assert!(inside, "{m} exited {zone} unentered");
+                                proptest::prop_assert!(Some(*at) >= last_entered);
+                                inside = false;
+                            }
+                            ZoneEvent::WalkedIn { zone: z, at, .. } if &**z == zone => {
+                                proptest::prop_assert_eq!(zone, "door");
+                                proptest::prop_assert_eq!(Some(*at), last_entered);
+                                walked_in += 1;
+                            }
+                            _ => {}
+                        }
+                    }
+                    proptest::prop_assert!(!inside);
+                    // visit_timeout (120 s) exceeds every gap drawn (4 s): one store visit.
+                    proptest::prop_assert!(walked_in <= 1);
+                }
+            }
+        }
+    }
+
     #[test]
     fn config_problems_are_all_reported() {
         let mut c = config();

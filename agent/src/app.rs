@@ -73,8 +73,34 @@ pub async fn run(
             sources.clone(),
         ));
     }
+    let tracking = match &config.proximity {
+        Some(prox) => {
+            if let Some(path) = prox.replay.clone() {
+                let tx = sighting_tx.clone();
+                let stop = sources.clone();
+                tracker.spawn(async move {
+                    if let Err(e) = proximity::replay::run_replay(&path, tx, stop).await {
+                        tracing::warn!(error = %e, "The sighting trace could not be replayed.");
+                    }
+                });
+            }
+            let health = Arc::new(proximity::pipeline::TrackingHealth::default());
+            tracker.spawn(proximity::pipeline::run_pipeline(
+                prox.clone(),
+                sighting_rx,
+                ledger.clone(),
+                metrics.clone(),
+                health.clone(),
+                sources.clone(),
+            ));
+            Some(health)
+        }
+        None => {
+            tracker.spawn(proximity::count_sightings(sighting_rx, metrics.clone()));
+            None
+        }
+    };
     drop(sighting_tx);
-    tracker.spawn(proximity::count_sightings(sighting_rx, metrics.clone()));
     tracker.spawn(checkout::run_scans(
         scan_rx,
         lanes.clone(),
@@ -106,6 +132,7 @@ pub async fn run(
         sensors: Arc::new(sensors),
         store_id: config.store_id.clone(),
         sync: sync_health,
+        tracking,
     };
     drop(ledger);
     let address = listener.local_addr().ok();

@@ -61,7 +61,7 @@ pub struct MemberRecord {
     pub proximity_key: Option<String>,
 }
 
-fn ts(at: DateTime<Utc>) -> String {
+pub(super) fn ts(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -90,7 +90,7 @@ fn resolve_account(
     }
 }
 
-fn profile(tx: &Connection, member_id: &str) -> rusqlite::Result<Option<MemberProfile>> {
+pub(super) fn profile(tx: &Connection, member_id: &str) -> rusqlite::Result<Option<MemberProfile>> {
     tx.prepare_cached("SELECT tier, segments FROM members WHERE member_id = ?1")?
         .query_row([member_id], |r| {
             let segments: String = r.get(1)?;
@@ -112,7 +112,7 @@ fn balance(tx: &Connection, account: &str) -> rusqlite::Result<i64> {
 
 /// Applies one event's points to its account's balance and counts it as pending (not yet
 /// acknowledged by HQ) in the same row, so the member view needs no index over events.
-fn add_points(
+pub(super) fn add_points(
     tx: &Connection,
     account: &str,
     delta: i64,
@@ -140,7 +140,7 @@ fn add_points(
     }
 }
 
-fn first_answer(tx: &Connection, key: &str) -> rusqlite::Result<Option<Value>> {
+pub(super) fn first_answer(tx: &Connection, key: &str) -> rusqlite::Result<Option<Value>> {
     let stored: Option<String> = tx
         .prepare_cached("SELECT response FROM events WHERE idempotency_key = ?1")?
         .query_row([key], |r| r.get(0))
@@ -148,19 +148,19 @@ fn first_answer(tx: &Connection, key: &str) -> rusqlite::Result<Option<Value>> {
     Ok(stored.and_then(|s| serde_json::from_str(&s).ok()))
 }
 
-struct NewEvent<'a> {
-    key: &'a str,
-    kind: &'a str,
-    account: Option<&'a str>,
-    lane: &'a str,
-    points: i64,
-    payload: Value,
-    response: &'a Value,
-    rule_version: Option<&'a str>,
-    at: &'a str,
+pub(super) struct NewEvent<'a> {
+    pub key: &'a str,
+    pub kind: &'a str,
+    pub account: Option<&'a str>,
+    pub lane: Option<&'a str>,
+    pub points: i64,
+    pub payload: Value,
+    pub response: &'a Value,
+    pub rule_version: Option<&'a str>,
+    pub at: &'a str,
 }
 
-fn append(tx: &Connection, e: NewEvent<'_>) -> rusqlite::Result<i64> {
+pub(super) fn append(tx: &Connection, e: NewEvent<'_>) -> rusqlite::Result<i64> {
     let id = uuid::Uuid::now_v7().to_string();
     tx.prepare_cached(
         "INSERT INTO events (event_id, idempotency_key, kind, account, lane, points, payload, response, rule_version, recorded_at)
@@ -218,7 +218,11 @@ pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
         "member_id": member_id,
         "points_earned": points,
         "balance": balance_after,
-        "gifts": [],
+        // The member's open gifts, so the POS can remind the cashier to hand them over.
+        "gifts": match &member_id {
+            Some(m) => super::read::open_gifts(tx, m)?,
+            None => Vec::new(),
+        },
     });
     if let Some(card) = &card {
         response["card"] = json!(card);
@@ -229,7 +233,7 @@ pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
             key: &key,
             kind: "sale",
             account,
-            lane: &r.lane,
+            lane: Some(&r.lane),
             points,
             payload: json!({"receipt_id": r.receipt_id, "total_cents": r.total_cents, "card": card, "member_id": member_id}),
             response: &response,
@@ -305,7 +309,7 @@ pub(super) fn refund(tx: &Connection, r: &RefundRequest) -> Applied {
             key: &key,
             kind: "refund",
             account: account.as_deref(),
-            lane: &r.lane,
+            lane: Some(&r.lane),
             points: -decision.points_taken,
             payload: json!({"refund_id": r.refund_id, "receipt_id": r.receipt_id, "total_cents": r.total_cents, "points_due": decision.points_due, "uncollected": decision.uncollected}),
             response: &response,
@@ -363,7 +367,7 @@ pub(super) fn redeem(tx: &Connection, r: &RedeemRequest) -> Applied {
             key: &key,
             kind: "redemption",
             account: Some(&r.member_id),
-            lane: &r.lane,
+            lane: Some(&r.lane),
             points: -r.points,
             payload: json!({"redemption_id": r.redemption_id, "points": r.points}),
             response: &response,

@@ -18,6 +18,7 @@
 
 mod checkpoint;
 mod commands;
+mod gifts;
 mod read;
 pub mod schema;
 mod sync;
@@ -26,6 +27,7 @@ mod writer;
 pub use commands::{
     card_account, Identity, MemberRecord, RedeemRequest, RefundRequest, SaleRequest,
 };
+pub use gifts::{GiftRedeemRequest, PresenceRequest};
 pub use read::{MemberView, Readers, SyncStatus, UnsyncedEvent};
 pub use sync::PushAck;
 pub use writer::MAX_BATCH;
@@ -71,6 +73,8 @@ pub(crate) enum Command {
         unix: i64,
     },
     PushAcked(PushAck),
+    Presence(PresenceRequest),
+    RedeemGift(GiftRedeemRequest),
     ChangesPulled {
         page: loyalty_protocol::ChangesPage,
         skew_ms: Option<i64>,
@@ -157,6 +161,16 @@ impl Ledger {
     /// Inserts or replaces members and their cards; answers `{"members": N, "cards": M}`.
     pub async fn import_members(&self, members: Vec<MemberRecord>) -> Result<Value, LedgerError> {
         self.submit(Command::Import(members)).await
+    }
+
+    /// Records a member's presence and issues the gifts it earns: `{"member_id", "gifts": [...]}`.
+    pub async fn presence(&self, request: PresenceRequest) -> Result<Value, LedgerError> {
+        self.submit(Command::Presence(request)).await
+    }
+
+    /// Hands over a gift at a lane; idempotent by `redemption_id`.
+    pub async fn redeem_gift(&self, request: GiftRedeemRequest) -> Result<Value, LedgerError> {
+        self.submit(Command::RedeemGift(request)).await
     }
 
     /// Records HQ's answer to a push: the new watermark and the events it rejected for good.

@@ -113,8 +113,34 @@ impl Readers {
                     })
                 })
                 .optional()?;
-            Ok(row)
+            let Some(mut view) = row else { return Ok(None) };
+            view.gifts = open_gifts(c, member_id)?;
+            Ok(Some(view))
         })
+    }
+
+    /// Every member's proximity key as stored (text), for the rotating-id resolver.
+    pub fn proximity_keys(&self) -> rusqlite::Result<Vec<(String, String)>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT member_id, proximity_key FROM members WHERE proximity_key IS NOT NULL ORDER BY member_id",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// Changes whenever a member is added or updated: when to rebuild the resolver.
+    pub fn members_version(&self) -> rusqlite::Result<(i64, Option<String>)> {
+        self.with(|c| {
+            c.prepare_cached("SELECT COUNT(*), MAX(updated_at) FROM members")?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        })
+    }
+
+    /// Gifts issued to the member, not handed over, not expired.
+    pub fn open_gifts(&self, member_id: &str) -> rusqlite::Result<Vec<serde_json::Value>> {
+        self.with(|c| open_gifts(c, member_id))
     }
 
     pub fn member_for_card(&self, card: &str) -> rusqlite::Result<Option<String>> {
@@ -210,4 +236,27 @@ impl Readers {
             Ok(s == "ok")
         })
     }
+}
+
+pub(super) fn open_gifts(
+    c: &Connection,
+    member_id: &str,
+) -> rusqlite::Result<Vec<serde_json::Value>> {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut stmt = c.prepare_cached(
+        "SELECT gift_id, gift, campaign_id, campaign_version, zone, issued_at, expires_at FROM gifts
+         WHERE member_id = ?1 AND redeemed_at IS NULL AND expires_at > ?2 ORDER BY issued_at",
+    )?;
+    let rows = stmt.query_map(rusqlite::params![member_id, now], |r| {
+        Ok(serde_json::json!({
+            "gift_id": r.get::<_, String>(0)?,
+            "gift": r.get::<_, String>(1)?,
+            "campaign_id": r.get::<_, String>(2)?,
+            "campaign_version": r.get::<_, i64>(3)?,
+            "zone": r.get::<_, Option<String>>(4)?,
+            "issued_at": r.get::<_, String>(5)?,
+            "expires_at": r.get::<_, String>(6)?,
+        }))
+    })?;
+    rows.collect()
 }

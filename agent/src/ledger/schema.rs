@@ -132,6 +132,31 @@ pub const MIGRATIONS: &[&str] = &[
         deleted     INTEGER NOT NULL DEFAULT 0
     );
     "#,
+    // 4: location-triggered gifts and the visits that limit them. A visit lives here, not only
+    // in the tracker's memory, so a restart mid-visit does not give a second welcome gift.
+    r#"
+    CREATE TABLE gifts (
+        gift_id          TEXT PRIMARY KEY,
+        seq              INTEGER NOT NULL REFERENCES events(seq),
+        member_id        TEXT NOT NULL,
+        campaign_id      TEXT NOT NULL,
+        campaign_version INTEGER NOT NULL,
+        gift             TEXT NOT NULL,
+        zone             TEXT,
+        issued_at        TEXT NOT NULL,
+        local_day        TEXT NOT NULL,
+        expires_at       TEXT NOT NULL,
+        redeemed_at      TEXT,
+        redemption_id    TEXT
+    );
+    CREATE INDEX gifts_by_member ON gifts(member_id, campaign_id, issued_at);
+    CREATE INDEX gifts_by_day ON gifts(campaign_id, local_day);
+    CREATE TABLE presence (
+        member_id     TEXT PRIMARY KEY,
+        visit_started TEXT NOT NULL,
+        last_seen     TEXT NOT NULL
+    );
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -96,8 +96,9 @@ pub(super) fn changes_pulled(
                 .execute(params![c.campaign_id, c.version, c.body.to_string(), c.deleted])?;
                 campaigns += 1;
             }
-            // Gift redemptions at other stores matter once gifts are tracked per store.
-            _ => {}
+            Change::RedemptionElsewhere(r) => {
+                super::gifts::redeemed_elsewhere(tx, &r.gift_id, &r.store_id, at)?;
+            }
         }
     }
     tx.prepare_cached(

@@ -73,8 +73,34 @@ pub async fn run(
             sources.clone(),
         ));
     }
+    let tracking = match &config.proximity {
+        Some(prox) => {
+            if let Some(path) = prox.replay.clone() {
+                let tx = sighting_tx.clone();
+                let stop = sources.clone();
+                tracker.spawn(async move {
+                    if let Err(e) = proximity::replay::run_replay(&path, tx, stop).await {
+                        tracing::warn!(error = %e, "The sighting trace could not be replayed.");
+                    }
+                });
+            }
+            let health = Arc::new(proximity::pipeline::TrackingHealth::default());
+            tracker.spawn(proximity::pipeline::run_pipeline(
+                prox.clone(),
+                sighting_rx,
+                ledger.clone(),
+                metrics.clone(),
+                health.clone(),
+                sources.clone(),
+            ));
+            Some(health)
+        }
+        None => {
+            tracker.spawn(proximity::count_sightings(sighting_rx, metrics.clone()));
+            None
+        }
+    };
     drop(sighting_tx);
-    tracker.spawn(proximity::count_sightings(sighting_rx, metrics.clone()));
     tracker.spawn(checkout::run_scans(
         scan_rx,
         lanes.clone(),
@@ -82,6 +108,21 @@ pub async fn run(
         sources.clone(),
     ));
 
+    let sync_health = match &config.hq {
+        Some(hq) => {
+            let client = crate::sync::HqClient::new(&hq.url, &config.store_id, &hq.token)
+                .context("setting up the HQ client")?;
+            let health = Arc::new(crate::sync::SyncHealth::default());
+            tracker.spawn(crate::sync::run(
+                client,
+                ledger.clone(),
+                health.clone(),
+                sources.clone(),
+            ));
+            Some(health)
+        }
+        None => None,
+    };
     let state = AppState {
         ledger: ledger.clone(),
         lanes,
@@ -90,6 +131,8 @@ pub async fn run(
         scanners: Arc::new(scanners),
         sensors: Arc::new(sensors),
         store_id: config.store_id.clone(),
+        sync: sync_health,
+        tracking,
     };
     drop(ledger);
     let address = listener.local_addr().ok();

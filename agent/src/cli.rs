@@ -37,6 +37,42 @@ pub enum Command {
         #[command(subcommand)]
         action: MembersCommand,
     },
+    /// Phone tokens and sighting traces.
+    Proximity {
+        #[command(subcommand)]
+        action: ProximityCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProximityCommand {
+    /// Print what a member's app must advertise now (rotating id, manufacturer data, payload).
+    Phone {
+        /// The member's proximity key, 32 hex digits.
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        member: Option<String>,
+        /// Unix seconds to compute for (default: now).
+        #[arg(long)]
+        at: Option<u64>,
+        #[arg(long, default_value_t = 600)]
+        interval_secs: u64,
+        /// The phone's tx power at 1 m, dBm.
+        #[arg(long, default_value_t = -59, allow_hyphen_values = true)]
+        tx_power: i8,
+    },
+    /// Record the sightings of the configured sensors as a JSON-lines trace.
+    Record {
+        #[arg(long)]
+        config: PathBuf,
+        /// Output file (JSON lines, the `proximity.replay` format).
+        #[arg(long)]
+        out: PathBuf,
+        /// Stop after this many seconds (default: until SIGINT/SIGTERM).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -219,6 +219,11 @@ impl Members {
                 problem(format!("qr_public_key: {e}"));
             }
         }
+        if let Some(key) = &row.proximity_key {
+            if let Err(e) = key.parse::<crate::proximity::ProximityKey>() {
+                problem(format!("proximity_key: {e}"));
+            }
+        }
 
         if let Some(member_id) = member_id {
             self.records.push(MemberRecord {
@@ -488,7 +493,7 @@ mod tests {
             r#"[
   {{"member_id": "M-1", "tier": "gold", "segments": ["staff", "vip"],
     "cards": ["4006381333931", "036000291452"], "qr_public_key": "{key}",
-    "proximity_key": "prox-1"}},
+    "proximity_key": "00112233445566778899AABBCCDDEEFF"}},
   {{"member_id": "M_2", "tier": null, "cards": ["ab-12"]}}
 ]"#
         );
@@ -503,7 +508,7 @@ mod tests {
                     // UPC-A is stored as its EAN-13 form, as the lanes look it up.
                     cards: vec!["4006381333931".into(), "0036000291452".into()],
                     qr_public_key: Some(key.clone()),
-                    proximity_key: Some("prox-1".into()),
+                    proximity_key: Some("00112233445566778899AABBCCDDEEFF".into()),
                 },
                 MemberRecord {
                     member_id: "M_2".into(),

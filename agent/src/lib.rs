@@ -18,3 +18,4 @@ pub mod metrics;
 pub mod ops;
 pub mod proximity;
 pub mod scan;
+pub mod sync;

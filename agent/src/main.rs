@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use loyalty_agent::cli::{Cli, Command, MembersCommand};
+use loyalty_agent::cli::{Cli, Command, MembersCommand, ProximityCommand};
 use loyalty_agent::config::{Config, ConfigError};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -83,6 +83,57 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let summary =
                 runtime()?.block_on(loyalty_agent::ops::import_members(&config, &file))?;
             println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Proximity {
+            action:
+                ProximityCommand::Phone {
+                    key,
+                    member,
+                    at,
+                    interval_secs,
+                    tx_power,
+                },
+        } => {
+            let key: loyalty_agent::proximity::ProximityKey =
+                key.parse().map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+            let now =
+                at.unwrap_or_else(|| u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0));
+            if interval_secs == 0 {
+                anyhow::bail!("--interval-secs must be more than 0");
+            }
+            let advert = loyalty_agent::proximity::phone::advert_at(
+                &key,
+                member,
+                now,
+                interval_secs,
+                tx_power,
+            );
+            println!("{}", serde_json::to_string_pretty(&advert)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Proximity {
+            action:
+                ProximityCommand::Record {
+                    config,
+                    out,
+                    seconds,
+                },
+        } => {
+            let config = load(&config)?;
+            let shutdown = CancellationToken::new();
+            let written = runtime()?.block_on(async {
+                tokio::spawn(stop_on_signal(shutdown.clone()));
+                if let Some(s) = seconds {
+                    let stop = shutdown.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(std::time::Duration::from_secs(s)).await;
+                        stop.cancel();
+                    });
+                }
+                loyalty_agent::proximity::record::record(&config, &out, shutdown).await
+            })?;
+            eprintln!("{written} sightings written to {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -25,6 +25,8 @@ pub struct Metrics {
     sale_latency: Histogram,
     queue_depth: Gauge,
     oldest_unsynced_seconds: Gauge,
+    dead_letters: Gauge,
+    hq_online: Gauge,
     ledger_write_errors: Family<Labels, Counter>,
     sightings: Family<Labels, Counter>,
     sensor_up: Family<Labels, Gauge>,
@@ -88,6 +90,18 @@ impl Metrics {
             "Age of the oldest event not yet acknowledged by HQ",
             oldest_unsynced_seconds.clone(),
         );
+        let dead_letters = Gauge::default();
+        registry.register(
+            "sync_dead_letters",
+            "Events HQ rejected for good, kept in the dead-letter table",
+            dead_letters.clone(),
+        );
+        let hq_online = Gauge::default();
+        registry.register(
+            "hq_online",
+            "1 when a sync round with HQ succeeded within the offline threshold",
+            hq_online.clone(),
+        );
         let ledger_write_errors = Family::<Labels, Counter>::default();
         registry.register(
             "ledger_write_errors",
@@ -118,6 +132,8 @@ impl Metrics {
             sale_latency,
             queue_depth,
             oldest_unsynced_seconds,
+            dead_letters,
+            hq_online,
             ledger_write_errors,
         }
     }
@@ -159,6 +175,14 @@ impl Metrics {
     pub fn set_outbox(&self, depth: i64, oldest_age_seconds: i64) {
         self.queue_depth.set(depth);
         self.oldest_unsynced_seconds.set(oldest_age_seconds);
+    }
+
+    pub fn set_dead_letters(&self, count: i64) {
+        self.dead_letters.set(count);
+    }
+
+    pub fn set_hq_online(&self, online: bool) {
+        self.hq_online.set(i64::from(online));
     }
 
     pub fn ledger_write_error(&self, kind: &'static str) {

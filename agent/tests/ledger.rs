@@ -93,6 +93,7 @@ async fn refund_and_redemption_rules_hold() {
         member_id: "m1".into(),
         points,
         at: Utc::now(),
+        offline: false,
     };
     assert!(matches!(
         ledger.redeem(spend("x1", 11)).await,

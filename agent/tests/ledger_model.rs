@@ -64,7 +64,7 @@ proptest! {
                         let Some((receipt, _)) = sales.get(sale % sales.len().max(1)).cloned() else { continue };
                         Sent::Refund(RefundRequest { lane: "1".into(), refund_id: format!("f{i}"), receipt_id: receipt, total_cents: *cents, at: Utc::now() })
                     }
-                    Op::Redeem { points } => Sent::Redeem(RedeemRequest { lane: "1".into(), redemption_id: format!("d{i}"), member_id: "m".into(), points: *points, at: Utc::now() }),
+                    Op::Redeem { points } => Sent::Redeem(RedeemRequest { lane: "1".into(), redemption_id: format!("d{i}"), member_id: "m".into(), points: *points, at: Utc::now(), offline: false }),
                     Op::Retry { of } => {
                         let Some((request, first)) = sent.get(of % sent.len().max(1)).cloned() else { continue };
                         let again = send(&ledger, &request).await;

@@ -2,7 +2,9 @@
 
 use super::{ApiError, AppState};
 use crate::checkout::LaneIdentity;
-use crate::ledger::{card_account, Readers, RedeemRequest, RefundRequest, SaleRequest};
+use crate::ledger::{
+    card_account, GiftRedeemRequest, Readers, RedeemRequest, RefundRequest, SaleRequest,
+};
 use crate::scan::{classify, qr, CardNumber, ScannedCode};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -206,12 +208,9 @@ pub async fn redeem(
     check_id("redemption_id", &b.redemption_id)?;
     let points = match (b.points, &b.gift_id) {
         (Some(p), None) => p,
-        (None, Some(_)) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "unknown_gift",
-                "this store has issued no such gift",
-            ))
+        (None, Some(gift_id)) => {
+            check_id("gift_id", gift_id)?;
+            return redeem_gift(&state, &lane, b.redemption_id, gift_id.clone(), b.qr).await;
         }
         _ => {
             return Err(ApiError::bad_request(
@@ -253,8 +252,43 @@ pub async fn redeem(
             member_id,
             points,
             at: chrono::Utc::now(),
+            offline: state.sync.as_ref().is_some_and(|s| s.is_offline()),
         })
         .await?;
+    Ok(Json(answer))
+}
+
+/// A gift is handed to the member identified at the lane, by card or app QR: it was issued to
+/// that member for being here, and the cashier sees who it is for. Points need the fresh QR.
+async fn redeem_gift(
+    state: &AppState,
+    lane: &str,
+    redemption_id: String,
+    gift_id: String,
+    qr: Option<String>,
+) -> ApiResult {
+    let who = match identify_from_pos(state, None, qr.as_deref()).await? {
+        Some(w) => Some(w),
+        None => state.lanes.current(lane),
+    };
+    let Some(member_id) = who.and_then(|w| w.member_id) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_member",
+            "no member is identified at this lane: scan the member's card or app QR first",
+        ));
+    };
+    let answer = state
+        .ledger
+        .redeem_gift(GiftRedeemRequest {
+            lane: lane.to_owned(),
+            redemption_id,
+            member_id,
+            gift_id,
+            at: chrono::Utc::now(),
+        })
+        .await?;
+    info!(lane = %lane, gift = ?answer["gift_id"].as_str(), "Gift handed over.");
     Ok(Json(answer))
 }
 
@@ -309,11 +343,29 @@ pub async fn member(State(state): State<AppState>, Path(member_id): Path<String>
 
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let readers = state.ledger.readers().clone();
-    let ledger = tokio::task::spawn_blocking(move || readers.outbox()).await;
-    let ledger = match ledger {
-        Ok(Ok(outbox)) => json!({"state": "ok", "outbox": outbox}),
-        Ok(Err(e)) => json!({"state": "error", "error": e.to_string()}),
-        Err(e) => json!({"state": "error", "error": e.to_string()}),
+    let status = tokio::task::spawn_blocking(move || readers.sync_status()).await;
+    let (ledger, queue) = match status {
+        Ok(Ok(s)) => (
+            json!({"state": "ok", "outbox": {"depth": s.depth, "oldest_age_seconds": s.oldest_age_seconds}}),
+            Some(s),
+        ),
+        Ok(Err(e)) => (json!({"state": "error", "error": e.to_string()}), None),
+        Err(e) => (json!({"state": "error", "error": e.to_string()}), None),
+    };
+    let hq = match &state.sync {
+        None => json!({"state": "disabled"}),
+        Some(sync) => {
+            let mut v = serde_json::to_value(sync.view()).unwrap_or(Value::Null);
+            if let Some(q) = &queue {
+                v["backlog"] = json!(q.depth);
+                v["oldest_unsynced_age_seconds"] = json!(q.oldest_age_seconds);
+                v["dead_letters"] = json!(q.dead_letters);
+                v["skew_ms"] = json!(q.skew_ms);
+                v["last_push_at"] = json!(q.last_push_at);
+                v["last_pull_at"] = json!(q.last_pull_at);
+            }
+            v
+        }
     };
     let scanners: serde_json::Map<String, Value> = state
         .scanners
@@ -330,7 +382,11 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
         .sensors
         .values()
         .all(|h| h.is_connected() && !h.is_down(now));
-    let proximity = if state.sensors.is_empty() {
+    let tracking = state
+        .tracking
+        .as_ref()
+        .map(|t| serde_json::to_value(t.snapshot()).unwrap_or(Value::Null));
+    let proximity = if state.sensors.is_empty() && tracking.is_none() {
         json!({"state": "not_configured"})
     } else {
         let nodes: serde_json::Map<String, Value> = state
@@ -338,7 +394,7 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
             .iter()
             .map(|(name, h)| (name.clone(), h.snapshot()))
             .collect();
-        json!({"state": if sensors_good { "ok" } else { "degraded" }, "sensors": nodes})
+        json!({"state": if sensors_good { "ok" } else { "degraded" }, "sensors": nodes, "tracking": tracking})
     };
     let all_good = ledger["state"] == "ok"
         && state.scanners.values().all(|h| h.is_connected())
@@ -349,7 +405,7 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
         "components": {
             "ledger": ledger,
             "scanners": scanners,
-            "hq": {"state": "not_configured"},
+            "hq": hq,
             "proximity": proximity,
         }
     }))
@@ -363,10 +419,14 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             .metrics
             .set_sensor_up(name, h.is_connected() && !h.is_down(now));
     }
-    if let Ok(Ok(outbox)) = tokio::task::spawn_blocking(move || readers.outbox()).await {
+    if let Ok(Ok(status)) = tokio::task::spawn_blocking(move || readers.sync_status()).await {
         state
             .metrics
-            .set_outbox(outbox.depth, outbox.oldest_age_seconds);
+            .set_outbox(status.depth, status.oldest_age_seconds);
+        state.metrics.set_dead_letters(status.dead_letters);
+    }
+    if let Some(sync) = &state.sync {
+        state.metrics.set_hq_online(!sync.is_offline());
     }
     (
         [(

@@ -26,6 +26,10 @@ pub struct AppState {
     pub scanners: Arc<BTreeMap<String, Arc<ScannerHealth>>>,
     pub sensors: Arc<BTreeMap<String, Arc<NodeHealth>>>,
     pub store_id: String,
+    /// None when no HQ is configured (a store run on imported members).
+    pub sync: Option<Arc<crate::sync::SyncHealth>>,
+    /// None when no zones are configured.
+    pub tracking: Option<Arc<crate::proximity::pipeline::TrackingHealth>>,
 }
 
 pub fn router(state: AppState) -> Router {

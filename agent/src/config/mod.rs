@@ -27,7 +27,25 @@ pub struct Config {
     pub lanes: Vec<LaneConfig>,
     pub checkout: CheckoutSettings,
     pub rules: Rules,
+    /// Zone-sensor nodes on serial lines.
     pub sensors: Vec<SensorConfig>,
+    /// Zones, sensors and where sightings come from; None when the store tracks no presence.
+    pub proximity: Option<ProximityConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProximityConfig {
+    pub interval_secs: u64,
+    pub replay: Option<PathBuf>,
+    pub bluetooth: Vec<BluetoothSensor>,
+    pub tracker: crate::proximity::tracker::TrackerConfig,
+}
+
+/// The agent's own Bluetooth adapter, reporting as sensor `name`.
+#[derive(Debug, Clone)]
+pub struct BluetoothSensor {
+    pub name: String,
+    pub adapter: Option<String>,
 }
 
 /// A zone-sensor node the agent reads sightings from.

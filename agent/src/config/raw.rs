@@ -14,22 +14,51 @@ pub struct RawConfig {
     pub checkout: Option<RawCheckout>,
     pub points: Option<RawPoints>,
     pub proximity: Option<RawProximity>,
+    #[serde(default)]
+    pub gifts: Vec<crate::engine::gift_spec::GiftCampaignSpec>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct RawProximity {
     #[serde(default)]
     pub sensors: Vec<RawSensor>,
+    #[serde(default)]
+    pub zones: Vec<RawZone>,
+    /// Rotating-id interval, seconds (the members' apps use the same).
+    pub interval_secs: Option<u64>,
+    /// A member heard by no sensor this long has left the store.
+    pub visit_timeout_secs: Option<u64>,
+    /// A JSON-lines sighting trace replayed as if sensors reported it (demo, tests).
+    pub replay: Option<String>,
 }
 
-/// A zone-sensor node on a serial line (USB CDC or UART).
+/// A sensor: a zone-sensor node on a serial line (USB CDC or UART), the agent's own Bluetooth
+/// adapter, or a name in a replayed trace.
 #[derive(Debug, Deserialize)]
 pub struct RawSensor {
     pub name: Option<String>,
+    /// `serial` (default), `bluetooth` or `replay`.
+    pub source: Option<String>,
     pub port: Option<String>,
     pub usb: Option<String>,
     pub serial: Option<String>,
     pub baud: Option<u32>,
+    /// For `source = "bluetooth"`: the adapter (`hci0`); the first one when absent.
+    pub adapter: Option<String>,
+    pub zone: Option<String>,
+    /// `zone` (default), `inside` or `outside` (door sensors).
+    pub role: Option<String>,
+    pub rssi_at_1m: Option<f32>,
+    pub path_loss_exponent: Option<f32>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawZone {
+    pub name: Option<String>,
+    pub enter_distance_m: Option<f32>,
+    pub exit_distance_m: Option<f32>,
+    pub min_dwell_secs: Option<u64>,
+    pub exit_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

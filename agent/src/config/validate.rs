@@ -1,8 +1,11 @@
 //! From raw TOML to a [`Config`], collecting every problem with its position.
 
 use super::locate::{line_col, span_of};
-use super::raw::{RawCampaign, RawConfig, RawLane, RawScanner, RawSensor};
-use super::{CheckoutSettings, Config, HqConfig, LaneConfig, Problem, SensorConfig};
+use super::raw::{RawCampaign, RawConfig, RawLane, RawProximity, RawScanner};
+use super::{
+    BluetoothSensor, CheckoutSettings, Config, HqConfig, LaneConfig, Problem, ProximityConfig,
+    SensorConfig,
+};
 use crate::engine::{Boost, DailyHours, Multiplier, PointsCampaign, Rules};
 use crate::scan::{PortSource, ScannerSettings, Terminator};
 use chrono::{DateTime, FixedOffset, NaiveTime, Utc, Weekday};
@@ -205,12 +208,17 @@ fn build(raw: RawConfig, base_dir: &Path, c: &mut Collector) -> Option<Config> {
 
     let lanes = build_lanes(&raw.lanes, c);
     let checkout = build_checkout(&raw, c);
-    let sensors = raw
+    let (sensors, proximity) = raw
         .proximity
         .as_ref()
-        .map(|p| build_sensors(&p.sensors, c))
+        .map(|p| build_proximity(p, c))
         .unwrap_or_default();
-    let rules = build_rules(&raw, local_offset.unwrap_or(chrono::Offset::fix(&Utc)), c);
+    let gifts = build_gifts(&raw.gifts, proximity.as_ref(), c);
+    let rules =
+        build_rules(&raw, local_offset.unwrap_or(chrono::Offset::fix(&Utc)), c).map(|mut r| {
+            r.gifts = gifts;
+            r
+        });
 
     Some(Config {
         store_id: store_id?,
@@ -221,13 +229,22 @@ fn build(raw: RawConfig, base_dir: &Path, c: &mut Collector) -> Option<Config> {
         checkout,
         rules: rules?,
         sensors,
+        proximity,
     })
 }
 
-fn build_sensors(raw: &[RawSensor], c: &mut Collector) -> Vec<SensorConfig> {
-    let mut sensors = Vec::new();
+fn build_proximity(
+    raw: &RawProximity,
+    c: &mut Collector,
+) -> (Vec<SensorConfig>, Option<ProximityConfig>) {
+    use crate::proximity::tracker::{
+        SensorConfig as TrackedSensor, SensorRole, Smoothing, TrackerConfig, ZoneConfig,
+    };
+    let mut serial = Vec::new();
+    let mut bluetooth = Vec::new();
+    let mut tracked = Vec::new();
     let mut names = HashSet::new();
-    for (i, sensor) in raw.iter().enumerate() {
+    for (i, sensor) in raw.sensors.iter().enumerate() {
         let here = format!("proximity.sensors.{i}");
         let name = match sensor.name.as_deref() {
             Some(n) if is_identifier(n, 32) => n.to_owned(),
@@ -249,20 +266,169 @@ fn build_sensors(raw: &[RawSensor], c: &mut Collector) -> Vec<SensorConfig> {
                 format!("sensor `{name}` is defined twice"),
             );
         }
-        let Some(source) = port_source(
-            sensor.port.as_deref(),
-            sensor.usb.as_deref(),
-            sensor.serial.clone(),
-            &here,
-            c,
-        ) else {
+        match sensor.source.as_deref().unwrap_or("serial") {
+            "serial" => {
+                if let Some(source) = port_source(
+                    sensor.port.as_deref(),
+                    sensor.usb.as_deref(),
+                    sensor.serial.clone(),
+                    &here,
+                    c,
+                ) {
+                    let baud = sensor.baud.unwrap_or(115_200);
+                    check_baud(baud, &here, c);
+                    serial.push(SensorConfig {
+                        name: name.clone(),
+                        source,
+                        baud,
+                    });
+                }
+            }
+            other @ ("bluetooth" | "replay") => {
+                if sensor.port.is_some() || sensor.usb.is_some() || sensor.baud.is_some() {
+                    c.value(
+                        &here,
+                        format!(
+                            "a `{other}` sensor has no serial port: drop `port`, `usb` and `baud`"
+                        ),
+                    );
+                }
+                if other == "bluetooth" {
+                    bluetooth.push(BluetoothSensor {
+                        name: name.clone(),
+                        adapter: sensor.adapter.clone(),
+                    });
+                }
+            }
+            other => c.value(
+                format!("{here}.source"),
+                format!("`source` is `{other}`; expected `serial`, `bluetooth` or `replay`"),
+            ),
+        }
+        if sensor.adapter.is_some() && sensor.source.as_deref() != Some("bluetooth") {
+            c.value(
+                format!("{here}.adapter"),
+                "`adapter` goes with `source = \"bluetooth\"`",
+            );
+        }
+        let role = match sensor.role.as_deref().unwrap_or("zone") {
+            "zone" => SensorRole::Zone,
+            "inside" => SensorRole::Inside,
+            "outside" => SensorRole::Outside,
+            other => {
+                c.value(
+                    format!("{here}.role"),
+                    format!("`role` is `{other}`; expected `zone`, `inside` or `outside`"),
+                );
+                SensorRole::Zone
+            }
+        };
+        match &sensor.zone {
+            Some(zone) => tracked.push(TrackedSensor {
+                name,
+                zone: zone.clone(),
+                role,
+                rssi_at_1m: sensor.rssi_at_1m,
+                path_loss_exponent: sensor.path_loss_exponent.unwrap_or(2.5),
+            }),
+            None => c.value(
+                &here,
+                "a sensor needs the `zone` it watches (one of `[[proximity.zones]]`)",
+            ),
+        }
+    }
+    let mut zones = Vec::new();
+    for (i, zone) in raw.zones.iter().enumerate() {
+        let here = format!("proximity.zones.{i}");
+        let Some(name) = zone.name.clone() else {
+            c.value(&here, "a zone needs a `name` (e.g. \"door\", \"coffee\")");
             continue;
         };
-        let baud = sensor.baud.unwrap_or(115_200);
-        check_baud(baud, &here, c);
-        sensors.push(SensorConfig { name, source, baud });
+        zones.push(ZoneConfig {
+            name,
+            enter_distance_m: zone.enter_distance_m.unwrap_or(2.0),
+            exit_distance_m: zone.exit_distance_m.unwrap_or(4.0),
+            min_dwell: Duration::from_secs(zone.min_dwell_secs.unwrap_or(30)),
+            exit_timeout: Duration::from_secs(zone.exit_timeout_secs.unwrap_or(20)),
+        });
     }
-    sensors
+    let interval_secs = raw.interval_secs.unwrap_or(600);
+    if !(60..=86_400).contains(&interval_secs) {
+        c.value(
+            "proximity.interval_secs",
+            "`interval_secs` is 60 to 86400 (the members' apps rotate ids at the same interval)",
+        );
+    }
+    let tracker = TrackerConfig {
+        sensors: tracked,
+        zones,
+        smoothing: Smoothing::default(),
+        visit_timeout: Duration::from_secs(raw.visit_timeout_secs.unwrap_or(120)),
+    };
+    if tracker.sensors.is_empty() && tracker.zones.is_empty() {
+        return (serial, None);
+    }
+    if let Err(e) = tracker.build::<String>() {
+        for problem in e.0 {
+            c.value("proximity", problem);
+        }
+    }
+    (
+        serial,
+        Some(ProximityConfig {
+            interval_secs,
+            replay: raw.replay.as_ref().map(PathBuf::from),
+            bluetooth,
+            tracker,
+        }),
+    )
+}
+
+fn build_gifts(
+    raw: &[crate::engine::gift_spec::GiftCampaignSpec],
+    proximity: Option<&ProximityConfig>,
+    c: &mut Collector,
+) -> Vec<crate::engine::gifts::GiftCampaign> {
+    use crate::engine::gifts::GiftTrigger;
+    let mut campaigns = Vec::new();
+    let mut ids = HashSet::new();
+    for (i, spec) in raw.iter().enumerate() {
+        let here = format!("gifts.{i}");
+        let Some(id) = spec.id.clone().filter(|id| is_identifier(id, 64)) else {
+            c.value(
+                format!("{here}.id"),
+                "a gift campaign needs an `id` of 1 to 64 letters, digits, `-` or `_`",
+            );
+            continue;
+        };
+        if !ids.insert(id.clone()) {
+            c.value(
+                format!("{here}.id"),
+                format!("gift campaign `{id}` is defined twice"),
+            );
+        }
+        match spec.clone().validate(id, 1) {
+            Ok(campaign) => {
+                if let GiftTrigger::Dwelled { zone, .. } = &campaign.trigger {
+                    let known =
+                        proximity.is_some_and(|p| p.tracker.zones.iter().any(|z| &z.name == zone));
+                    if !known {
+                        c.value(
+                            format!("{here}.zone"),
+                            format!("zone `{zone}` is not one of `[[proximity.zones]]`"),
+                        );
+                    }
+                }
+                campaigns.push(campaign);
+            }
+            Err(problems) => {
+                for p in problems {
+                    c.value(&here, p);
+                }
+            }
+        }
+    }
+    campaigns
 }
 
 /// A serial device named by path or by USB id (+ serial number), as scanners and sensors are.

@@ -5,9 +5,12 @@
 //! property tests without a database and makes a replayed fact produce the same decision.
 //!
 //! Main types: [`Rules`] (earn rate, tier multipliers, bonus campaigns), [`earn`] for a sale,
-//! [`refund`] for a full or partial refund of a sale, [`redeem`] for spending points.
+//! [`refund`] for a full or partial refund of a sale, [`redeem`] for spending points,
+//! [`gifts::decide`] for location-triggered gifts.
 
 mod earn;
+pub mod gift_spec;
+pub mod gifts;
 mod refund;
 mod rules;
 

@@ -125,6 +125,8 @@ pub struct Rules {
     pub campaigns: Vec<PointsCampaign>,
     /// Store-local offset for campaign weekdays and hours.
     pub local_offset: FixedOffset,
+    /// Gift campaigns from agent.toml; HQ's come through the ledger's campaigns table.
+    pub gifts: Vec<super::gifts::GiftCampaign>,
 }
 
 impl Default for Rules {
@@ -135,6 +137,7 @@ impl Default for Rules {
             tier_multipliers: BTreeMap::new(),
             campaigns: Vec::new(),
             local_offset: chrono::Offset::fix(&Utc),
+            gifts: Vec::new(),
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct RedeemRequest {
     pub member_id: String,
     pub points: i64,
     pub at: DateTime<Utc>,
+    /// HQ has not been reached lately: the member's offline spend allowance applies.
+    pub offline: bool,
 }
 
 /// A member as imported (or, later, pulled from HQ).
@@ -59,7 +61,7 @@ pub struct MemberRecord {
     pub proximity_key: Option<String>,
 }
 
-fn ts(at: DateTime<Utc>) -> String {
+pub(super) fn ts(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -88,7 +90,7 @@ fn resolve_account(
     }
 }
 
-fn profile(tx: &Connection, member_id: &str) -> rusqlite::Result<Option<MemberProfile>> {
+pub(super) fn profile(tx: &Connection, member_id: &str) -> rusqlite::Result<Option<MemberProfile>> {
     tx.prepare_cached("SELECT tier, segments FROM members WHERE member_id = ?1")?
         .query_row([member_id], |r| {
             let segments: String = r.get(1)?;
@@ -108,28 +110,37 @@ fn balance(tx: &Connection, account: &str) -> rusqlite::Result<i64> {
         .unwrap_or(0))
 }
 
-fn add_points(
+/// Applies one event's points to its account's balance and counts it as pending (not yet
+/// acknowledged by HQ) in the same row, so the member view needs no index over events.
+pub(super) fn add_points(
     tx: &Connection,
     account: &str,
     delta: i64,
     at: Option<&str>,
 ) -> rusqlite::Result<i64> {
     // UPDATE first: an upsert would check `points >= 0` against the candidate row of a debit.
-    let updated = tx
+    let updated: Option<i64> = tx
         .prepare_cached(
-            "UPDATE balances SET points = points + ?2, last_visit = COALESCE(?3, last_visit) WHERE account = ?1",
+            "UPDATE balances SET points = points + ?2, pending_points = pending_points + ?2,
+             pending_events = pending_events + 1, last_visit = COALESCE(?3, last_visit)
+             WHERE account = ?1 RETURNING points",
         )?
-        .execute(params![account, delta, at])?;
-    if updated == 0 {
-        tx.prepare_cached(
-            "INSERT INTO balances (account, points, last_visit) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![account, delta, at])?;
+        .query_row(params![account, delta, at], |r| r.get(0))
+        .optional()?;
+    match updated {
+        Some(points) => Ok(points),
+        None => {
+            tx.prepare_cached(
+                "INSERT INTO balances (account, points, last_visit, pending_points, pending_events)
+                 VALUES (?1, ?2, ?3, ?2, 1)",
+            )?
+            .execute(params![account, delta, at])?;
+            Ok(delta)
+        }
     }
-    balance(tx, account)
 }
 
-fn first_answer(tx: &Connection, key: &str) -> rusqlite::Result<Option<Value>> {
+pub(super) fn first_answer(tx: &Connection, key: &str) -> rusqlite::Result<Option<Value>> {
     let stored: Option<String> = tx
         .prepare_cached("SELECT response FROM events WHERE idempotency_key = ?1")?
         .query_row([key], |r| r.get(0))
@@ -137,19 +148,19 @@ fn first_answer(tx: &Connection, key: &str) -> rusqlite::Result<Option<Value>> {
     Ok(stored.and_then(|s| serde_json::from_str(&s).ok()))
 }
 
-struct NewEvent<'a> {
-    key: &'a str,
-    kind: &'a str,
-    account: Option<&'a str>,
-    lane: &'a str,
-    points: i64,
-    payload: Value,
-    response: &'a Value,
-    rule_version: Option<&'a str>,
-    at: &'a str,
+pub(super) struct NewEvent<'a> {
+    pub key: &'a str,
+    pub kind: &'a str,
+    pub account: Option<&'a str>,
+    pub lane: Option<&'a str>,
+    pub points: i64,
+    pub payload: Value,
+    pub response: &'a Value,
+    pub rule_version: Option<&'a str>,
+    pub at: &'a str,
 }
 
-fn append(tx: &Connection, e: NewEvent<'_>) -> rusqlite::Result<()> {
+pub(super) fn append(tx: &Connection, e: NewEvent<'_>) -> rusqlite::Result<i64> {
     let id = uuid::Uuid::now_v7().to_string();
     tx.prepare_cached(
         "INSERT INTO events (event_id, idempotency_key, kind, account, lane, points, payload, response, rule_version, recorded_at)
@@ -167,10 +178,8 @@ fn append(tx: &Connection, e: NewEvent<'_>) -> rusqlite::Result<()> {
         e.rule_version,
         e.at
     ])?;
-    let seq = tx.last_insert_rowid();
-    tx.prepare_cached("INSERT INTO outbox (seq, enqueued_at) VALUES (?1, strftime('%s','now'))")?
-        .execute([seq])?;
-    Ok(())
+    // The event is unsynced by being after `sync_state.acked_seq`: no outbox row to write.
+    Ok(tx.last_insert_rowid())
 }
 
 /// An outcome inside the transaction: a SQL failure aborts this command's savepoint; a refusal
@@ -204,27 +213,27 @@ pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
         }
         None => (0, None, None),
     };
-    tx.prepare_cached(
-        "INSERT INTO sales (receipt_id, account, total_cents, points_earned) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![r.receipt_id, account, r.total_cents, points])?;
     let mut response = json!({
         "receipt_id": r.receipt_id,
         "member_id": member_id,
         "points_earned": points,
         "balance": balance_after,
-        "gifts": [],
+        // The member's open gifts, so the POS can remind the cashier to hand them over.
+        "gifts": match &member_id {
+            Some(m) => super::read::open_gifts(tx, m)?,
+            None => Vec::new(),
+        },
     });
     if let Some(card) = &card {
         response["card"] = json!(card);
     }
-    append(
+    let seq = append(
         tx,
         NewEvent {
             key: &key,
             kind: "sale",
             account,
-            lane: &r.lane,
+            lane: Some(&r.lane),
             points,
             payload: json!({"receipt_id": r.receipt_id, "total_cents": r.total_cents, "card": card, "member_id": member_id}),
             response: &response,
@@ -232,6 +241,10 @@ pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
             at: &at,
         },
     )?;
+    tx.prepare_cached(
+        "INSERT INTO sales (seq, account, total_cents, points_earned) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![seq, account, r.total_cents, points])?;
     Ok(Ok(response))
 }
 
@@ -240,23 +253,25 @@ pub(super) fn refund(tx: &Connection, r: &RefundRequest) -> Applied {
     if let Some(first) = first_answer(tx, &key)? {
         return Ok(Ok(first));
     }
-    let sale: Option<(Option<String>, SaleRecord)> = tx
+    let sale: Option<(i64, Option<String>, SaleRecord)> = tx
         .prepare_cached(
-            "SELECT account, total_cents, points_earned, refunded_cents, points_due_back FROM sales WHERE receipt_id = ?1",
+            "SELECT s.seq, s.account, s.total_cents, s.points_earned, s.refunded_cents, s.points_due_back
+             FROM events e JOIN sales s ON s.seq = e.seq WHERE e.idempotency_key = ?1",
         )?
-        .query_row([&r.receipt_id], |row| {
+        .query_row([format!("sale:{}", r.receipt_id)], |row| {
             Ok((
                 row.get(0)?,
+                row.get(1)?,
                 SaleRecord {
-                    total_cents: row.get(1)?,
-                    points_earned: row.get(2)?,
-                    refunded_cents: row.get(3)?,
-                    points_due_back: row.get(4)?,
+                    total_cents: row.get(2)?,
+                    points_earned: row.get(3)?,
+                    refunded_cents: row.get(4)?,
+                    points_due_back: row.get(5)?,
                 },
             ))
         })
         .optional()?;
-    let Some((account, record)) = sale else {
+    let Some((sale_seq, account, record)) = sale else {
         return Ok(Err(LedgerError::refused(
             "unknown_receipt",
             format!(
@@ -278,9 +293,9 @@ pub(super) fn refund(tx: &Connection, r: &RefundRequest) -> Applied {
         None => None,
     };
     tx.prepare_cached(
-        "UPDATE sales SET refunded_cents = refunded_cents + ?2, points_due_back = points_due_back + ?3 WHERE receipt_id = ?1",
+        "UPDATE sales SET refunded_cents = refunded_cents + ?2, points_due_back = points_due_back + ?3 WHERE seq = ?1",
     )?
-    .execute(params![r.receipt_id, r.total_cents, decision.points_due])?;
+    .execute(params![sale_seq, r.total_cents, decision.points_due])?;
     let response = json!({
         "refund_id": r.refund_id,
         "receipt_id": r.receipt_id,
@@ -294,7 +309,7 @@ pub(super) fn refund(tx: &Connection, r: &RefundRequest) -> Applied {
             key: &key,
             kind: "refund",
             account: account.as_deref(),
-            lane: &r.lane,
+            lane: Some(&r.lane),
             points: -decision.points_taken,
             payload: json!({"refund_id": r.refund_id, "receipt_id": r.receipt_id, "total_cents": r.total_cents, "points_due": decision.points_due, "uncollected": decision.uncollected}),
             response: &response,
@@ -310,14 +325,36 @@ pub(super) fn redeem(tx: &Connection, r: &RedeemRequest) -> Applied {
     if let Some(first) = first_answer(tx, &key)? {
         return Ok(Ok(first));
     }
-    let current = balance(tx, &r.member_id)?;
+    let (current, allowance, spent): (i64, Option<i64>, i64) = tx
+        .prepare_cached(
+            "SELECT points, offline_allowance, pending_spent FROM balances WHERE account = ?1",
+        )?
+        .query_row([&r.member_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()?
+        .unwrap_or((0, None, 0));
     if let Err(e) = engine::redeem(current, r.points) {
         return Ok(Err(LedgerError::refused(
             "insufficient_balance",
             e.to_string(),
         )));
     }
+    if r.offline {
+        if let Some(allowance) = allowance {
+            if spent + r.points > allowance {
+                return Ok(Err(LedgerError::refused(
+                    "offline_allowance",
+                    format!(
+                        "HQ is unreachable and this store may spend at most {allowance} of this member's points until it is back ({spent} already spent here); the points stay on the account"
+                    ),
+                )));
+            }
+        }
+    }
     let balance_after = add_points(tx, &r.member_id, -r.points, None)?;
+    tx.prepare_cached("UPDATE balances SET pending_spent = pending_spent + ?2 WHERE account = ?1")?
+        .execute(params![r.member_id, r.points])?;
     let response = json!({
         "redemption_id": r.redemption_id,
         "member_id": r.member_id,
@@ -330,7 +367,7 @@ pub(super) fn redeem(tx: &Connection, r: &RedeemRequest) -> Applied {
             key: &key,
             kind: "redemption",
             account: Some(&r.member_id),
-            lane: &r.lane,
+            lane: Some(&r.lane),
             points: -r.points,
             payload: json!({"redemption_id": r.redemption_id, "points": r.points}),
             response: &response,

@@ -7,8 +7,9 @@
 //! - **Once.** Every event carries an idempotency key (`sale:<receipt>`, `refund:<id>`,
 //!   `redeem:<id>`) under a UNIQUE constraint; a retried command returns the first answer,
 //!   stored with the event, and changes nothing.
-//! - **One transaction per effect.** An event row, its effect on balances and sales, and its
-//!   outbox entry are written together.
+//! - **One transaction per effect.** An event row and its effect on balances and sales are
+//!   written together; the event is unsynced by having a seq after `sync_state.acked_seq` (the
+//!   outbox is the tail of the log).
 //! - **Group commit.** The writer takes everything queued (up to [`MAX_BATCH`]) into one
 //!   transaction, each command in its own savepoint so that one failing does not undo others.
 //! - **Refusing, not losing.** When the disk is full or the file cannot be written, the batch is
@@ -17,14 +18,18 @@
 
 mod checkpoint;
 mod commands;
+mod gifts;
 mod read;
 pub mod schema;
+mod sync;
 mod writer;
 
 pub use commands::{
     card_account, Identity, MemberRecord, RedeemRequest, RefundRequest, SaleRequest,
 };
-pub use read::{MemberView, OutboxStatus, Readers};
+pub use gifts::{GiftRedeemRequest, PresenceRequest};
+pub use read::{MemberView, Readers, SyncStatus, UnsyncedEvent};
+pub use sync::PushAck;
 pub use writer::MAX_BATCH;
 
 use crate::engine::Rules;
@@ -66,6 +71,14 @@ pub(crate) enum Command {
         nonce: String,
         member_id: String,
         unix: i64,
+    },
+    PushAcked(PushAck),
+    Presence(PresenceRequest),
+    RedeemGift(GiftRedeemRequest),
+    ChangesPulled {
+        page: loyalty_protocol::ChangesPage,
+        skew_ms: Option<i64>,
+        at: String,
     },
 }
 
@@ -148,6 +161,32 @@ impl Ledger {
     /// Inserts or replaces members and their cards; answers `{"members": N, "cards": M}`.
     pub async fn import_members(&self, members: Vec<MemberRecord>) -> Result<Value, LedgerError> {
         self.submit(Command::Import(members)).await
+    }
+
+    /// Records a member's presence and issues the gifts it earns: `{"member_id", "gifts": [...]}`.
+    pub async fn presence(&self, request: PresenceRequest) -> Result<Value, LedgerError> {
+        self.submit(Command::Presence(request)).await
+    }
+
+    /// Hands over a gift at a lane; idempotent by `redemption_id`.
+    pub async fn redeem_gift(&self, request: GiftRedeemRequest) -> Result<Value, LedgerError> {
+        self.submit(Command::RedeemGift(request)).await
+    }
+
+    /// Records HQ's answer to a push: the new watermark and the events it rejected for good.
+    pub async fn push_acked(&self, ack: PushAck) -> Result<Value, LedgerError> {
+        self.submit(Command::PushAcked(ack)).await
+    }
+
+    /// Applies one page of HQ changes and moves the cursor, in one transaction.
+    pub async fn changes_pulled(
+        &self,
+        page: loyalty_protocol::ChangesPage,
+        skew_ms: Option<i64>,
+        at: String,
+    ) -> Result<Value, LedgerError> {
+        self.submit(Command::ChangesPulled { page, skew_ms, at })
+            .await
     }
 
     /// True when this QR nonce was never seen before (and is now recorded durably).

@@ -26,10 +26,36 @@ pub struct MemberView {
     pub qr_public_key: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct OutboxStatus {
+/// Where sync stands, as the ledger knows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SyncStatus {
+    /// Events recorded here that HQ has not acknowledged.
     pub depth: i64,
+    /// Age of the oldest of them, seconds (0 when none).
     pub oldest_age_seconds: i64,
+    pub acked_seq: i64,
+    pub last_seq: i64,
+    pub dead_letters: i64,
+    pub skew_ms: Option<i64>,
+    pub last_push_at: Option<String>,
+    pub last_pull_at: Option<String>,
+    #[serde(skip)]
+    pub cursor: String,
+}
+
+/// An event as it is pushed to HQ.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnsyncedEvent {
+    pub seq: i64,
+    pub event_id: String,
+    pub idempotency_key: String,
+    pub kind: String,
+    pub account: Option<String>,
+    pub lane: Option<String>,
+    pub points: i64,
+    pub payload: String,
+    pub rule_version: Option<String>,
+    pub recorded_at: String,
 }
 
 impl Readers {
@@ -72,7 +98,7 @@ impl Readers {
         self.with(|c| {
             let row = c
                 .prepare_cached(
-                    "SELECT m.member_id, m.tier, m.qr_public_key, b.points, b.last_visit
+                    "SELECT m.member_id, m.tier, m.qr_public_key, b.points, b.last_visit, b.pending_events
                      FROM members m LEFT JOIN balances b ON b.account = m.member_id WHERE m.member_id = ?1",
                 )?
                 .query_row([member_id], |r| {
@@ -82,19 +108,39 @@ impl Readers {
                         qr_public_key: r.get(2)?,
                         balance: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
                         last_visit: r.get(4)?,
-                        pending_events: 0,
+                        pending_events: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
                         gifts: Vec::new(),
                     })
                 })
                 .optional()?;
             let Some(mut view) = row else { return Ok(None) };
-            view.pending_events = c
-                .prepare_cached(
-                    "SELECT COUNT(*) FROM outbox o JOIN events e ON e.seq = o.seq WHERE e.account = ?1",
-                )?
-                .query_row([member_id], |r| r.get(0))?;
+            view.gifts = open_gifts(c, member_id)?;
             Ok(Some(view))
         })
+    }
+
+    /// Every member's proximity key as stored (text), for the rotating-id resolver.
+    pub fn proximity_keys(&self) -> rusqlite::Result<Vec<(String, String)>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT member_id, proximity_key FROM members WHERE proximity_key IS NOT NULL ORDER BY member_id",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// Changes whenever a member is added or updated: when to rebuild the resolver.
+    pub fn members_version(&self) -> rusqlite::Result<(i64, Option<String>)> {
+        self.with(|c| {
+            c.prepare_cached("SELECT COUNT(*), MAX(updated_at) FROM members")?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        })
+    }
+
+    /// Gifts issued to the member, not handed over, not expired.
+    pub fn open_gifts(&self, member_id: &str) -> rusqlite::Result<Vec<serde_json::Value>> {
+        self.with(|c| open_gifts(c, member_id))
     }
 
     pub fn member_for_card(&self, card: &str) -> rusqlite::Result<Option<String>> {
@@ -116,17 +162,71 @@ impl Readers {
         })
     }
 
-    pub fn outbox(&self) -> rusqlite::Result<OutboxStatus> {
+    pub fn sync_status(&self) -> rusqlite::Result<SyncStatus> {
         self.with(|c| {
-            c.prepare_cached(
-                "SELECT COUNT(*), COALESCE(strftime('%s','now') - MIN(enqueued_at), 0) FROM outbox",
-            )?
-            .query_row([], |r| {
-                Ok(OutboxStatus {
-                    depth: r.get(0)?,
-                    oldest_age_seconds: r.get(1)?,
-                })
+            let (acked_seq, skew_ms, last_push_at, last_pull_at, cursor): (
+                i64,
+                Option<i64>,
+                Option<String>,
+                Option<String>,
+                String,
+            ) = c
+                .prepare_cached(
+                    "SELECT acked_seq, skew_ms, last_push_at, last_pull_at, cursor FROM sync_state WHERE id = 1",
+                )?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+            let last_seq: i64 = c
+                .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?
+                .query_row([], |r| r.get(0))?;
+            let oldest: Option<String> = c
+                .prepare_cached("SELECT recorded_at FROM events WHERE seq > ?1 ORDER BY seq LIMIT 1")?
+                .query_row([acked_seq], |r| r.get(0))
+                .optional()?;
+            let oldest_age_seconds = oldest
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds().max(0))
+                .unwrap_or(0);
+            let dead_letters: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM dead_letters")?
+                .query_row([], |r| r.get(0))?;
+            Ok(SyncStatus {
+                // Seqs are contiguous (AUTOINCREMENT, and a rolled-back insert takes its number
+                // back with it), so the unsynced count is a subtraction, not a scan.
+                depth: (last_seq - acked_seq).max(0),
+                oldest_age_seconds,
+                acked_seq,
+                last_seq,
+                dead_letters,
+                skew_ms,
+                last_push_at,
+                last_pull_at,
+                cursor,
             })
+        })
+    }
+
+    /// Up to `limit` events after the acknowledged watermark, in seq order.
+    pub fn unsynced(&self, limit: usize) -> rusqlite::Result<Vec<UnsyncedEvent>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, event_id, idempotency_key, kind, account, lane, points, payload, rule_version, recorded_at
+                 FROM events WHERE seq > (SELECT acked_seq FROM sync_state WHERE id = 1) ORDER BY seq LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit as i64], |r| {
+                Ok(UnsyncedEvent {
+                    seq: r.get(0)?,
+                    event_id: r.get(1)?,
+                    idempotency_key: r.get(2)?,
+                    kind: r.get(3)?,
+                    account: r.get(4)?,
+                    lane: r.get(5)?,
+                    points: r.get(6)?,
+                    payload: r.get(7)?,
+                    rule_version: r.get(8)?,
+                    recorded_at: r.get(9)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 
@@ -136,4 +236,27 @@ impl Readers {
             Ok(s == "ok")
         })
     }
+}
+
+pub(super) fn open_gifts(
+    c: &Connection,
+    member_id: &str,
+) -> rusqlite::Result<Vec<serde_json::Value>> {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut stmt = c.prepare_cached(
+        "SELECT gift_id, gift, campaign_id, campaign_version, zone, issued_at, expires_at FROM gifts
+         WHERE member_id = ?1 AND redeemed_at IS NULL AND expires_at > ?2 ORDER BY issued_at",
+    )?;
+    let rows = stmt.query_map(rusqlite::params![member_id, now], |r| {
+        Ok(serde_json::json!({
+            "gift_id": r.get::<_, String>(0)?,
+            "gift": r.get::<_, String>(1)?,
+            "campaign_id": r.get::<_, String>(2)?,
+            "campaign_version": r.get::<_, i64>(3)?,
+            "zone": r.get::<_, Option<String>>(4)?,
+            "issued_at": r.get::<_, String>(5)?,
+            "expires_at": r.get::<_, String>(6)?,
+        }))
+    })?;
+    rows.collect()
 }

@@ -59,6 +59,104 @@ pub const MIGRATIONS: &[&str] = &[
         seen_at   INTEGER NOT NULL
     );
     "#,
+    // 2: fewer B-tree pages dirtied per event, since the commit's cost is the pages it writes to
+    // the WAL. Sales are keyed by their event's seq (appended in order) and found through the
+    // event's idempotency key instead of a second random-key index; the per-account index on
+    // events gives way to per-account pending counters kept in the balance row the event
+    // touches anyway.
+    r#"
+    DROP INDEX events_by_account;
+    ALTER TABLE balances ADD COLUMN pending_points INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE balances ADD COLUMN pending_events INTEGER NOT NULL DEFAULT 0;
+    UPDATE balances SET
+        pending_points = (SELECT COALESCE(SUM(e.points), 0) FROM outbox o JOIN events e ON e.seq = o.seq WHERE e.account = balances.account),
+        pending_events = (SELECT COUNT(*) FROM outbox o JOIN events e ON e.seq = o.seq WHERE e.account = balances.account);
+    CREATE TABLE sales_by_seq (
+        seq             INTEGER PRIMARY KEY REFERENCES events(seq),
+        account         TEXT,
+        total_cents     INTEGER NOT NULL,
+        points_earned   INTEGER NOT NULL,
+        refunded_cents  INTEGER NOT NULL DEFAULT 0,
+        points_due_back INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO sales_by_seq (seq, account, total_cents, points_earned, refunded_cents, points_due_back)
+        SELECT e.seq, s.account, s.total_cents, s.points_earned, s.refunded_cents, s.points_due_back
+        FROM sales s JOIN events e ON e.idempotency_key = 'sale:' || s.receipt_id;
+    DROP TABLE sales;
+    ALTER TABLE sales_by_seq RENAME TO sales;
+    "#,
+    // 3: HQ sync. The outbox becomes the tail of the log after `sync_state.acked_seq` (events are
+    // pushed in seq order and HQ answers with the highest seq it holds), which saves a page per
+    // commit and makes "what is unsynced" one range. Balances lose their `points >= 0` CHECK:
+    // HQ may report an overdraft made elsewhere, and the local no-overdraw rule lives in the
+    // engine. Members pulled from HQ carry their offline spend allowance.
+    r#"
+    CREATE TABLE sync_state (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        acked_seq    INTEGER NOT NULL,
+        cursor       TEXT NOT NULL DEFAULT '',
+        skew_ms      INTEGER,
+        last_push_at TEXT,
+        last_pull_at TEXT
+    );
+    INSERT INTO sync_state (id, acked_seq) VALUES (1, COALESCE(
+        (SELECT MIN(seq) - 1 FROM outbox),
+        (SELECT MAX(seq) FROM events),
+        0));
+    DROP TABLE outbox;
+    CREATE TABLE dead_letters (
+        seq         INTEGER PRIMARY KEY REFERENCES events(seq),
+        event_id    TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        rejected_at TEXT NOT NULL
+    );
+    CREATE TABLE balances_v3 (
+        account           TEXT PRIMARY KEY,
+        points            INTEGER NOT NULL,
+        last_visit        TEXT,
+        pending_points    INTEGER NOT NULL DEFAULT 0,
+        pending_events    INTEGER NOT NULL DEFAULT 0,
+        pending_spent     INTEGER NOT NULL DEFAULT 0,
+        offline_allowance INTEGER
+    );
+    INSERT INTO balances_v3 (account, points, last_visit, pending_points, pending_events)
+        SELECT account, points, last_visit, pending_points, pending_events FROM balances;
+    UPDATE balances_v3 SET pending_spent = (SELECT COALESCE(-SUM(e.points), 0) FROM events e
+        WHERE e.seq > (SELECT acked_seq FROM sync_state) AND e.kind = 'redemption' AND e.account = balances_v3.account);
+    DROP TABLE balances;
+    ALTER TABLE balances_v3 RENAME TO balances;
+    CREATE TABLE campaigns (
+        campaign_id TEXT PRIMARY KEY,
+        version     INTEGER NOT NULL,
+        body        TEXT NOT NULL,
+        deleted     INTEGER NOT NULL DEFAULT 0
+    );
+    "#,
+    // 4: location-triggered gifts and the visits that limit them. A visit lives here, not only
+    // in the tracker's memory, so a restart mid-visit does not give a second welcome gift.
+    r#"
+    CREATE TABLE gifts (
+        gift_id          TEXT PRIMARY KEY,
+        seq              INTEGER NOT NULL REFERENCES events(seq),
+        member_id        TEXT NOT NULL,
+        campaign_id      TEXT NOT NULL,
+        campaign_version INTEGER NOT NULL,
+        gift             TEXT NOT NULL,
+        zone             TEXT,
+        issued_at        TEXT NOT NULL,
+        local_day        TEXT NOT NULL,
+        expires_at       TEXT NOT NULL,
+        redeemed_at      TEXT,
+        redemption_id    TEXT
+    );
+    CREATE INDEX gifts_by_member ON gifts(member_id, campaign_id, issued_at);
+    CREATE INDEX gifts_by_day ON gifts(campaign_id, local_day);
+    CREATE TABLE presence (
+        member_id     TEXT PRIMARY KEY,
+        visit_started TEXT NOT NULL,
+        last_seen     TEXT NOT NULL
+    );
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +208,48 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v as usize, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn version_2_keeps_sales_and_counts_pending_events_per_account() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1i64).unwrap();
+        conn.execute_batch(
+            "INSERT INTO events (event_id, idempotency_key, kind, account, lane, points, payload, response, recorded_at)
+             VALUES ('e1', 'sale:R1', 'sale', 'M1', '1', 12, '{}', '{}', 't'),
+                    ('e2', 'refund:F1', 'refund', 'M1', '1', -5, '{}', '{}', 't');
+             INSERT INTO outbox (seq, enqueued_at) VALUES (2, 0);
+             INSERT INTO balances (account, points) VALUES ('M1', 7);
+             INSERT INTO sales (receipt_id, account, total_cents, points_earned, refunded_cents, points_due_back)
+             VALUES ('R1', 'M1', 1250, 12, 500, 5);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let sale: (i64, i64, i64) = conn
+            .query_row(
+                "SELECT seq, points_earned, refunded_cents FROM sales",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            sale,
+            (1, 12, 500),
+            "the sale is found under its event's seq"
+        );
+        let pending: (i64, i64, i64) = conn
+            .query_row(
+                "SELECT points, pending_points, pending_events FROM balances WHERE account = 'M1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            pending,
+            (7, -5, 1),
+            "only the refund was still in the outbox"
+        );
     }
 
     #[test]

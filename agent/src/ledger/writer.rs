@@ -62,6 +62,12 @@ fn commit_batch(conn: &mut Connection, rules: &Rules, batch: &mut Vec<Job>) {
                     member_id,
                     unix,
                 } => commands::see_nonce(&sp, nonce, member_id, *unix),
+                Command::PushAcked(ack) => super::sync::push_acked(&sp, ack),
+                Command::Presence(r) => super::gifts::presence(&sp, rules, r),
+                Command::RedeemGift(r) => super::gifts::redeem_gift(&sp, r),
+                Command::ChangesPulled { page, skew_ms, at } => {
+                    super::sync::changes_pulled(&sp, page, *skew_ms, at)
+                }
             };
             match applied {
                 Ok(answer) => {

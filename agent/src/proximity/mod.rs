@@ -2,13 +2,20 @@
 //!
 //! # The seam
 //! Every source of proximity data turns its input into [`Sighting`]s on a bounded tokio mpsc
-//! channel, and nothing downstream knows which source a sighting came from. Today the only
-//! source is a zone-sensor node on a serial port ([`sensor_node`]): it speaks the firmware's
-//! wire protocol (`loyalty_firmware::wire`), one [`Sighting`] per device per report interval,
-//! and one per check-in write. Zone tracking (which member is in which zone, from these
-//! sightings) comes with the proximity issue; this module stops at the channel.
+//! channel, and nothing downstream knows which source a sighting came from. Sources: zone-sensor
+//! nodes on serial ports ([`sensor_node`]: the firmware's wire protocol, one [`Sighting`] per
+//! device per report interval and one per check-in write), and a replayed trace ([`replay`]).
+//!
+//! # The chain
+//! [`pipeline`] consumes the channel: [`adverts`] decoded the phone token, [`resolver`] maps its
+//! rotating id ([`rotating_id`]) to a member, [`tracker`] turns RSSI into zone visits, and the
+//! ledger turns the resulting presence facts into gifts.
 
 pub mod adverts;
+pub mod phone;
+pub mod pipeline;
+pub mod record;
+pub mod replay;
 pub mod resolver;
 pub mod rf_model;
 pub mod rotating_id;
@@ -46,8 +53,8 @@ pub struct Sighting {
     pub at: Instant,
 }
 
-/// Counts sightings until the zone tracker (the proximity issue) consumes them; keeps the
-/// channel flowing so that readers never stall on a full channel.
+/// Counts sightings when no zones are configured (nothing to track), keeping the channel
+/// flowing so that readers never stall on a full channel.
 pub async fn count_sightings(
     mut sightings: tokio::sync::mpsc::Receiver<Sighting>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,

@@ -1,0 +1,286 @@
+//! Presence facts in, gifts out; and gifts handed over at a lane.
+//!
+//! Every limit (once per visit, per day, per member, the store's daily budget) is checked
+//! inside the write transaction that records the gift, so two triggers racing for the last gift
+//! of a budget cannot both win. The visit itself is stored (`presence`), so a restart mid-visit
+//! continues the visit instead of opening a new one.
+
+use super::commands::{self, Applied, NewEvent};
+use super::LedgerError;
+use crate::engine::gift_spec;
+use crate::engine::gifts::{self, GiftCampaign, GiftHistory, GiftLimit, Presence, PresenceFact};
+use crate::engine::Rules;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{json, Value};
+use tracing::{debug, warn};
+
+#[derive(Debug, Clone)]
+pub struct PresenceRequest {
+    pub member_id: String,
+    pub fact: PresenceFact,
+    /// HQ-corrected wall-clock time of the fact.
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GiftRedeemRequest {
+    pub lane: String,
+    pub redemption_id: String,
+    pub member_id: String,
+    pub gift_id: String,
+    pub at: DateTime<Utc>,
+}
+
+fn parse_time(text: Option<String>) -> Option<DateTime<Utc>> {
+    text.and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The config's campaigns, then HQ's (an HQ campaign replaces a config one of the same id).
+fn campaigns(tx: &Connection, rules: &Rules) -> rusqlite::Result<Vec<GiftCampaign>> {
+    let mut from_hq: Vec<GiftCampaign> = Vec::new();
+    let mut stmt =
+        tx.prepare_cached("SELECT campaign_id, version, body FROM campaigns WHERE deleted = 0")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, version, body) = row?;
+        let Ok(body) = serde_json::from_str::<Value>(&body) else {
+            warn!(campaign = %id, "An HQ campaign's body is not JSON; it is ignored.");
+            continue;
+        };
+        match gift_spec::from_hq(&id, version, &body) {
+            Some(Ok(c)) => from_hq.push(c),
+            Some(Err(problems)) => {
+                warn!(campaign = %id, problems = ?problems, "An HQ gift campaign is invalid; it is ignored.")
+            }
+            None => {}
+        }
+    }
+    let mut all: Vec<GiftCampaign> = rules
+        .gifts
+        .iter()
+        .filter(|c| !from_hq.iter().any(|h| h.id == c.id))
+        .cloned()
+        .collect();
+    all.extend(from_hq);
+    Ok(all)
+}
+
+fn history(
+    tx: &Connection,
+    member: &str,
+    campaign: &str,
+    day: &str,
+) -> rusqlite::Result<GiftHistory> {
+    let (ever, last, today): (u32, Option<String>, u32) = tx
+        .prepare_cached(
+            "SELECT COUNT(*), MAX(issued_at), COALESCE(SUM(local_day = ?3), 0)
+             FROM gifts WHERE member_id = ?1 AND campaign_id = ?2",
+        )?
+        .query_row(params![member, campaign, day], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    let store_today: u32 = tx
+        .prepare_cached("SELECT COUNT(*) FROM gifts WHERE campaign_id = ?1 AND local_day = ?2")?
+        .query_row(params![campaign, day], |r| r.get(0))?;
+    Ok(GiftHistory {
+        last_issued: parse_time(last),
+        issued_to_member_today: today,
+        issued_to_member_ever: ever,
+        issued_by_store_today: store_today,
+    })
+}
+
+pub(super) fn presence(tx: &Connection, rules: &Rules, r: &PresenceRequest) -> Applied {
+    let at_text = commands::ts(r.at);
+    let stored: Option<(String, String)> = tx
+        .prepare_cached("SELECT visit_started, last_seen FROM presence WHERE member_id = ?1")?
+        .query_row([&r.member_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    // A purchase is a visit too: "we missed you" counts from the last time seen or buying.
+    let last_bought: Option<String> = tx
+        .prepare_cached("SELECT last_visit FROM balances WHERE account = ?1")?
+        .query_row([&r.member_id], |row| row.get(0))
+        .optional()?
+        .flatten();
+    let (visit_started, last_seen) = match stored {
+        Some((v, s)) => (parse_time(Some(v)), parse_time(Some(s))),
+        None => (None, None),
+    };
+    let before = Presence {
+        visit_started,
+        last_seen: last_seen.max(parse_time(last_bought)),
+    };
+    let visit_start = Presence {
+        visit_started,
+        last_seen,
+    }
+    .visit_start_for(r.at);
+    tx.prepare_cached(
+        "INSERT INTO presence (member_id, visit_started, last_seen) VALUES (?1, ?2, ?3)
+         ON CONFLICT(member_id) DO UPDATE SET visit_started = ?2, last_seen = MAX(last_seen, ?3)",
+    )?
+    .execute(params![r.member_id, commands::ts(visit_start), at_text])?;
+
+    let Some(profile) = commands::profile(tx, &r.member_id)? else {
+        return Ok(Ok(json!({"member_id": r.member_id, "gifts": []})));
+    };
+    let day = gifts::local_day(r.at, rules.local_offset).to_string();
+    let zone = match &r.fact {
+        PresenceFact::Dwelled { zone, .. } | PresenceFact::Entered { zone } => Some(zone.as_str()),
+        PresenceFact::WalkedIn => None,
+    };
+    let mut issued = Vec::new();
+    for campaign in campaigns(tx, rules)? {
+        let history = history(tx, &r.member_id, &campaign.id, &day)?;
+        let grant = match gifts::decide(&campaign, &r.fact, &profile, &history, &before, r.at) {
+            Ok(g) => g,
+            Err(gifts::NoGift::NotTriggered) => continue,
+            Err(reason) => {
+                debug!(member = %r.member_id, campaign = %campaign.id, reason = %reason, "No gift.");
+                continue;
+            }
+        };
+        let gift_id = uuid::Uuid::now_v7().to_string();
+        let expires_at = commands::ts(grant.expires_at);
+        let gift = json!({
+            "gift_id": gift_id,
+            "campaign_id": campaign.id,
+            "campaign_version": campaign.version,
+            "gift": campaign.gift,
+            "zone": zone,
+            "issued_at": at_text,
+            "expires_at": expires_at,
+            "points": campaign.points,
+        });
+        if campaign.points > 0 {
+            commands::add_points(tx, &r.member_id, campaign.points, None)?;
+        }
+        let seq = commands::append(
+            tx,
+            NewEvent {
+                key: &format!("gift:{gift_id}"),
+                kind: "gift_issued",
+                account: Some(&r.member_id),
+                lane: None,
+                points: campaign.points,
+                payload: json!({
+                    "gift_id": gift_id,
+                    "campaign_id": campaign.id,
+                    "campaign_version": campaign.version,
+                    "member_id": r.member_id,
+                    "once_per_member": campaign.limit == GiftLimit::OncePerMember,
+                    "expires_at": expires_at,
+                    "zone": zone,
+                    "gift": campaign.gift,
+                }),
+                response: &gift,
+                rule_version: Some(&format!("{}@{}", campaign.id, campaign.version)),
+                at: &at_text,
+            },
+        )?;
+        tx.prepare_cached(
+            "INSERT INTO gifts (gift_id, seq, member_id, campaign_id, campaign_version, gift, zone, issued_at, local_day, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            gift_id,
+            seq,
+            r.member_id,
+            campaign.id,
+            campaign.version,
+            campaign.gift,
+            zone,
+            at_text,
+            day,
+            expires_at
+        ])?;
+        issued.push(gift);
+    }
+    Ok(Ok(json!({"member_id": r.member_id, "gifts": issued})))
+}
+
+pub(super) fn redeem_gift(tx: &Connection, r: &GiftRedeemRequest) -> Applied {
+    let key = format!("redeem:{}", r.redemption_id);
+    if let Some(first) = commands::first_answer(tx, &key)? {
+        return Ok(Ok(first));
+    }
+    let gift: Option<(String, String, String, Option<String>)> = tx
+        .prepare_cached(
+            "SELECT member_id, gift, expires_at, redeemed_at FROM gifts WHERE gift_id = ?1",
+        )?
+        .query_row([&r.gift_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .optional()?;
+    let Some((owner, what, expires_at, redeemed_at)) = gift else {
+        return Ok(Err(LedgerError::refused(
+            "unknown_gift",
+            format!("this store has issued no gift {}", r.gift_id),
+        )));
+    };
+    if owner != r.member_id {
+        return Ok(Err(LedgerError::refused(
+            "not_this_members_gift",
+            "this gift belongs to another member than the one at the lane",
+        )));
+    }
+    if let Some(when) = redeemed_at {
+        return Ok(Err(LedgerError::refused(
+            "gift_already_redeemed",
+            format!("this gift was already handed over ({when})"),
+        )));
+    }
+    if parse_time(Some(expires_at.clone())).is_none_or(|e| e <= r.at) {
+        return Ok(Err(LedgerError::refused(
+            "gift_expired",
+            format!("this gift expired at {expires_at}"),
+        )));
+    }
+    let at = commands::ts(r.at);
+    tx.prepare_cached("UPDATE gifts SET redeemed_at = ?2, redemption_id = ?3 WHERE gift_id = ?1")?
+        .execute(params![r.gift_id, at, r.redemption_id])?;
+    let response = json!({
+        "redemption_id": r.redemption_id,
+        "member_id": r.member_id,
+        "gift_id": r.gift_id,
+        "gift": what,
+        "redeemed": true,
+    });
+    commands::append(
+        tx,
+        NewEvent {
+            key: &key,
+            kind: "gift_redeemed",
+            account: Some(&r.member_id),
+            lane: Some(&r.lane),
+            points: 0,
+            payload: json!({"gift_id": r.gift_id, "redemption_id": r.redemption_id}),
+            response: &response,
+            rule_version: None,
+            at: &at,
+        },
+    )?;
+    Ok(Ok(response))
+}
+
+/// A gift redeemed at another store (HQ's changes feed): no longer open here.
+pub(super) fn redeemed_elsewhere(
+    tx: &Connection,
+    gift_id: &str,
+    store: &str,
+    at: &str,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE gifts SET redeemed_at = ?2, redemption_id = ?3 WHERE gift_id = ?1 AND redeemed_at IS NULL",
+    )?
+    .execute(params![gift_id, at, format!("at store {store}")])?;
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! What HQ sync writes: acknowledgements of pushed events and pulled changes, each applied in
+//! one transaction with the cursor or watermark it moves, so a crash between the HTTP answer
+//! and the commit only means the same page or batch is fetched or pushed again (HQ and this
+//! code are both idempotent).
+//!
+//! Balances: the `points` column is the balance this store shows. A pull sets it to HQ's
+//! balance at this store's watermark plus the local events HQ had not yet counted (the
+//! `pending_*` counters, events after `sync_state.acked_seq`); every local event adds to it as
+//! it happens. So an event is counted once whether the next pull comes before or after HQ
+//! acknowledges it.
+
+use super::commands::Applied;
+use loyalty_protocol::{Change, ChangesPage, MemberRecord as HqMember};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::json;
+
+/// HQ's answer to one push, as the ledger needs it.
+#[derive(Debug, Clone)]
+pub struct PushAck {
+    /// HQ's watermark: every event up to here is settled (held or rejected).
+    pub watermark: i64,
+    /// `(seq, event_id, reason)` of events HQ rejected for good.
+    pub rejected: Vec<(i64, String, String)>,
+    pub skew_ms: Option<i64>,
+    pub at: String,
+}
+
+/// Moves the acknowledged watermark to `up_to` (never backwards, never past the last local
+/// event) and takes the newly acknowledged events out of the pending counters.
+fn ack_up_to(tx: &Connection, up_to: i64) -> rusqlite::Result<i64> {
+    let acked: i64 = tx.query_row("SELECT acked_seq FROM sync_state WHERE id = 1", [], |r| {
+        r.get(0)
+    })?;
+    let last: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+    let target = up_to.min(last);
+    if target <= acked {
+        return Ok(acked);
+    }
+    tx.prepare_cached(
+        "UPDATE balances SET
+             pending_points = pending_points - agg.points,
+             pending_events = pending_events - agg.events,
+             pending_spent = pending_spent - agg.spent
+         FROM (SELECT account, SUM(points) AS points, COUNT(*) AS events,
+                      SUM(CASE WHEN kind = 'redemption' THEN -points ELSE 0 END) AS spent
+               FROM events WHERE seq > ?1 AND seq <= ?2 AND account IS NOT NULL GROUP BY account) AS agg
+         WHERE balances.account = agg.account",
+    )?
+    .execute(params![acked, target])?;
+    tx.prepare_cached("UPDATE sync_state SET acked_seq = ?1 WHERE id = 1")?
+        .execute([target])?;
+    Ok(target)
+}
+
+pub(super) fn push_acked(tx: &Connection, ack: &PushAck) -> Applied {
+    for (seq, event_id, reason) in &ack.rejected {
+        tx.prepare_cached(
+            "INSERT INTO dead_letters (seq, event_id, reason, rejected_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(seq) DO NOTHING",
+        )?
+        .execute(params![seq, event_id, reason, ack.at])?;
+    }
+    let acked = ack_up_to(tx, ack.watermark)?;
+    tx.prepare_cached(
+        "UPDATE sync_state SET last_push_at = ?1, skew_ms = COALESCE(?2, skew_ms) WHERE id = 1",
+    )?
+    .execute(params![ack.at, ack.skew_ms])?;
+    Ok(Ok(
+        json!({"acked_seq": acked, "dead_lettered": ack.rejected.len()}),
+    ))
+}
+
+pub(super) fn changes_pulled(
+    tx: &Connection,
+    page: &ChangesPage,
+    skew_ms: Option<i64>,
+    at: &str,
+) -> Applied {
+    // HQ's balances include this store's events up to its watermark: settle those first so the
+    // pending counters hold exactly what HQ has not counted.
+    let acked = ack_up_to(tx, page.watermark)?;
+    let mut members = 0;
+    let mut campaigns = 0;
+    for change in &page.changes {
+        match change {
+            Change::Member(m) => {
+                member_pulled(tx, m, acked, at)?;
+                members += 1;
+            }
+            Change::Campaign(c) => {
+                tx.prepare_cached(
+                    "INSERT INTO campaigns (campaign_id, version, body, deleted) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(campaign_id) DO UPDATE SET version = ?2, body = ?3, deleted = ?4
+                     WHERE excluded.version >= campaigns.version",
+                )?
+                .execute(params![c.campaign_id, c.version, c.body.to_string(), c.deleted])?;
+                campaigns += 1;
+            }
+            Change::RedemptionElsewhere(r) => {
+                super::gifts::redeemed_elsewhere(tx, &r.gift_id, &r.store_id, at)?;
+            }
+        }
+    }
+    tx.prepare_cached(
+        "UPDATE sync_state SET cursor = ?1, last_pull_at = ?2, skew_ms = COALESCE(?3, skew_ms) WHERE id = 1",
+    )?
+    .execute(params![page.next_cursor, at, skew_ms])?;
+    Ok(Ok(
+        json!({"members": members, "campaigns": campaigns, "cursor": page.next_cursor}),
+    ))
+}
+
+fn member_pulled(tx: &Connection, m: &HqMember, acked: i64, at: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO members (member_id, tier, segments, qr_public_key, proximity_key, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(member_id) DO UPDATE SET tier = ?2, segments = ?3, qr_public_key = ?4, proximity_key = ?5, updated_at = ?6",
+    )?
+    .execute(params![
+        m.member_id,
+        m.tier,
+        serde_json::to_string(&m.segments).unwrap_or_else(|_| "[]".into()),
+        m.qr_public_key,
+        m.proximity_key,
+        at
+    ])?;
+    tx.prepare_cached("DELETE FROM cards WHERE member_id = ?1")?
+        .execute([&m.member_id])?;
+    let mut accounts = vec![m.member_id.clone()];
+    for card in &m.cards {
+        tx.prepare_cached(
+            "INSERT INTO cards (card_number, member_id) VALUES (?1, ?2)
+             ON CONFLICT(card_number) DO UPDATE SET member_id = ?2",
+        )?
+        .execute(params![card, m.member_id])?;
+        accounts.push(super::card_account(card));
+    }
+    // What HQ has not counted: the pending counters (events after `acked`), plus, should HQ's
+    // snapshot predate our acknowledgement, the events in between.
+    let mut uncounted = 0i64;
+    for account in &accounts {
+        let pending: i64 = tx
+            .prepare_cached("SELECT pending_points FROM balances WHERE account = ?1")?
+            .query_row([account], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        let between: i64 = if m.balance_watermark < acked {
+            tx.prepare_cached(
+                "SELECT COALESCE(SUM(points), 0) FROM events WHERE seq > ?1 AND seq <= ?2 AND account = ?3",
+            )?
+            .query_row(params![m.balance_watermark, acked, account], |r| r.get(0))?
+        } else {
+            0
+        };
+        uncounted += pending + between;
+    }
+    // Card accounts of a known member hold nothing of their own any more: HQ's balance and the
+    // member row count their points.
+    for card_account in &accounts[1..] {
+        tx.prepare_cached("UPDATE balances SET points = 0 WHERE account = ?1")?
+            .execute([card_account])?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO balances (account, points, offline_allowance) VALUES (?1, ?2, ?3)
+         ON CONFLICT(account) DO UPDATE SET points = ?2, offline_allowance = ?3",
+    )?
+    .execute(params![
+        m.member_id,
+        m.balance + uncounted,
+        m.offline_allowance
+    ])?;
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! The running proximity chain: sightings from any source -> rotating id resolved to a member
+//! -> zone tracker -> presence facts recorded by the ledger, which issues the gifts.
+//!
+//! The resolver map is rebuilt off this task (on a blocking thread) at each interval boundary
+//! and when the member table changes, then swapped in whole; the hot path only reads it. Ledger
+//! writes go through their own task so a slow commit never delays tracking.
+
+use super::resolver::{MemberId, Resolution, ResolverMap};
+use super::rotating_id::{interval_number, ProximityKey};
+use super::tracker::{Observation, Tracker, ZoneEvent};
+use super::Sighting;
+use crate::config::ProximityConfig;
+use crate::engine::gifts::PresenceFact;
+use crate::ledger::{Ledger, PresenceRequest};
+use crate::metrics::Metrics;
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// How often exit timeouts are applied and the member table is checked for changes.
+const TICK: Duration = Duration::from_secs(1);
+const MEMBER_CHECK: Duration = Duration::from_secs(15);
+
+/// What `/healthz` shows about tracking.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct TrackingStatus {
+    pub members_with_keys: usize,
+    pub resolver_interval: u64,
+    pub ambiguous_ids: usize,
+    pub sightings: u64,
+    pub resolved: u64,
+    pub unknown_ids: u64,
+    pub stale_ids: u64,
+    pub ambiguous: u64,
+    pub tracked_members: usize,
+    pub open_visits: usize,
+    pub facts_recorded: u64,
+    pub gifts_issued: u64,
+}
+
+#[derive(Default)]
+pub struct TrackingHealth(Mutex<TrackingStatus>);
+
+impl TrackingHealth {
+    pub fn snapshot(&self) -> TrackingStatus {
+        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut TrackingStatus)) {
+        if let Ok(mut s) = self.0.lock() {
+            f(&mut s);
+        }
+    }
+}
+
+/// HQ-corrected wall-clock time: gifts carry absolute expiries and daily limits, so a store
+/// clock that drifted must not decide them.
+fn corrected_now(skew_ms: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() + chrono::Duration::milliseconds(skew_ms)
+}
+
+fn unix_now(skew_ms: i64) -> u64 {
+    u64::try_from(corrected_now(skew_ms).timestamp()).unwrap_or(0)
+}
+
+async fn build_resolver(ledger: &Ledger, interval: u64) -> Option<ResolverMap> {
+    let readers = ledger.readers().clone();
+    let built = tokio::task::spawn_blocking(move || {
+        let rows = readers.proximity_keys().map_err(|e| e.to_string())?;
+        let mut members: Vec<(MemberId, ProximityKey)> = Vec::with_capacity(rows.len());
+        let mut bad = 0usize;
+        for (member, key) in rows {
+            match key.parse::<ProximityKey>() {
+                Ok(k) => members.push((Arc::from(member.as_str()), k)),
+                Err(_) => bad += 1,
+            }
+        }
+        if bad > 0 {
+            warn!(
+                members = bad,
+                "Members with a proximity key that is not 32 hex digits are not tracked."
+            );
+        }
+        ResolverMap::build(&members, interval).map_err(|e| e.to_string())
+    })
+    .await;
+    match built {
+        Ok(Ok(map)) => Some(map),
+        Ok(Err(e)) => {
+            warn!(error = %e, "Cannot build the rotating-id map; keeping the previous one.");
+            None
+        }
+        Err(e) => {
+            warn!(error = %e, "The rotating-id rebuild failed; keeping the previous one.");
+            None
+        }
+    }
+}
+
+async fn skew_ms(ledger: &Ledger) -> i64 {
+    let readers = ledger.readers().clone();
+    tokio::task::spawn_blocking(move || readers.sync_status())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .and_then(|s| s.skew_ms)
+        .unwrap_or(0)
+}
+
+/// Runs until `stop` or until every sighting source is gone.
+pub async fn run_pipeline(
+    config: ProximityConfig,
+    mut sightings: mpsc::Receiver<Sighting>,
+    ledger: Ledger,
+    metrics: Arc<Metrics>,
+    health: Arc<TrackingHealth>,
+    stop: CancellationToken,
+) {
+    let mut tracker: Tracker<MemberId> = match config.tracker.build() {
+        Ok(t) => t,
+        Err(e) => {
+            warn!(error = %e, "Proximity tracking is off: its configuration is invalid.");
+            return;
+        }
+    };
+    let (facts_tx, facts_rx) = mpsc::channel::<PresenceRequest>(1024);
+    let recorder = tokio::spawn(record_facts(
+        facts_rx,
+        ledger.clone(),
+        metrics.clone(),
+        health.clone(),
+    ));
+    let epoch = Instant::now();
+    let mut skew = skew_ms(&ledger).await;
+    let mut interval = interval_number(unix_now(skew), config.interval_secs);
+    let mut resolver = build_resolver(&ledger, interval).await;
+    let mut members_version = ledger.readers().members_version().ok();
+    publish_resolver(&health, resolver.as_ref());
+    let mut tick = tokio::time::interval(TICK);
+    let mut last_member_check = Instant::now();
+    let mut events = Vec::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            s = sightings.recv() => {
+                let Some(s) = s else { break };
+                metrics.sighting(&s.sensor);
+                observe(&s, &mut tracker, resolver.as_ref(), interval, epoch, &health, &mut events);
+            }
+            _ = tick.tick() => {
+                tracker.tick(epoch.elapsed(), &mut events);
+                let now_interval = interval_number(unix_now(skew), config.interval_secs);
+                let mut rebuild = now_interval != interval;
+                if last_member_check.elapsed() >= MEMBER_CHECK {
+                    last_member_check = Instant::now();
+                    skew = skew_ms(&ledger).await;
+                    let version = ledger.readers().members_version().ok();
+                    if version != members_version {
+                        members_version = version;
+                        rebuild = true;
+                    }
+                }
+                if rebuild {
+                    interval = now_interval;
+                    if let Some(map) = build_resolver(&ledger, interval).await {
+                        info!(interval, members = map.members(), ambiguous = map.conflicts(), "Rotating-id map rebuilt.");
+                        resolver = Some(map);
+                    }
+                    publish_resolver(&health, resolver.as_ref());
+                }
+                health.update(|h| {
+                    h.tracked_members = tracker.tracked_members();
+                    h.open_visits = tracker.open_visits();
+                });
+            }
+        }
+        for event in events.drain(..) {
+            if let Some(fact) = to_fact(&event) {
+                let request = PresenceRequest {
+                    member_id: event.member().to_string(),
+                    fact,
+                    at: corrected_now(skew),
+                };
+                if facts_tx.try_send(request).is_err() {
+                    warn!("Presence facts are arriving faster than the ledger records them; one was dropped.");
+                }
+            }
+        }
+    }
+    drop(facts_tx);
+    if let Err(e) = recorder.await {
+        warn!(error = %e, "The presence recorder stopped abnormally.");
+    }
+}
+
+fn publish_resolver(health: &TrackingHealth, resolver: Option<&ResolverMap>) {
+    health.update(|h| {
+        h.members_with_keys = resolver.map(|r| r.members()).unwrap_or(0);
+        h.resolver_interval = resolver.map(|r| r.interval()).unwrap_or(0);
+        h.ambiguous_ids = resolver.map(|r| r.conflicts()).unwrap_or(0);
+    });
+}
+
+fn observe(
+    s: &Sighting,
+    tracker: &mut Tracker<MemberId>,
+    resolver: Option<&ResolverMap>,
+    interval: u64,
+    epoch: Instant,
+    health: &TrackingHealth,
+    events: &mut Vec<ZoneEvent<MemberId>>,
+) {
+    let Some(token) = s.token else { return };
+    let resolution = resolver
+        .map(|r| r.resolve(token, interval))
+        .unwrap_or(Resolution::Unknown);
+    let member = match resolution {
+        Resolution::Member { member, .. } => Some(member.clone()),
+        _ => None,
+    };
+    health.update(|h| {
+        h.sightings += 1;
+        match resolution {
+            Resolution::Member { .. } => h.resolved += 1,
+            Resolution::Ambiguous => h.ambiguous += 1,
+            Resolution::Stale { .. } => h.stale_ids += 1,
+            Resolution::Unknown => h.unknown_ids += 1,
+        }
+    });
+    let (Some(member), Some(sensor)) = (member, tracker.sensor_id(&s.sensor)) else {
+        return;
+    };
+    tracker.observe(
+        Observation {
+            member,
+            sensor,
+            rssi: s.rssi,
+            tx_power: None,
+            check_in: s.check_in,
+            at: s.at.saturating_duration_since(epoch),
+        },
+        events,
+    );
+}
+
+fn to_fact(event: &ZoneEvent<MemberId>) -> Option<PresenceFact> {
+    match event {
+        ZoneEvent::WalkedIn { .. } => Some(PresenceFact::WalkedIn),
+        ZoneEvent::Dwelled { zone, dwell, .. } => Some(PresenceFact::Dwelled {
+            zone: zone.to_string(),
+            seconds: dwell.as_secs(),
+        }),
+        ZoneEvent::Entered { zone, .. } => Some(PresenceFact::Entered {
+            zone: zone.to_string(),
+        }),
+        ZoneEvent::Exited { .. } => None,
+    }
+}
+
+async fn record_facts(
+    mut facts: mpsc::Receiver<PresenceRequest>,
+    ledger: Ledger,
+    metrics: Arc<Metrics>,
+    health: Arc<TrackingHealth>,
+) {
+    while let Some(fact) = facts.recv().await {
+        let member = fact.member_id.clone();
+        let what = fact.fact.clone();
+        match ledger.presence(fact).await {
+            Ok(answer) => {
+                let gifts = answer["gifts"].as_array().cloned().unwrap_or_default();
+                for g in &gifts {
+                    let campaign = g["campaign_id"].as_str().unwrap_or("?");
+                    metrics.gift_issued(campaign);
+                    info!(member = %member, campaign, gift = ?g["gift"].as_str(), expires_at = ?g["expires_at"].as_str(), "Gift issued.");
+                }
+                health.update(|h| {
+                    h.facts_recorded += 1;
+                    h.gifts_issued += gifts.len() as u64;
+                });
+            }
+            Err(e) => {
+                warn!(member = %member, fact = ?what, error = %e, "A presence fact could not be recorded.")
+            }
+        }
+    }
+}

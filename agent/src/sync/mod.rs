@@ -1,0 +1,269 @@
+//! HQ sync: push the log's tail, pull changes, forever, whatever HQ does.
+//!
+//! One loop, so a push and a pull never overlap and HQ's watermark in a pulled page is never
+//! older than an acknowledgement already recorded (the ledger copes if it is). Every answer is
+//! recorded in the same transaction as what it moves (watermark, cursor), so a crash at any
+//! instant means at most one batch pushed or one page pulled again, which HQ and the ledger
+//! both treat as no-ops. A failure of any kind (refused connection, 500, garbage, a body cut
+//! mid-way, a timeout) is logged once per attempt and retried after a full-jitter backoff.
+
+pub mod backoff;
+pub mod client;
+
+pub use client::{HqClient, HqError};
+
+use crate::ledger::{Ledger, PushAck, UnsyncedEvent};
+use backoff::Backoff;
+use loyalty_protocol::{Event, EventBatch, EventKind, OutcomeStatus, PROTOCOL_VERSION};
+use serde::Serialize;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Events per push: big enough to drain a long outage fast, small enough to stay far below
+/// HQ's body limit.
+pub const PUSH_BATCH: usize = 1000;
+const PULL_PAGE: u32 = 500;
+/// Pause between rounds when there is nothing to push.
+const IDLE_INTERVAL: Duration = Duration::from_secs(1);
+/// Without a successful round for this long, the store counts as offline and offline spend
+/// allowances apply to redemptions.
+pub const OFFLINE_AFTER: Duration = Duration::from_secs(60);
+const BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(250),
+    cap: Duration::from_secs(30),
+};
+
+/// What `/healthz`, `/metrics` and redemptions need to know about sync.
+#[derive(Debug, Default)]
+pub struct SyncHealth {
+    inner: Mutex<SyncState>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct SyncState {
+    last_ok: Option<Instant>,
+    last_error: Option<String>,
+    failures: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncHealthView {
+    pub state: &'static str,
+    pub consecutive_failures: u32,
+    pub last_error: Option<String>,
+    pub seconds_since_contact: Option<u64>,
+}
+
+impl SyncHealth {
+    fn succeeded(&self) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.last_ok = Some(Instant::now());
+            s.last_error = None;
+            s.failures = 0;
+        }
+    }
+
+    fn failed(&self, error: &HqError) -> u32 {
+        match self.inner.lock() {
+            Ok(mut s) => {
+                s.failures = s.failures.saturating_add(1);
+                s.last_error = Some(error.to_string());
+                s.failures
+            }
+            Err(_) => 1,
+        }
+    }
+
+    /// No successful round with HQ in the last [`OFFLINE_AFTER`].
+    pub fn is_offline(&self) -> bool {
+        self.inner
+            .lock()
+            .map(|s| s.last_ok.is_none_or(|t| t.elapsed() > OFFLINE_AFTER))
+            .unwrap_or(true)
+    }
+
+    pub fn view(&self) -> SyncHealthView {
+        let s = self.inner.lock().map(|s| s.clone()).unwrap_or_default();
+        SyncHealthView {
+            state: if self.is_offline() {
+                "offline"
+            } else {
+                "online"
+            },
+            consecutive_failures: s.failures,
+            last_error: s.last_error,
+            seconds_since_contact: s.last_ok.map(|t| t.elapsed().as_secs()),
+        }
+    }
+}
+
+/// Runs sync rounds until `stop`.
+pub async fn run(
+    client: HqClient,
+    ledger: Ledger,
+    health: std::sync::Arc<SyncHealth>,
+    stop: CancellationToken,
+) {
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    loop {
+        let outcome = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = round(&client, &ledger) => r,
+        };
+        let pause = match outcome {
+            Ok(more) => {
+                health.succeeded();
+                if more {
+                    Duration::ZERO
+                } else {
+                    IDLE_INTERVAL
+                }
+            }
+            Err(e) => {
+                let failures = health.failed(&e);
+                let delay = BACKOFF.delay(failures, &mut rng);
+                warn!(error = %e, failures, retry_in_ms = delay.as_millis() as u64, "HQ sync failed; the queue is kept and will be retried.");
+                delay
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+use rand::SeedableRng;
+
+/// One push of the log's tail and a pull of all pending changes. `Ok(true)` when more events
+/// are waiting to be pushed.
+async fn round(client: &HqClient, ledger: &Ledger) -> Result<bool, HqError> {
+    let more = push_once(client, ledger).await?;
+    pull_all(client, ledger).await?;
+    Ok(more)
+}
+
+async fn push_once(client: &HqClient, ledger: &Ledger) -> Result<bool, HqError> {
+    let readers = ledger.readers().clone();
+    let events = tokio::task::spawn_blocking(move || readers.unsynced(PUSH_BATCH))
+        .await
+        .map_err(|e| HqError::Unreachable(format!("reading the queue: {e}")))?
+        .map_err(|e| HqError::Unreachable(format!("reading the queue: {e}")))?;
+    if events.is_empty() {
+        return Ok(false);
+    }
+    let batch = EventBatch {
+        protocol: PROTOCOL_VERSION,
+        store_id: client.store().to_owned(),
+        events: events
+            .iter()
+            .map(|e| to_protocol(client.store(), e))
+            .collect(),
+    };
+    let answer = client.push(&batch).await?;
+    let response = answer.body;
+    if response.outcomes.len() != events.len() {
+        return Err(HqError::Garbage(format!(
+            "{} outcomes for {} events",
+            response.outcomes.len(),
+            events.len()
+        )));
+    }
+    let mut rejected = Vec::new();
+    let mut flagged = 0usize;
+    for (event, outcome) in events.iter().zip(&response.outcomes) {
+        if outcome.event_id != event.event_id {
+            return Err(HqError::Garbage(format!(
+                "outcome for {} where {} was expected",
+                outcome.event_id, event.event_id
+            )));
+        }
+        if !outcome.flags.is_empty() {
+            flagged += 1;
+        }
+        if let OutcomeStatus::Rejected { reason } = &outcome.status {
+            warn!(seq = event.seq, event_id = %event.event_id, kind = %event.kind, reason = %reason, "HQ rejected an event for good; it goes to the dead-letter table.");
+            rejected.push((event.seq, event.event_id.clone(), reason.clone()));
+        }
+    }
+    let last = events.last().map(|e| e.seq).unwrap_or(0);
+    // HQ's watermark may run ahead of this batch (an earlier answer was lost) but never
+    // counts as acknowledging events HQ was not sent.
+    let watermark = response.watermark.min(last);
+    let pushed = events.len();
+    ledger
+        .push_acked(PushAck {
+            watermark,
+            rejected,
+            skew_ms: answer.skew_ms,
+            at: now_text(),
+        })
+        .await
+        .map_err(|e| HqError::Unreachable(format!("recording HQ's answer: {e}")))?;
+    info!(
+        pushed,
+        watermark,
+        flagged,
+        skew_ms = answer.skew_ms,
+        "Pushed events to HQ."
+    );
+    Ok(pushed == PUSH_BATCH)
+}
+
+async fn pull_all(client: &HqClient, ledger: &Ledger) -> Result<(), HqError> {
+    let readers = ledger.readers().clone();
+    let mut cursor = tokio::task::spawn_blocking(move || readers.sync_status())
+        .await
+        .map_err(|e| HqError::Unreachable(format!("reading the cursor: {e}")))?
+        .map_err(|e| HqError::Unreachable(format!("reading the cursor: {e}")))?
+        .cursor;
+    loop {
+        let answer = match client.changes(&cursor, PULL_PAGE).await {
+            Err(e) if e.is_bad_cursor() && !cursor.is_empty() => {
+                warn!(cursor = %cursor, "HQ does not know this store's cursor; pulling everything again.");
+                cursor.clear();
+                continue;
+            }
+            other => other?,
+        };
+        let page = answer.body;
+        let more = page.has_more && page.next_cursor != cursor;
+        cursor = page.next_cursor.clone();
+        let changes = page.changes.len();
+        ledger
+            .changes_pulled(page, answer.skew_ms, now_text())
+            .await
+            .map_err(|e| HqError::Unreachable(format!("recording HQ's changes: {e}")))?;
+        if changes > 0 {
+            info!(changes, cursor = %cursor, "Pulled changes from HQ.");
+        }
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
+fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn to_protocol(store: &str, e: &UnsyncedEvent) -> Event {
+    Event {
+        event_id: e.event_id.clone(),
+        store_id: store.to_owned(),
+        seq: e.seq,
+        kind: EventKind::from(e.kind.clone()),
+        account: e.account.clone(),
+        lane: e.lane.clone(),
+        points: e.points,
+        // A payload that no longer parses is sent as text: HQ rejects it with a reason and the
+        // event is dead-lettered, instead of blocking the queue here.
+        payload: serde_json::from_str(&e.payload)
+            .unwrap_or_else(|_| serde_json::Value::String(e.payload.clone())),
+        rule_version: e.rule_version.clone(),
+        recorded_at: e.recorded_at.clone(),
+        idempotency_key: e.idempotency_key.clone(),
+    }
+}

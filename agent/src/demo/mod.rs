@@ -1,8 +1,13 @@
 //! `loyalty-agent demo`: a whole store day on one machine.
 //!
 //! A temporary data dir, two lanes whose scanners are real pseudo-terminals, a POS that talks
-//! to the agent's HTTP API, and members with cards and app QR keys. It plays a short day and
-//! writes what happened, as a cashier and a member would see it, to `out`.
+//! to the agent's HTTP API, members with cards, app QR keys and phones, a front door whose
+//! sensors are a replayed trace, and the real HQ on loopback that is down when the store opens
+//! and comes back in the afternoon. It plays a short day and writes what happened, as a
+//! cashier, a member and the store's IT staff would see it, to `out`.
+
+mod door;
+mod hq;
 
 use crate::config::Config;
 use crate::ledger::{Ledger, MemberRecord};
@@ -19,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 const ANNA_CARD: &str = "4006381333931";
 const STRANGER_CARD: &str = "5901234123457";
+const CARLA_CARD: &str = "96385074";
 
 struct Pos {
     client: reqwest::Client,
@@ -77,6 +83,10 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     let (mut lane1, lane1_slave) = TTYPort::pair().context("creating lane 1's pseudo-terminal")?;
     let (mut lane2, lane2_slave) = TTYPort::pair().context("creating lane 2's pseudo-terminal")?;
     let name = |p: &TTYPort| p.name().context("pseudo-terminal without a name");
+    let hq_port = hq::reserve_port()?;
+    let trace = dir.path().join("door.jsonl");
+    let unix_now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+    let sightings = door::write_door_trace(&trace, unix_now)?;
     let config_text = format!(
         r#"
 [store]
@@ -94,14 +104,20 @@ scanner = {{ port = "{l1}" }}
 id = "2"
 scanner = {{ port = "{l2}" }}
 
+[hq]
+url = "http://127.0.0.1:{hq_port}"
+token = "{token}"
+
 [points]
 per_euro = 1
 version = "demo-2026-11"
 tiers = {{ gold = 1.5 }}
-"#,
+{door}"#,
         data = dir.path().join("data").display(),
         l1 = name(&lane1_slave)?,
         l2 = name(&lane2_slave)?,
+        token = hq::STORE_TOKEN,
+        door = door::config_toml(&trace),
     );
     let config = Config::parse(&config_text, &dir.path().join("agent.toml"))
         .map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
@@ -126,15 +142,33 @@ tiers = {{ gold = 1.5 }}
                     tier: None,
                     segments: vec!["students".into()],
                     cards: vec![],
-                    qr_public_key: Some(bob_public),
+                    qr_public_key: Some(bob_public.clone()),
                     proximity_key: None,
+                },
+                MemberRecord {
+                    member_id: "carla".into(),
+                    tier: None,
+                    segments: vec![],
+                    cards: vec![CARLA_CARD.into()],
+                    qr_public_key: None,
+                    proximity_key: Some(door::CARLA_KEY.into()),
+                },
+                MemberRecord {
+                    member_id: "dave".into(),
+                    tier: None,
+                    segments: vec![],
+                    cards: vec![],
+                    qr_public_key: None,
+                    proximity_key: Some(door::DAVE_KEY.into()),
                 },
             ])
             .await?;
         drop(ledger);
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     }
-    writeln!(out, "Loyalty Edge demo: store-demo, 2 lanes on pseudo-terminals, members anna (gold, card) and bob (app QR)")?;
+    writeln!(out, "Loyalty Edge demo: store-demo, 2 lanes on pseudo-terminals, a front door with two sensors (a replayed trace of {sightings} sightings)")?;
+    writeln!(out, "Members: anna (gold, card), bob (app QR), carla and dave (phones with the app)")?;
+    writeln!(out, "HQ (the real loyalty-hq, in-process on 127.0.0.1:{hq_port}) is down when the store opens.\n")?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
@@ -277,6 +311,86 @@ tiers = {{ gold = 1.5 }}
         refund["points_taken_back"], refund["balance"]
     )?;
 
+    // 7. The front door: dave walked past outside, carla lingered in the doorway.
+    let carla = wait_for_gift(&pos, "carla").await?;
+    let dave = pos.get("/v1/members/dave").await?;
+    let tracking = pos.get("/healthz").await?["components"]["proximity"]["tracking"].clone();
+    writeln!(
+        out,
+        "      door    dave walked by on the pavement -> {} gifts (a passer-by gets nothing)",
+        dave["gifts"].as_array().map(Vec::len).unwrap_or(0)
+    )?;
+    let gift = carla["gifts"][0].clone();
+    writeln!(
+        out,
+        "      door    carla lingered at the door edge -> {} gift: {} (valid until {}); {} sightings resolved, {} visits open",
+        carla["gifts"].as_array().map(Vec::len).unwrap_or(0),
+        gift["gift"],
+        gift["expires_at"],
+        tracking["resolved"],
+        tracking["open_visits"]
+    )?;
+    scan(&mut lane1, format!("{CARLA_CARD}\r\n").as_bytes())?;
+    let at_lane = wait_for_lane_member(&pos, "1", "carla").await?;
+    writeln!(
+        out,
+        "17:10 lane 1  carla's card -> the lane shows her open gift: {}",
+        at_lane["gifts"][0]["gift"]
+    )?;
+    let (status, handed) = pos
+        .post(
+            "/v1/lanes/1/redemptions",
+            json!({"redemption_id": "G-0001", "gift_id": gift["gift_id"]}),
+        )
+        .await?;
+    writeln!(
+        out,
+        "17:11 lane 1  gift handed over -> {status}, redeemed {}",
+        handed["redeemed"]
+    )?;
+
+    // 8. HQ comes back: the queue drains and balances converge.
+    let backlog = pos.get("/healthz").await?["components"]["hq"].clone();
+    writeln!(
+        out,
+        "\n18:00 HQ     still down: {} events queued, oldest {} s, state {} ({})",
+        backlog["backlog"], backlog["oldest_unsynced_age_seconds"], backlog["state"],
+        backlog["last_error"].as_str().unwrap_or("no error yet")
+    )?;
+    let hq = hq::DemoHq::start(hq_port, &dir.path().join("hq.db")).await?;
+    hq.register_store("store-demo").await?;
+    for (id, tier, cards, qr, prox) in [
+        ("anna", Some("gold"), vec![ANNA_CARD], None, None),
+        ("bob", None, vec![], Some(bob_public.as_str()), None),
+        ("carla", None, vec![CARLA_CARD], None, Some(door::CARLA_KEY)),
+        ("dave", None, vec![], None, Some(door::DAVE_KEY)),
+    ] {
+        hq.admin_put(
+            &format!("/v1/admin/members/{id}"),
+            json!({"tier": tier, "segments": [], "cards": cards, "qr_public_key": qr, "proximity_key": prox}),
+        )
+        .await?;
+    }
+    let started = std::time::Instant::now();
+    let synced = wait_for_sync(&pos).await?;
+    writeln!(
+        out,
+        "18:01 HQ     back: queue drained in {:.1} s (backlog {}, dead letters {}, clock skew {} ms)",
+        started.elapsed().as_secs_f64(),
+        synced["backlog"],
+        synced["dead_letters"],
+        synced["skew_ms"]
+    )?;
+    for id in ["anna", "bob", "carla"] {
+        let here = pos.get(&format!("/v1/members/{id}")).await?;
+        let there = hq.admin_get(&format!("/v1/admin/members/{id}")).await?;
+        writeln!(
+            out,
+            "              {id:<5} store balance {} / HQ balance {} ({} events at HQ)",
+            here["balance"], there["balance"], there["events"]
+        )?;
+    }
+
     let anna = pos.get("/v1/members/anna").await?;
     let bob = pos.get("/v1/members/bob").await?;
     let health = pos.get("/healthz").await?;
@@ -304,8 +418,8 @@ tiers = {{ gold = 1.5 }}
     )?;
     writeln!(
         out,
-        "  outbox: {} events (HQ sync arrives with the HQ issue)",
-        health["components"]["ledger"]["outbox"]["depth"]
+        "  outbox: {} events waiting for HQ (HQ {})",
+        health["components"]["ledger"]["outbox"]["depth"], health["components"]["hq"]["state"]
     )?;
     for line in scans {
         writeln!(out, "  {line}")?;
@@ -313,7 +427,42 @@ tiers = {{ gold = 1.5 }}
 
     shutdown.cancel();
     agent.await.context("the agent task")??;
-    writeln!(out, "Agent stopped cleanly (SIGTERM path: queued writes committed); the temporary store is removed.")?;
+    hq.stop().await?;
+    writeln!(out, "Agent and HQ stopped cleanly (SIGTERM path: queued writes committed); the temporary store is removed.")?;
     drop((lane1_slave, lane2_slave));
     Ok(())
+}
+
+async fn wait_for_gift(pos: &Pos, member: &str) -> anyhow::Result<Value> {
+    // The doorway scene lasts about 20 s of real time.
+    for _ in 0..300 {
+        let m = pos.get(&format!("/v1/members/{member}")).await?;
+        if m["gifts"].as_array().is_some_and(|g| !g.is_empty()) {
+            return Ok(m);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{member} got no gift at the door")
+}
+
+async fn wait_for_lane_member(pos: &Pos, lane: &str, member: &str) -> anyhow::Result<Value> {
+    for _ in 0..100 {
+        let l = pos.get(&format!("/v1/lanes/{lane}")).await?;
+        if l["member"]["member_id"] == member {
+            return Ok(l["member"].clone());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("{member} never showed at lane {lane}")
+}
+
+async fn wait_for_sync(pos: &Pos) -> anyhow::Result<Value> {
+    for _ in 0..600 {
+        let hq = pos.get("/healthz").await?["components"]["hq"].clone();
+        if hq["state"] == "online" && hq["backlog"] == 0 && hq["last_pull_at"].is_string() {
+            return Ok(hq);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("the queue did not drain to HQ in 30 s")
 }

@@ -9,6 +9,7 @@
 //! sightings) comes with the proximity issue; this module stops at the channel.
 
 pub mod adverts;
+pub mod bluetooth;
 pub mod resolver;
 pub mod rf_model;
 pub mod rotating_id;
@@ -19,6 +20,9 @@ pub mod tracker;
 use std::time::Instant;
 
 pub use adverts::{Advert, AdvertError, Decoder};
+pub use bluetooth::{
+    run_bluetooth, BluetoothError, BluetoothHealth, BluetoothSettings, BluetoothState,
+};
 pub use resolver::{MemberId, Resolution, ResolverMap};
 pub use rotating_id::{interval_number, rotating_id, ProximityKey};
 pub use sensor_node::{read_node_frames, supervise_node, NodeHealth, NodeReadError, NodeState};

@@ -241,7 +241,7 @@ async fn scenarios(address: &str, dir: &Path) {
 
     // 2. BlueZ without an adapter: `no_adapter`, then the adapter appears and the scan starts.
     let _bus = start_bus(address);
-    let _bluez = start_bluez(address, &dir.join("bluez.log"));
+    let bluez = start_bluez(address, &dir.join("bluez.log"));
     let mut source = start_source(Some("hci0"));
     source
         .wait_for("no_adapter", |h| {
@@ -307,7 +307,29 @@ async fn scenarios(address: &str, dir: &Path) {
     assert_eq!(snap["sightings_sent"], 2, "{snap}");
     assert_eq!(snap["devices"], 2, "{snap}");
     assert!(snap["last_event_ms_ago"].is_u64(), "{snap}");
+
+    // 6. BlueZ goes away (bluetoothd restarted): the stalled scan cannot restart, health says
+    // error, and the source comes back by itself once BlueZ and the adapter are there again.
+    drop(bluez);
+    source
+        .wait_for("the error after BlueZ left", |h| {
+            matches!(h.state(), BluetoothState::Error { .. })
+        })
+        .await;
+    let bluez = start_bluez(address, &dir.join("bluez2.log"));
+    helper(address, &["add_adapter", "hci0"]);
+    source
+        .wait_for("scanning again", BluetoothHealth::is_scanning)
+        .await;
+    let phone = helper(address, &["add_device", "hci0", PHONE]);
+    helper(
+        address,
+        &["advertise", &phone, "-61", "65535", &hex(&mfg[2..])],
+    );
+    let sighting = source.next_sighting().await;
+    assert_eq!((sighting.token, sighting.rssi), (Some(id), -61));
     source.stop().await;
+    drop(bluez);
 
     eprintln!("dbusmock scenarios took {:?}", started.elapsed());
 }

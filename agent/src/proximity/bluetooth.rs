@@ -114,6 +114,9 @@ pub enum BluetoothError {
         what: &'static str,
         timeout: Duration,
     },
+    /// The event stream ended: the connection to the bus or BlueZ went away.
+    #[error("the BlueZ event stream ended")]
+    StreamEnded,
     /// The blocking connect task failed.
     #[error("connecting to the system bus failed: {0}")]
     Task(String),
@@ -135,6 +138,9 @@ pub async fn run_bluetooth(
     stop: CancellationToken,
 ) {
     let mut attempt: u32 = 0;
+    // Kept across sessions: after a reconnection, BlueZ re-lists devices it still holds with
+    // their old RSSI, which the table tells from new advertisements.
+    let mut table = DeviceTable::new(settings.ttl, table::DEFAULT_CAPACITY);
     loop {
         if stop.is_cancelled() || tx.is_closed() {
             break;
@@ -148,7 +154,7 @@ pub async fn run_bluetooth(
             stop: &stop,
             decoder: Decoder::default(),
         };
-        let error = match source.session().await {
+        let error = match source.session(&mut table).await {
             Ok(()) => break,
             Err(e) => e,
         };
@@ -217,7 +223,7 @@ type Events = std::pin::Pin<Box<dyn Stream<Item = CentralEvent> + Send>>;
 impl Source<'_> {
     /// Connects, picks the adapter and scans, restarting stalled scans, until shutdown (`Ok`) or
     /// a failure that needs a new connection (`Err`).
-    async fn session(&self) -> Result<(), BluetoothError> {
+    async fn session(&self, table: &mut DeviceTable<PeripheralId>) -> Result<(), BluetoothError> {
         let manager = tokio::select! {
             _ = self.stop.cancelled() => return Ok(()),
             manager = connect() => manager?,
@@ -227,7 +233,6 @@ impl Source<'_> {
             picked = pick_adapter(&manager, self.settings.adapter.as_deref()) => picked?,
         };
         self.health.set_adapter(name.clone());
-        let mut table = DeviceTable::new(self.settings.ttl, table::DEFAULT_CAPACITY);
         loop {
             let mut events = tokio::select! {
                 _ = self.stop.cancelled() => return Ok(()),
@@ -239,21 +244,26 @@ impl Source<'_> {
                 adapter = name.as_deref().unwrap_or("(unnamed)"),
                 "Bluetooth scan started."
             );
-            let end = self.scan(&adapter, &mut events, &mut table).await;
+            let end = self.scan(&adapter, &mut events, table).await;
             // Drop the stream before stopping the scan: its match rules go with it.
             drop(events);
             let _ = tokio::time::timeout(STOP_SCAN_TIMEOUT, adapter.stop_scan()).await;
             match end {
                 ScanEnd::Stop => return Ok(()),
-                ScanEnd::Stalled | ScanEnd::StreamEnded => {
+                ScanEnd::Stalled => {
                     self.health.scan_restarted();
                     warn!(
                         sensor = %self.settings.sensor,
-                        reason = if end == ScanEnd::Stalled { "stalled" } else { "stream ended" },
                         stall_after_ms = u64::try_from(self.settings.stall_after.as_millis()).unwrap_or(u64::MAX),
-                        "Bluetooth scan restarting."
+                        "Bluetooth scan stalled; restarting it."
                     );
                     self.health.set_state(BluetoothState::Starting);
+                }
+                // A stream that ends says the connection is gone: reconnect, with backoff, so a
+                // stream that keeps ending cannot spin.
+                ScanEnd::StreamEnded => {
+                    self.health.scan_restarted();
+                    return Err(BluetoothError::StreamEnded);
                 }
             }
         }

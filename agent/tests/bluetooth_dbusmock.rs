@@ -61,6 +61,8 @@ elif op == 'advertise':
         props.Set('org.bluez.Device1', 'ManufacturerData', dbus.Dictionary(
             {dbus.UInt16(int(company)): dbus.Array(bytes.fromhex(data), signature='y', variant_level=1)},
             signature='qv'))
+elif op == 'connections':
+    print(len([name for name in bus.list_names() if name.startswith(':')]))
 elif op == 'discovering':
     props = dbus.Interface(obj('/org/bluez/' + args[0]), 'org.freedesktop.DBus.Properties')
     print(bool(props.Get('org.bluez.Adapter1', 'Discovering')))
@@ -249,6 +251,16 @@ async fn scenarios(address: &str, dir: &Path) {
         })
         .await;
     assert_eq!(source.health.snapshot()["state"], "no_adapter");
+    // Retrying does not pile up bus connections: the mock's, this helper's, and at most the
+    // source's current one.
+    source
+        .wait_for(
+            "a third attempt",
+            |h| matches!(h.state(), BluetoothState::NoAdapter { attempt, .. } if attempt >= 3),
+        )
+        .await;
+    let connections: u32 = helper(address, &["connections"]).parse().expect("a count");
+    assert!(connections <= 3, "{connections} connections on the bus");
     assert_eq!(helper(address, &["add_adapter", "hci0"]), "/org/bluez/hci0");
     source
         .wait_for("scanning", BluetoothHealth::is_scanning)

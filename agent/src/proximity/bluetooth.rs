@@ -60,6 +60,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Stopping the scan on the way out is a courtesy (BlueZ also stops a discovery whose client
 /// left the bus): never wait long for it.
 const STOP_SCAN_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long shutdown waits for the session to stop its scan.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 /// How often the TTL map is swept when events keep coming.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -117,8 +119,8 @@ pub enum BluetoothError {
     /// The event stream ended: the connection to the bus or BlueZ went away.
     #[error("the BlueZ event stream ended")]
     StreamEnded,
-    /// The blocking connect task failed.
-    #[error("connecting to the system bus failed: {0}")]
+    /// The session's thread or runtime could not run.
+    #[error("{0}")]
     Task(String),
 }
 
@@ -141,22 +143,45 @@ pub async fn run_bluetooth(
     // Kept across sessions: after a reconnection, BlueZ re-lists devices it still holds with
     // their old RSSI, which the table tells from new advertisements.
     let mut table = DeviceTable::new(settings.ttl, table::DEFAULT_CAPACITY);
+    // Moved into each session and handed back.
     loop {
         if stop.is_cancelled() || tx.is_closed() {
             break;
         }
         health.set_state(BluetoothState::Starting);
         let started = Instant::now();
-        let source = Source {
-            settings: &settings,
-            tx: &tx,
-            health: &health,
-            stop: &stop,
-            decoder: Decoder::default(),
+        let mut done = match spawn_session(&settings, &tx, &health, &stop, table) {
+            Ok(done) => done,
+            Err(e) => {
+                // No thread for the session: nothing to run; the agent goes on without Bluetooth.
+                warn!(sensor = %settings.sensor, error = %e, "Bluetooth source cannot start.");
+                health.set_state(BluetoothState::Error {
+                    error: e.to_string(),
+                    attempt,
+                    retry_in_ms: 0,
+                });
+                return;
+            }
         };
-        let error = match source.session(&mut table).await {
-            Ok(()) => break,
-            Err(e) => e,
+        let ended = tokio::select! {
+            ended = &mut done => ended,
+            _ = stop.cancelled() => {
+                // The session sees the token too and stops its scan; a thread blocked in
+                // connecting is abandoned (it ends by itself).
+                let _ = tokio::time::timeout(STOP_GRACE, done).await;
+                break;
+            }
+        };
+        let error = match ended {
+            Ok((Ok(()), _)) => break,
+            Ok((Err(e), back)) => {
+                table = back;
+                e
+            }
+            Err(_) => {
+                table = DeviceTable::new(settings.ttl, table::DEFAULT_CAPACITY);
+                BluetoothError::Task("the Bluetooth session thread died".into())
+            }
         };
         if stop.is_cancelled() {
             break;
@@ -414,20 +439,57 @@ async fn call<T>(
     }
 }
 
-/// Opens the system bus. The D-Bus connect inside btleplug is blocking (a TCP bus address can
-/// hang), so it runs on a blocking thread, inside the runtime for the connection task it spawns.
+type SessionEnd = (Result<(), BluetoothError>, DeviceTable<PeripheralId>);
+
+/// Runs one session on a thread with its own current-thread runtime, and reports its end (with
+/// the table) on the returned channel.
+///
+/// Why a runtime of its own: btleplug's `Manager::new` spawns the D-Bus connection's I/O task
+/// and drops its handle, so that task (and the connection) would outlive the session; on the
+/// agent's runtime every retry while BlueZ or the adapter is missing would leak one connection
+/// until the bus refuses more. Dropping the session's runtime cancels the task and closes the
+/// connection. It also keeps the blocking D-Bus connect off the agent's worker threads.
+fn spawn_session(
+    settings: &BluetoothSettings,
+    tx: &Sender<Sighting>,
+    health: &Arc<BluetoothHealth>,
+    stop: &CancellationToken,
+    mut table: DeviceTable<PeripheralId>,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<SessionEnd>> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let (settings, tx, health, stop) = (settings.clone(), tx.clone(), health.clone(), stop.clone());
+    std::thread::Builder::new()
+        .name("bluetooth".into())
+        .spawn(move || {
+            let result = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => {
+                    let source = Source {
+                        settings: &settings,
+                        tx: &tx,
+                        health: &health,
+                        stop: &stop,
+                        decoder: Decoder::default(),
+                    };
+                    // The runtime is dropped at the end of this arm, with the connection task.
+                    runtime.block_on(source.session(&mut table))
+                }
+                Err(e) => Err(BluetoothError::Task(format!(
+                    "cannot build the Bluetooth runtime: {e}"
+                ))),
+            };
+            // Nobody listens when the agent stopped waiting: nothing to do then.
+            let _ = done_tx.send((result, table));
+        })?;
+    Ok(done_rx)
+}
+
+/// Opens the system bus. Blocking inside (libdbus connects synchronously), which only holds the
+/// session's own thread; a unix socket answers at once.
 async fn connect() -> Result<Manager, BluetoothError> {
-    let runtime = tokio::runtime::Handle::current();
-    let connecting = tokio::task::spawn_blocking(move || runtime.block_on(Manager::new()));
-    match tokio::time::timeout(CALL_TIMEOUT, connecting).await {
-        Ok(Ok(Ok(manager))) => Ok(manager),
-        Ok(Ok(Err(e))) => Err(BluetoothError::Bus(e)),
-        Ok(Err(join)) => Err(BluetoothError::Task(join.to_string())),
-        Err(_) => Err(BluetoothError::Timeout {
-            what: "connecting to the system bus",
-            timeout: CALL_TIMEOUT,
-        }),
-    }
+    Manager::new().await.map_err(BluetoothError::Bus)
 }
 
 /// The BlueZ name of an adapter from btleplug's `adapter_info` (`"hci0 (usb:v1D6Bp0246d0540)"`).

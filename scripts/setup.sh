@@ -18,3 +18,10 @@ fi
 if ! cargo deb --version >/dev/null 2>&1; then
   cargo install cargo-deb --locked
 fi
+# A mocked BlueZ for the Bluetooth source's test (agent/tests/bluetooth_dbusmock.rs): python-dbusmock's
+# bluez5 template on a private dbus-daemon.
+if ! dpkg -s python3-dbusmock >/dev/null 2>&1 || ! command -v dbus-daemon >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-dbusmock dbus >/dev/null
+fi

@@ -12,6 +12,7 @@
 //! ledger turns the resulting presence facts into gifts.
 
 pub mod adverts;
+pub mod bluetooth;
 pub mod phone;
 pub mod pipeline;
 pub mod record;
@@ -26,6 +27,9 @@ pub mod tracker;
 use std::time::Instant;
 
 pub use adverts::{Advert, AdvertError, Decoder};
+pub use bluetooth::{
+    run_bluetooth, BluetoothError, BluetoothHealth, BluetoothSettings, BluetoothState,
+};
 pub use resolver::{MemberId, Resolution, ResolverMap};
 pub use rotating_id::{interval_number, rotating_id, ProximityKey};
 pub use sensor_node::{read_node_frames, supervise_node, NodeHealth, NodeReadError, NodeState};

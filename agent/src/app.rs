@@ -73,6 +73,19 @@ pub async fn run(
             sources.clone(),
         ));
     }
+    let mut adapters = BTreeMap::new();
+    for bt in config.proximity.iter().flat_map(|p| &p.bluetooth) {
+        let health = Arc::new(proximity::BluetoothHealth::new());
+        adapters.insert(bt.name.clone(), health.clone());
+        let mut settings = proximity::BluetoothSettings::new(bt.name.clone());
+        settings.adapter = bt.adapter.clone();
+        tracker.spawn(proximity::run_bluetooth(
+            settings,
+            sighting_tx.clone(),
+            health,
+            sources.clone(),
+        ));
+    }
     let tracking = match &config.proximity {
         Some(prox) => {
             if let Some(path) = prox.replay.clone() {
@@ -133,6 +146,7 @@ pub async fn run(
         store_id: config.store_id.clone(),
         sync: sync_health,
         tracking,
+        adapters: Arc::new(adapters),
     };
     drop(ledger);
     let address = listener.local_addr().ok();

@@ -386,6 +386,13 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
         .tracking
         .as_ref()
         .map(|t| serde_json::to_value(t.snapshot()).unwrap_or(Value::Null));
+    let adapters_good = state.adapters.values().all(|h| h.is_scanning());
+    let adapters: serde_json::Map<String, Value> = state
+        .adapters
+        .iter()
+        .map(|(name, h)| (name.clone(), h.snapshot()))
+        .collect();
+    let sensors_good = sensors_good && adapters_good;
     let proximity = if state.sensors.is_empty() && tracking.is_none() {
         json!({"state": "not_configured"})
     } else {
@@ -394,7 +401,7 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
             .iter()
             .map(|(name, h)| (name.clone(), h.snapshot()))
             .collect();
-        json!({"state": if sensors_good { "ok" } else { "degraded" }, "sensors": nodes, "tracking": tracking})
+        json!({"state": if sensors_good { "ok" } else { "degraded" }, "sensors": nodes, "bluetooth": adapters, "tracking": tracking})
     };
     let all_good = ledger["state"] == "ok"
         && state.scanners.values().all(|h| h.is_connected())

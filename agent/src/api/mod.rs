@@ -30,6 +30,8 @@ pub struct AppState {
     pub sync: Option<Arc<crate::sync::SyncHealth>>,
     /// None when no zones are configured.
     pub tracking: Option<Arc<crate::proximity::pipeline::TrackingHealth>>,
+    /// The agent's own Bluetooth adapters, by sensor name.
+    pub adapters: Arc<BTreeMap<String, Arc<crate::proximity::BluetoothHealth>>>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -1,7 +1,7 @@
 //! The demo's front door: a trace synthesised for *now* (so the members' rotating ids resolve)
 //! from the RF model, in which a member walks past outside and another lingers at the door edge.
 
-use crate::proximity::rf_model::{Point, RfModel, RfSensor, TokenSource, Walker, Waypoint, Wall};
+use crate::proximity::rf_model::{Point, RfModel, RfSensor, TokenSource, Walker, Wall, Waypoint};
 use crate::proximity::trace::write_trace;
 use crate::proximity::ProximityKey;
 use anyhow::Context;
@@ -65,7 +65,10 @@ pub fn write_door_trace(path: &Path, unix_now: u64) -> anyhow::Result<usize> {
     };
     let model = RfModel {
         sensors: vec![sensor("door-out", 0.0, -1.0), sensor("door-in", 0.0, 2.0)],
-        walls: vec![Wall { y: 0.0, loss_db: 8.0 }],
+        walls: vec![Wall {
+            y: 0.0,
+            loss_db: 8.0,
+        }],
         shadowing_sigma_db: 4.0,
         report_interval: Duration::from_millis(500),
         loss_probability: 0.2,
@@ -102,7 +105,8 @@ pub fn write_door_trace(path: &Path, unix_now: u64) -> anyhow::Result<usize> {
         },
     ];
     let records = model.synthesize(&walkers, 7);
-    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut writer = std::io::BufWriter::new(file);
     write_trace(&mut writer, &records).with_context(|| format!("writing {}", path.display()))?;
     std::io::Write::flush(&mut writer)?;

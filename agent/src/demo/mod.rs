@@ -167,7 +167,10 @@ tiers = {{ gold = 1.5 }}
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     }
     writeln!(out, "Loyalty Edge demo: store-demo, 2 lanes on pseudo-terminals, a front door with two sensors (a replayed trace of {sightings} sightings)")?;
-    writeln!(out, "Members: anna (gold, card), bob (app QR), carla and dave (phones with the app)")?;
+    writeln!(
+        out,
+        "Members: anna (gold, card), bob (app QR), carla and dave (phones with the app)"
+    )?;
     writeln!(out, "HQ (the real loyalty-hq, in-process on 127.0.0.1:{hq_port}) is down when the store opens.\n")?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -354,7 +357,9 @@ tiers = {{ gold = 1.5 }}
     writeln!(
         out,
         "\n18:00 HQ     still down: {} events queued, oldest {} s, state {} ({})",
-        backlog["backlog"], backlog["oldest_unsynced_age_seconds"], backlog["state"],
+        backlog["backlog"],
+        backlog["oldest_unsynced_age_seconds"],
+        backlog["state"],
         backlog["last_error"].as_str().unwrap_or("no error yet")
     )?;
     let hq = hq::DemoHq::start(hq_port, &dir.path().join("hq.db")).await?;

@@ -27,6 +27,12 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Check ports, Bluetooth, the ledger, HQ and its token, clock skew and the outbox; one line
+    /// per check; exit 0 when all pass, 1 otherwise.
+    Doctor {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// List serial ports with USB ids and which lane each would serve.
     Ports {
         #[arg(long)]

@@ -11,6 +11,7 @@ pub mod checkout;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod engine;
 pub mod import;
 pub mod ledger;

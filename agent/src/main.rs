@@ -72,6 +72,23 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(loyalty_agent::demo::run(&mut out))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Doctor { config: path } => {
+            let config = match Config::load(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    println!("FAIL config: {}", e.to_string().replace('\n', "\n     "));
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            println!("ok   config: {} is valid", path.display());
+            let mut out = std::io::stdout();
+            let all = runtime()?.block_on(loyalty_agent::doctor::run(&config, &mut out))?;
+            Ok(if all {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Ports { config } => {
             let config = config.map(|c| load(&c)).transpose()?;
             loyalty_agent::ops::print_ports(config.as_ref())?;

@@ -1,4 +1,5 @@
-//! Operator commands that are not the daemon: `ports` and `members import`.
+//! Operator commands that are not the daemon: `ports` (which lane or sensor each port would
+//! serve) and `members import`.
 
 use crate::config::Config;
 use crate::import;
@@ -19,20 +20,29 @@ pub fn print_ports(config: Option<&Config>) -> anyhow::Result<()> {
             (Some(v), Some(d)) => format!("{v:04x}:{d:04x}"),
             _ => "-".into(),
         };
+        let serves = |source: &PortSource| match source {
+            PortSource::Path(path) => path.as_os_str() == p.path.as_str(),
+            PortSource::Usb { vid, pid, serial } => {
+                p.vid == Some(*vid)
+                    && p.pid == Some(*pid)
+                    && (serial.is_none() || serial == &p.serial_number)
+            }
+        };
         let lane = config
             .and_then(|c| {
-                c.lanes.iter().find(|l| {
-                    l.scanner.as_ref().is_some_and(|s| match &s.source {
-                        PortSource::Path(path) => path.as_os_str() == p.path.as_str(),
-                        PortSource::Usb { vid, pid, serial } => {
-                            p.vid == Some(*vid)
-                                && p.pid == Some(*pid)
-                                && (serial.is_none() || serial == &p.serial_number)
-                        }
-                    })
+                let lane = c
+                    .lanes
+                    .iter()
+                    .find(|l| l.scanner.as_ref().is_some_and(|s| serves(&s.source)))
+                    .map(|l| format!("lane {}", l.id));
+                lane.or_else(|| {
+                    c.sensors
+                        .iter()
+                        .find(|s| serves(&s.source))
+                        .map(|s| format!("sensor {}", s.name))
                 })
             })
-            .map_or_else(|| "-".to_string(), |l| format!("lane {}", l.id));
+            .unwrap_or_else(|| "-".to_string());
         println!(
             "{}\tusb {}\tserial {}\t{}\t{}",
             p.path,

@@ -246,7 +246,8 @@ fn observe(
     );
 }
 
-fn to_fact(event: &ZoneEvent<MemberId>) -> Option<PresenceFact> {
+/// The presence fact the ledger records for a tracker event (`Exited` records none).
+pub fn to_fact(event: &ZoneEvent<MemberId>) -> Option<PresenceFact> {
     match event {
         ZoneEvent::WalkedIn { .. } => Some(PresenceFact::WalkedIn),
         ZoneEvent::Dwelled { zone, dwell, .. } => Some(PresenceFact::Dwelled {

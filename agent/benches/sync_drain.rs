@@ -35,7 +35,15 @@ fn hq_binary() -> std::path::PathBuf {
         .expect("target dir")
         .to_path_buf();
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-q", "-p", "loyalty-hq", "--bin", "loyalty-hq"])
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "loyalty-hq",
+            "--bin",
+            "loyalty-hq",
+        ])
         .status()
         .expect("building loyalty-hq");
     assert!(status.success());
@@ -90,7 +98,8 @@ fn main() {
         .expect("runtime");
     // Create and migrate the ledger the agent's way, then fill it.
     runtime.block_on(async {
-        let (ledger, writer) = Ledger::open(&ledger_path, Arc::new(Rules::default())).expect("ledger");
+        let (ledger, writer) =
+            Ledger::open(&ledger_path, Arc::new(Rules::default())).expect("ledger");
         drop(ledger);
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     });
@@ -108,7 +117,12 @@ fn main() {
     let mut hq = Command::new(hq_binary())
         .args(["serve", "--db"])
         .arg(dir.path().join("hq.db"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-token", ADMIN])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin-token",
+            ADMIN,
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -133,7 +147,8 @@ fn main() {
     let agent_pid = std::process::id();
     let hq_pid = hq.id();
     let drained = runtime.block_on(async {
-        let (ledger, writer) = Ledger::open(&ledger_path, Arc::new(Rules::default())).expect("ledger");
+        let (ledger, writer) =
+            Ledger::open(&ledger_path, Arc::new(Rules::default())).expect("ledger");
         let health = Arc::new(SyncHealth::default());
         let stop = CancellationToken::new();
         let hq_client = HqClient::new(&base, "s1", TOKEN).expect("client");

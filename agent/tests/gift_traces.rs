@@ -947,8 +947,6 @@ async fn dwell_campaign_gives_only_after_dwell_seconds() {
 }
 
 #[tokio::test]
-#[ignore = "bug: the tracker reports Entered{door} before WalkedIn, and the ledger's Entered \
-            fact refreshes presence.last_seen, so a `returned` campaign never sees the absence"]
 async fn returned_after_absence_only_for_the_long_absent() {
     // "We missed you" after 30 days: M18 was last in 31 days ago, M19 2 days ago, M20 never,
     // M21 was last seen 31 days ago but bought something 2 days ago.

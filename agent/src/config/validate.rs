@@ -409,14 +409,24 @@ fn build_gifts(
         }
         match spec.clone().validate(id, 1) {
             Ok(campaign) => {
-                if let GiftTrigger::Dwelled { zone, .. } = &campaign.trigger {
-                    let known =
-                        proximity.is_some_and(|p| p.tracker.zones.iter().any(|z| &z.name == zone));
-                    if !known {
-                        c.value(
+                if let GiftTrigger::Dwelled { zone, seconds } = &campaign.trigger {
+                    let found =
+                        proximity.and_then(|p| p.tracker.zones.iter().find(|z| &z.name == zone));
+                    match found {
+                        None => c.value(
                             format!("{here}.zone"),
                             format!("zone `{zone}` is not one of `[[proximity.zones]]`"),
-                        );
+                        ),
+                        // The tracker reports dwelling once per visit, at the zone's minimum
+                        // dwell: a campaign asking for longer would never see it.
+                        Some(z) if z.min_dwell.as_secs() < *seconds => c.value(
+                            format!("{here}.dwell_seconds"),
+                            format!(
+                                "dwell_seconds is {seconds} but zone `{zone}` reports dwelling at min_dwell_secs = {}: set the zone's min_dwell_secs to at least {seconds}",
+                                z.min_dwell.as_secs()
+                            ),
+                        ),
+                        Some(_) => {}
                     }
                 }
                 campaigns.push(campaign);
@@ -903,5 +913,67 @@ hours = "17:00-20:00"
         assert_eq!(p.len(), 2, "{p:?}");
         assert!(p[0].contains("lane `1` is defined twice"));
         assert!(p[1].contains("already lane 1's"));
+    }
+
+    #[test]
+    fn proximity_and_gift_problems_are_all_reported() {
+        let text = r#"
+[store]
+id = "s"
+data_dir = "d"
+
+[proximity]
+
+[[proximity.zones]]
+name = "coffee"
+min_dwell_secs = 30
+enter_distance_m = 3.0
+exit_distance_m = 2.0
+
+[[proximity.sensors]]
+name = "c1"
+source = "replay"
+zone = "coffee"
+role = "sideways"
+
+[[proximity.sensors]]
+name = "c2"
+source = "bluetooth"
+port = "/dev/ttyACM0"
+zone = "tea"
+
+[[gifts]]
+id = "pastry"
+gift = "Pastry"
+trigger = "dwelled"
+zone = "coffee"
+dwell_seconds = 60
+limit = "once_per_day"
+valid_for_minutes = 30
+
+[[gifts]]
+id = "nowhere"
+gift = "Nothing"
+trigger = "dwelled"
+zone = "bakery"
+dwell_seconds = 10
+limit = "once_per_day"
+valid_for_minutes = 30
+"#;
+        let p = problems(text);
+        let has = |needle: &str| p.iter().any(|l| l.contains(needle));
+        assert!(has("`role` is `sideways`"), "{p:?}");
+        assert!(has("a `bluetooth` sensor has no serial port"), "{p:?}");
+        assert!(has("tea"), "the unknown zone of sensor c2: {p:?}");
+        assert!(has("exit"), "exit nearer than enter: {p:?}");
+        assert!(has("min_dwell_secs to at least 60"), "{p:?}");
+        assert!(has("zone `bakery` is not one of"), "{p:?}");
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/agent.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(problems(&text), Vec::<String>::new());
     }
 }

@@ -85,22 +85,25 @@ pub struct GiftHistory {
     pub issued_by_store_today: u32,
 }
 
-/// The member's presence before this fact.
+/// The member's presence as this fact finds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Presence {
-    /// Start of the current visit (None: no visit open).
+    /// Start of the visit this fact belongs to (see [`visit_start`]).
     pub visit_started: Option<DateTime<Utc>>,
-    /// Last time the member was seen or bought here before this fact.
-    pub last_seen: Option<DateTime<Utc>>,
+    /// Last time the member was seen or bought here before this visit began: what a "we
+    /// missed you" campaign measures the absence from. None: never before.
+    pub seen_before_visit: Option<DateTime<Utc>>,
 }
 
-impl Presence {
-    /// The visit this fact belongs to: the open one, unless the member was away too long.
-    pub fn visit_start_for(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        match (self.visit_started, self.last_seen) {
-            (Some(start), Some(seen)) if now - seen <= VISIT_GAP => start,
-            _ => now,
-        }
+/// The start of the visit a fact at `now` belongs to: the open visit `(started, last_seen)`
+/// unless the member was away longer than [`VISIT_GAP`].
+pub fn visit_start(
+    open: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    match open {
+        Some((start, seen)) if now - seen <= VISIT_GAP => start,
+        _ => now,
     }
 }
 
@@ -153,7 +156,7 @@ pub fn decide(
             },
         ) => zone == z && s >= seconds,
         (GiftTrigger::Returned { days }, PresenceFact::WalkedIn) => presence
-            .last_seen
+            .seen_before_visit
             .is_some_and(|seen| now - seen >= Duration::days(i64::from(*days))),
         _ => false,
     };
@@ -181,7 +184,7 @@ pub fn decide(
     }
     match campaign.limit {
         GiftLimit::OncePerVisit => {
-            let visit = presence.visit_start_for(now);
+            let visit = presence.visit_started.unwrap_or(now);
             if history.last_issued.is_some_and(|t| t >= visit) {
                 return Err(NoGift::AlreadyThisVisit);
             }
@@ -254,9 +257,10 @@ mod tests {
 
     #[test]
     fn once_per_visit_survives_a_restart_because_the_visit_is_in_the_ledger() {
+        let open = Some((t("2026-11-23T09:50:00Z"), t("2026-11-23T09:59:00Z")));
         let presence = Presence {
-            visit_started: Some(t("2026-11-23T09:50:00Z")),
-            last_seen: Some(t("2026-11-23T09:59:00Z")),
+            visit_started: Some(visit_start(open, t(NOW))),
+            seen_before_visit: None,
         };
         let history = GiftHistory {
             last_issued: Some(t("2026-11-23T09:50:05Z")),
@@ -273,10 +277,14 @@ mod tests {
             t(NOW),
         );
         assert_eq!(no, Err(NoGift::AlreadyThisVisit));
-        // Three hours later it is a new visit.
+        // Three hours after the last sighting it is a new visit.
+        let later_now = t("2026-11-23T13:00:00Z");
         let later = Presence {
-            visit_started: presence.visit_started,
-            last_seen: Some(t("2026-11-23T10:00:00Z")),
+            visit_started: Some(visit_start(
+                Some((t("2026-11-23T09:50:00Z"), t("2026-11-23T10:00:00Z"))),
+                later_now,
+            )),
+            seen_before_visit: Some(t("2026-11-23T10:00:00Z")),
         };
         assert!(decide(
             &welcome(),
@@ -284,7 +292,7 @@ mod tests {
             &MemberProfile::default(),
             &history,
             &later,
-            t("2026-11-23T13:00:00Z"),
+            later_now,
         )
         .is_ok());
     }
@@ -404,12 +412,12 @@ mod tests {
         );
         c.trigger = GiftTrigger::Returned { days: 30 };
         let away = Presence {
-            visit_started: None,
-            last_seen: Some(t("2026-10-01T10:00:00Z")),
+            visit_started: Some(t(NOW)),
+            seen_before_visit: Some(t("2026-10-01T10:00:00Z")),
         };
         let recent = Presence {
-            visit_started: None,
-            last_seen: Some(t("2026-11-20T10:00:00Z")),
+            visit_started: Some(t(NOW)),
+            seen_before_visit: Some(t("2026-11-20T10:00:00Z")),
         };
         assert!(decide(&c, &PresenceFact::WalkedIn, &p, &h, &away, t(NOW)).is_ok());
         assert_eq!(

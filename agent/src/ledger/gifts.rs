@@ -100,34 +100,47 @@ fn history(
 
 pub(super) fn presence(tx: &Connection, rules: &Rules, r: &PresenceRequest) -> Applied {
     let at_text = commands::ts(r.at);
-    let stored: Option<(String, String)> = tx
-        .prepare_cached("SELECT visit_started, last_seen FROM presence WHERE member_id = ?1")?
-        .query_row([&r.member_id], |row| Ok((row.get(0)?, row.get(1)?)))
+    let stored: Option<(String, String, Option<String>)> = tx
+        .prepare_cached(
+            "SELECT visit_started, last_seen, seen_before_visit FROM presence WHERE member_id = ?1",
+        )?
+        .query_row([&r.member_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
         .optional()?;
-    // A purchase is a visit too: "we missed you" counts from the last time seen or buying.
+    let open = stored
+        .as_ref()
+        .and_then(|(v, s, _)| Some((parse_time(Some(v.clone()))?, parse_time(Some(s.clone()))?)));
+    let visit_started = gifts::visit_start(open, r.at);
+    let continuing = open.is_some_and(|(start, _)| start == visit_started);
+    // Seen before this visit: the previous visit's last sighting when this fact opens a new
+    // visit, else what was recorded when the open visit began.
+    let seen_before = if continuing {
+        stored.as_ref().and_then(|(_, _, b)| parse_time(b.clone()))
+    } else {
+        open.map(|(_, seen)| seen)
+    };
+    // A purchase is a visit too, if it came before this one.
     let last_bought: Option<String> = tx
         .prepare_cached("SELECT last_visit FROM balances WHERE account = ?1")?
         .query_row([&r.member_id], |row| row.get(0))
         .optional()?
         .flatten();
-    let (visit_started, last_seen) = match stored {
-        Some((v, s)) => (parse_time(Some(v)), parse_time(Some(s))),
-        None => (None, None),
-    };
+    let bought_before = parse_time(last_bought).filter(|t| *t < visit_started);
     let before = Presence {
-        visit_started,
-        last_seen: last_seen.max(parse_time(last_bought)),
+        visit_started: Some(visit_started),
+        seen_before_visit: seen_before.max(bought_before),
     };
-    let visit_start = Presence {
-        visit_started,
-        last_seen,
-    }
-    .visit_start_for(r.at);
     tx.prepare_cached(
-        "INSERT INTO presence (member_id, visit_started, last_seen) VALUES (?1, ?2, ?3)
-         ON CONFLICT(member_id) DO UPDATE SET visit_started = ?2, last_seen = MAX(last_seen, ?3)",
+        "INSERT INTO presence (member_id, visit_started, last_seen, seen_before_visit) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(member_id) DO UPDATE SET visit_started = ?2, last_seen = MAX(last_seen, ?3), seen_before_visit = ?4",
     )?
-    .execute(params![r.member_id, commands::ts(visit_start), at_text])?;
+    .execute(params![
+        r.member_id,
+        commands::ts(visit_started),
+        at_text,
+        seen_before.map(commands::ts)
+    ])?;
 
     let Some(profile) = commands::profile(tx, &r.member_id)? else {
         return Ok(Ok(json!({"member_id": r.member_id, "gifts": []})));

@@ -157,6 +157,11 @@ pub const MIGRATIONS: &[&str] = &[
         last_seen     TEXT NOT NULL
     );
     "#,
+    // 5: when the member was last seen before the open visit began, so "we missed you" measures
+    // the absence before this visit, not the door sensor that saw them a second ago.
+    r#"
+    ALTER TABLE presence ADD COLUMN seen_before_visit TEXT;
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -144,6 +144,14 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    // m1 is registered so HQ's admin view counts its events at the end.
+    let put = client
+        .put(format!("{base}/v1/admin/members/m1"))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"tier": null, "segments": [], "cards": []}))
+        .send()
+        .expect("registering m1");
+    assert!(put.status().is_success(), "registering m1: {}", put.status());
     let agent_pid = std::process::id();
     let hq_pid = hq.id();
     let drained = runtime.block_on(async {

@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// Events per push: big enough to drain a long outage fast, small enough to stay far below
-/// HQ's body limit.
-pub const PUSH_BATCH: usize = 1000;
+/// Events per push: big enough to drain a long outage fast (the reference HQ takes up to 5,000
+/// by default); halved whenever an HQ answers 413, so a stricter HQ slows the drain, never
+/// stops it.
+pub const PUSH_BATCH: usize = 5000;
 const PULL_PAGE: u32 = 500;
 /// Pause between rounds when there is nothing to push.
 const IDLE_INTERVAL: Duration = Duration::from_secs(1);
@@ -107,11 +108,19 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let mut rng = rand::rngs::StdRng::from_entropy();
+    let mut batch = PUSH_BATCH;
     loop {
         let outcome = tokio::select! {
             _ = stop.cancelled() => return,
-            r = round(&client, &ledger) => r,
+            r = round(&client, &ledger, batch) => r,
         };
+        if let Err(HqError::Rejected { status: 413, .. }) = &outcome {
+            if batch > 1 {
+                batch = (batch / 2).max(1);
+                warn!(batch, "HQ finds the push too large; pushing smaller batches.");
+                continue;
+            }
+        }
         let pause = match outcome {
             Ok(more) => {
                 health.succeeded();
@@ -139,15 +148,15 @@ use rand::SeedableRng;
 
 /// One push of the log's tail and a pull of all pending changes. `Ok(true)` when more events
 /// are waiting to be pushed.
-async fn round(client: &HqClient, ledger: &Ledger) -> Result<bool, HqError> {
-    let more = push_once(client, ledger).await?;
+async fn round(client: &HqClient, ledger: &Ledger, batch: usize) -> Result<bool, HqError> {
+    let more = push_once(client, ledger, batch).await?;
     pull_all(client, ledger).await?;
     Ok(more)
 }
 
-async fn push_once(client: &HqClient, ledger: &Ledger) -> Result<bool, HqError> {
+async fn push_once(client: &HqClient, ledger: &Ledger, batch: usize) -> Result<bool, HqError> {
     let readers = ledger.readers().clone();
-    let events = tokio::task::spawn_blocking(move || readers.unsynced(PUSH_BATCH))
+    let events = tokio::task::spawn_blocking(move || readers.unsynced(batch))
         .await
         .map_err(|e| HqError::Unreachable(format!("reading the queue: {e}")))?
         .map_err(|e| HqError::Unreachable(format!("reading the queue: {e}")))?;
@@ -209,7 +218,7 @@ async fn push_once(client: &HqClient, ledger: &Ledger) -> Result<bool, HqError> 
         skew_ms = answer.skew_ms,
         "Pushed events to HQ."
     );
-    Ok(pushed == PUSH_BATCH)
+    Ok(pushed == batch)
 }
 
 async fn pull_all(client: &HqClient, ledger: &Ledger) -> Result<(), HqError> {

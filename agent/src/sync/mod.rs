@@ -163,7 +163,7 @@ async fn push_once(client: &HqClient, ledger: &Ledger, batch: usize) -> Result<b
     if events.is_empty() {
         return Ok(false);
     }
-    let batch = EventBatch {
+    let request = EventBatch {
         protocol: PROTOCOL_VERSION,
         store_id: client.store().to_owned(),
         events: events
@@ -171,7 +171,7 @@ async fn push_once(client: &HqClient, ledger: &Ledger, batch: usize) -> Result<b
             .map(|e| to_protocol(client.store(), e))
             .collect(),
     };
-    let answer = client.push(&batch).await?;
+    let answer = client.push(&request).await?;
     let response = answer.body;
     if response.outcomes.len() != events.len() {
         return Err(HqError::Garbage(format!(

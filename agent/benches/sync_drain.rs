@@ -151,7 +151,11 @@ fn main() {
         .json(&serde_json::json!({"tier": null, "segments": [], "cards": []}))
         .send()
         .expect("registering m1");
-    assert!(put.status().is_success(), "registering m1: {}", put.status());
+    assert!(
+        put.status().is_success(),
+        "registering m1: {}",
+        put.status()
+    );
     let agent_pid = std::process::id();
     let hq_pid = hq.id();
     let drained = runtime.block_on(async {

@@ -117,7 +117,10 @@ pub async fn run(
         if let Err(HqError::Rejected { status: 413, .. }) = &outcome {
             if batch > 1 {
                 batch = (batch / 2).max(1);
-                warn!(batch, "HQ finds the push too large; pushing smaller batches.");
+                warn!(
+                    batch,
+                    "HQ finds the push too large; pushing smaller batches."
+                );
                 continue;
             }
         }

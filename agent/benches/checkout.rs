@@ -74,6 +74,20 @@ fn main() -> ExitCode {
         "ms",
         false,
     );
+    report_ratio(
+        "single sale p99 vs 3x the bare single commit p99",
+        ms(agent.sale_p99),
+        3.0 * ms(bare.single_p99),
+        "ms",
+        false,
+    );
+    report_ratio(
+        "HTTP ceiling (same requests, answered 404 before the ledger) vs half the bare 1000-row rate",
+        agent.http_ceiling_per_s,
+        half_1000,
+        "requests/s",
+        true,
+    );
 
     println!("== ledger check ==");
     println!(
@@ -117,6 +131,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 struct Bare {
     single_median: Duration,
+    single_p99: Duration,
     batch64_rows_per_s: f64,
     batch1000_rows_per_s: f64,
 }
@@ -172,6 +187,7 @@ fn bare_sqlite(dir: &Path) -> Bare {
 
     Bare {
         single_median,
+        single_p99: percentile(&times, 0.99),
         batch64_rows_per_s,
         batch1000_rows_per_s,
     }
@@ -208,6 +224,7 @@ fn batched(conn: &mut Connection, table: &str, batch: usize, total: usize) -> f6
 
 struct AgentResult {
     credits_per_s: f64,
+    http_ceiling_per_s: f64,
     sale_p99: Duration,
     ok_answers: u64,
     other_answers: u64,
@@ -394,6 +411,38 @@ async fn agent_bench(dir: &Path) -> AgentResult {
     println!("agent durable credits: {credits_per_s:.0} credits/s");
     all.add(measured);
 
+    // The same requests to a lane that does not exist: answered 404 by the API before any
+    // ledger work, so this is what HTTP alone allows on this machine.
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(LANES);
+    for lane in 0..LANES {
+        let client = client.clone();
+        let base = base.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let card = card_for(lane);
+            let mut answered = 0u64;
+            for i in 0..MEASURED_PER_LANE {
+                let r = client
+                    .post(format!("{base}/v1/lanes/none/sales"))
+                    .json(&serde_json::json!({"receipt_id": format!("c-{lane}-{i}"), "total_cents": SALE_CENTS, "card": card}))
+                    .send()
+                    .await;
+                if let Ok(r) = r {
+                    if r.bytes().await.is_ok() {
+                        answered += 1;
+                    }
+                }
+            }
+            answered
+        }));
+    }
+    let mut answered = 0;
+    for t in tasks {
+        answered += t.await.expect("a ceiling client panicked");
+    }
+    let http_ceiling_per_s = answered as f64 / started.elapsed().as_secs_f64();
+    println!("HTTP ceiling, {LANES} clients, 404 before the ledger: {http_ceiling_per_s:.0} requests/s");
+
     // One client, one sale at a time: the latency a lone cashier sees.
     let card = card_for(0);
     let mut times = Vec::with_capacity(SEQUENTIAL_SALES);
@@ -438,6 +487,7 @@ async fn agent_bench(dir: &Path) -> AgentResult {
         .expect("counting ledger events");
     AgentResult {
         credits_per_s,
+        http_ceiling_per_s,
         sale_p99,
         ok_answers: all.ok,
         other_answers: all.other,

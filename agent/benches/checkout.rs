@@ -441,7 +441,9 @@ async fn agent_bench(dir: &Path) -> AgentResult {
         answered += t.await.expect("a ceiling client panicked");
     }
     let http_ceiling_per_s = answered as f64 / started.elapsed().as_secs_f64();
-    println!("HTTP ceiling, {LANES} clients, 404 before the ledger: {http_ceiling_per_s:.0} requests/s");
+    println!(
+        "HTTP ceiling, {LANES} clients, 404 before the ledger: {http_ceiling_per_s:.0} requests/s"
+    );
 
     // One client, one sale at a time: the latency a lone cashier sees.
     let card = card_for(0);

@@ -165,7 +165,13 @@ fn main() {
         let stop = CancellationToken::new();
         let hq_client = HqClient::new(&base, "s1", TOKEN).expect("client");
         let started = Instant::now();
-        let task = tokio::spawn(sync::run(hq_client, ledger.clone(), health, stop.clone()));
+        let task = tokio::spawn(sync::run(
+            hq_client,
+            ledger.clone(),
+            Arc::new(Rules::default()),
+            health,
+            stop.clone(),
+        ));
         let mut samples = Vec::new();
         let mut next_sample = 100_000;
         loop {

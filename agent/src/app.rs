@@ -29,6 +29,19 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let (ledger, writer) = Ledger::open(&config.ledger_path(), Arc::new(config.rules.clone()))
         .context("opening the ledger")?;
+    // Campaigns HQ published before this start apply from the first sale.
+    let base_rules = Arc::new(config.rules.clone());
+    let stored = ledger
+        .readers()
+        .campaigns()
+        .context("reading HQ's campaigns from the ledger")?;
+    if !stored.is_empty() {
+        let rules = crate::config::hq_campaigns::effective_rules(&base_rules, &stored);
+        ledger
+            .set_rules(Arc::new(rules))
+            .await
+            .context("applying HQ's campaigns")?;
+    }
     let lanes = Arc::new(Lanes::new(
         config.lanes.iter().map(|l| l.id.clone()).collect(),
         config.checkout.session_timeout,
@@ -129,6 +142,7 @@ pub async fn run(
             tracker.spawn(crate::sync::run(
                 client,
                 ledger.clone(),
+                base_rules.clone(),
                 health.clone(),
                 sources.clone(),
             ));

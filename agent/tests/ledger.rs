@@ -106,3 +106,34 @@ async fn refund_and_redemption_rules_hold() {
     assert_eq!(ledger.redeem(spend("x2", 10)).await.unwrap()["balance"], 0);
     assert_eq!(ledger.readers().balance("m1").unwrap(), 0);
 }
+
+#[tokio::test]
+async fn new_rules_apply_to_the_sales_after_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir).await;
+    let before = ledger
+        .sale(sale("r-rules-1", 1000, Identity::Member("m1".into())))
+        .await
+        .unwrap();
+    let double = loyalty_agent::config::hq_campaigns::points_campaign(
+        "double",
+        3,
+        &serde_json::json!({"kind": "points", "multiplier": 2.0}),
+    )
+    .unwrap()
+    .unwrap();
+    let rules = Rules {
+        campaigns: vec![double],
+        ..Rules::default()
+    };
+    ledger.set_rules(Arc::new(rules)).await.unwrap();
+    let after = ledger
+        .sale(sale("r-rules-2", 1000, Identity::Member("m1".into())))
+        .await
+        .unwrap();
+    assert_eq!(before["points_earned"], 10);
+    assert_eq!(
+        after["points_earned"], 20,
+        "HQ's double-points campaign applies"
+    );
+}

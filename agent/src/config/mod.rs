@@ -5,6 +5,7 @@
 //! each reported as `PATH:LINE:COL: message` (see [`Problem`]). A value of the wrong type stops
 //! serde, so only the first such error is reported, still with its position.
 
+pub mod hq_campaigns;
 mod locate;
 mod raw;
 mod validate;

@@ -667,6 +667,24 @@ fn build_rules(raw: &RawConfig, local_offset: FixedOffset, c: &mut Collector) ->
     Some(rules)
 }
 
+/// A points campaign written as a `[[points.campaigns]]` table (HQ's campaigns arrive as JSON
+/// and are turned into one): the same validation as the file's, every problem as a sentence.
+pub(super) fn points_campaign(table: toml::Value) -> Result<PointsCampaign, Vec<String>> {
+    // Through text: toml's in-memory Value hands datetimes to serde as plain strings, which
+    // `toml::value::Datetime` refuses; parsed text keeps them datetimes.
+    let text = toml::to_string(&table).map_err(|e| vec![e.to_string()])?;
+    let raw: RawCampaign = toml::from_str(&text).map_err(|e| vec![e.to_string()])?;
+    let mut c = Collector { found: Vec::new() };
+    match build_campaign(&raw, "campaign", &mut c) {
+        Some(campaign) if c.found.is_empty() => Ok(campaign),
+        _ => Err(c
+            .found
+            .into_iter()
+            .map(|(path, _, message)| format!("{path}: {message}"))
+            .collect()),
+    }
+}
+
 fn build_campaign(raw: &RawCampaign, here: &str, c: &mut Collector) -> Option<PointsCampaign> {
     let id = match raw.id.as_deref() {
         Some(id) if is_identifier(id, 64) => Some(id.to_owned()),

@@ -75,6 +75,8 @@ pub(crate) enum Command {
     PushAcked(PushAck),
     Presence(PresenceRequest),
     RedeemGift(GiftRedeemRequest),
+    /// New rules for every command after this one (HQ published or changed a campaign).
+    SetRules(Arc<Rules>),
     ChangesPulled {
         page: loyalty_protocol::ChangesPage,
         skew_ms: Option<i64>,
@@ -166,6 +168,11 @@ impl Ledger {
     /// Records a member's presence and issues the gifts it earns: `{"member_id", "gifts": [...]}`.
     pub async fn presence(&self, request: PresenceRequest) -> Result<Value, LedgerError> {
         self.submit(Command::Presence(request)).await
+    }
+
+    /// Replaces the rules sales are credited with, from the next command on.
+    pub async fn set_rules(&self, rules: Arc<Rules>) -> Result<(), LedgerError> {
+        self.submit(Command::SetRules(rules)).await.map(|_| ())
     }
 
     /// Hands over a gift at a lane; idempotent by `redemption_id`.

@@ -119,6 +119,17 @@ impl Readers {
         })
     }
 
+    /// HQ's campaigns as pulled: id, version, JSON body, deleted.
+    pub fn campaigns(&self) -> rusqlite::Result<Vec<(String, i64, String, bool)>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT campaign_id, version, body, deleted FROM campaigns ORDER BY campaign_id",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect()
+        })
+    }
+
     /// Every member's proximity key as stored (text), for the rotating-id resolver.
     pub fn proximity_keys(&self) -> rusqlite::Result<Vec<(String, String)>> {
         self.with(|c| {

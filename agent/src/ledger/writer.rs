@@ -31,7 +31,7 @@ pub fn open_writer(path: &Path) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
-pub fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, rules: Arc<Rules>) {
+pub fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, mut rules: Arc<Rules>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -41,12 +41,30 @@ pub fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, rules: Arc<Rules>)
                 Err(_) => break,
             }
         }
+        // New rules apply to what comes after them; the commands before are committed with the
+        // rules they were sent under.
+        while let Some(at) = batch
+            .iter()
+            .position(|j| matches!(j.command, Command::SetRules(_)))
+        {
+            let mut rest = batch.split_off(at);
+            commit_batch(&mut conn, &rules, &mut batch);
+            let job = rest.remove(0);
+            if let Command::SetRules(new) = job.command {
+                rules = new;
+            }
+            let _ = job.reply.send(Ok(serde_json::Value::Null));
+            batch = rest;
+        }
         commit_batch(&mut conn, &rules, &mut batch);
     }
     debug!("Ledger writer stopped: every handle is gone.");
 }
 
 fn commit_batch(conn: &mut Connection, rules: &Rules, batch: &mut Vec<Job>) {
+    if batch.is_empty() {
+        return;
+    }
     let mut answers: Vec<Result<serde_json::Value, LedgerError>> = Vec::with_capacity(batch.len());
     let outcome = (|| -> rusqlite::Result<()> {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -65,6 +83,8 @@ fn commit_batch(conn: &mut Connection, rules: &Rules, batch: &mut Vec<Job>) {
                 Command::PushAcked(ack) => super::sync::push_acked(&sp, ack),
                 Command::Presence(r) => super::gifts::presence(&sp, rules, r),
                 Command::RedeemGift(r) => super::gifts::redeem_gift(&sp, r),
+                // Taken out of the batch before it is committed (see `run`).
+                Command::SetRules(_) => Ok(Ok(serde_json::Value::Null)),
                 Command::ChangesPulled { page, skew_ms, at } => {
                     super::sync::changes_pulled(&sp, page, *skew_ms, at)
                 }

@@ -104,6 +104,7 @@ impl SyncHealth {
 pub async fn run(
     client: HqClient,
     ledger: Ledger,
+    base_rules: std::sync::Arc<crate::engine::Rules>,
     health: std::sync::Arc<SyncHealth>,
     stop: CancellationToken,
 ) {
@@ -112,7 +113,7 @@ pub async fn run(
     loop {
         let outcome = tokio::select! {
             _ = stop.cancelled() => return,
-            r = round(&client, &ledger, batch) => r,
+            r = round(&client, &ledger, &base_rules, batch) => r,
         };
         if let Err(HqError::Rejected { status: 413, .. }) = &outcome {
             if batch > 1 {
@@ -151,10 +152,38 @@ use rand::SeedableRng;
 
 /// One push of the log's tail and a pull of all pending changes. `Ok(true)` when more events
 /// are waiting to be pushed.
-async fn round(client: &HqClient, ledger: &Ledger, batch: usize) -> Result<bool, HqError> {
+async fn round(
+    client: &HqClient,
+    ledger: &Ledger,
+    base_rules: &crate::engine::Rules,
+    batch: usize,
+) -> Result<bool, HqError> {
     let more = push_once(client, ledger, batch).await?;
-    pull_all(client, ledger).await?;
+    if pull_all(client, ledger).await? > 0 {
+        apply_campaigns(ledger, base_rules).await?;
+    }
     Ok(more)
+}
+
+/// HQ changed campaigns: the writer earns with agent.toml's rules plus HQ's from now on.
+async fn apply_campaigns(
+    ledger: &Ledger,
+    base_rules: &crate::engine::Rules,
+) -> Result<(), HqError> {
+    let readers = ledger.readers().clone();
+    let stored = tokio::task::spawn_blocking(move || readers.campaigns())
+        .await
+        .map_err(|e| HqError::Unreachable(format!("reading campaigns: {e}")))?
+        .map_err(|e| HqError::Unreachable(format!("reading campaigns: {e}")))?;
+    let rules = crate::config::hq_campaigns::effective_rules(base_rules, &stored);
+    info!(
+        points_campaigns = rules.campaigns.len(),
+        "Campaigns from HQ applied."
+    );
+    ledger
+        .set_rules(std::sync::Arc::new(rules))
+        .await
+        .map_err(|e| HqError::Unreachable(format!("applying campaigns: {e}")))
 }
 
 async fn push_once(client: &HqClient, ledger: &Ledger, batch: usize) -> Result<bool, HqError> {
@@ -224,13 +253,15 @@ async fn push_once(client: &HqClient, ledger: &Ledger, batch: usize) -> Result<b
     Ok(pushed == batch)
 }
 
-async fn pull_all(client: &HqClient, ledger: &Ledger) -> Result<(), HqError> {
+/// Pulls every pending page; returns how many campaign changes were applied.
+async fn pull_all(client: &HqClient, ledger: &Ledger) -> Result<usize, HqError> {
     let readers = ledger.readers().clone();
     let mut cursor = tokio::task::spawn_blocking(move || readers.sync_status())
         .await
         .map_err(|e| HqError::Unreachable(format!("reading the cursor: {e}")))?
         .map_err(|e| HqError::Unreachable(format!("reading the cursor: {e}")))?
         .cursor;
+    let mut campaigns = 0;
     loop {
         let answer = match client.changes(&cursor, PULL_PAGE).await {
             Err(e) if e.is_bad_cursor() && !cursor.is_empty() => {
@@ -244,6 +275,11 @@ async fn pull_all(client: &HqClient, ledger: &Ledger) -> Result<(), HqError> {
         let more = page.has_more && page.next_cursor != cursor;
         cursor = page.next_cursor.clone();
         let changes = page.changes.len();
+        campaigns += page
+            .changes
+            .iter()
+            .filter(|c| matches!(c, loyalty_protocol::Change::Campaign(_)))
+            .count();
         ledger
             .changes_pulled(page, answer.skew_ms, now_text())
             .await
@@ -252,7 +288,7 @@ async fn pull_all(client: &HqClient, ledger: &Ledger) -> Result<(), HqError> {
             info!(changes, cursor = %cursor, "Pulled changes from HQ.");
         }
         if !more {
-            return Ok(());
+            return Ok(campaigns);
         }
     }
 }

@@ -1,0 +1,135 @@
+//! Campaigns HQ publishes (`PUT /v1/admin/campaigns/{id}`, pulled into the ledger's
+//! `campaigns` table) merged with agent.toml's: the rules the writer earns with.
+//!
+//! A points campaign body is the JSON form of a `[[points.campaigns]]` table plus
+//! `"kind": "points"` (`starts`/`ends` as RFC 3339 strings); it is validated exactly as the file
+//! is. An HQ campaign replaces a local one with the same id; an invalid one is logged and
+//! skipped, never half-applied. Gift campaigns (`"kind": "gift"`) are read by the ledger itself.
+
+use crate::engine::{PointsCampaign, Rules};
+use serde_json::Value;
+use tracing::warn;
+
+/// A campaign row as stored: id, HQ version, JSON body, deleted.
+pub type StoredCampaign = (String, i64, String, bool);
+
+fn to_toml(id: &str, version: i64, body: &Value) -> Option<toml::Value> {
+    let Value::Object(map) = body else {
+        return None;
+    };
+    let mut table = toml::Table::new();
+    for (key, value) in map {
+        if key == "kind" || key == "id" || key == "version" {
+            continue;
+        }
+        let converted = match (key.as_str(), value) {
+            ("starts" | "ends", Value::String(s)) => {
+                toml::Value::Datetime(s.parse::<toml::value::Datetime>().ok()?)
+            }
+            _ => toml::Value::try_from(value).ok()?,
+        };
+        table.insert(key.clone(), converted);
+    }
+    table.insert("id".into(), toml::Value::String(id.to_owned()));
+    table.insert(
+        "version".into(),
+        toml::Value::Integer(version.clamp(0, i64::from(u32::MAX))),
+    );
+    Some(toml::Value::Table(table))
+}
+
+/// An HQ points campaign, or `None` when the body is another kind of campaign.
+pub fn points_campaign(
+    id: &str,
+    version: i64,
+    body: &Value,
+) -> Option<Result<PointsCampaign, Vec<String>>> {
+    if body.get("kind").and_then(Value::as_str) != Some("points") {
+        return None;
+    }
+    Some(match to_toml(id, version, body) {
+        Some(table) => super::validate::points_campaign(table),
+        None => Err(vec![
+            "not a campaign table (dates must be RFC 3339 strings)".into(),
+        ]),
+    })
+}
+
+/// `base` (agent.toml's rules) with HQ's points campaigns applied.
+pub fn effective_rules(base: &Rules, stored: &[StoredCampaign]) -> Rules {
+    let mut rules = base.clone();
+    for (id, version, body, deleted) in stored {
+        let Ok(body) = serde_json::from_str::<Value>(body) else {
+            warn!(campaign = %id, "An HQ campaign's body is not JSON; it is ignored.");
+            continue;
+        };
+        if body.get("kind").and_then(Value::as_str) != Some("points") {
+            continue;
+        }
+        rules.campaigns.retain(|c| &c.id != id);
+        if *deleted {
+            continue;
+        }
+        match points_campaign(id, *version, &body) {
+            Some(Ok(c)) => rules.campaigns.push(c),
+            Some(Err(problems)) => {
+                warn!(campaign = %id, problems = ?problems, "An HQ points campaign is invalid; it is ignored.")
+            }
+            None => {}
+        }
+    }
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Boost, Multiplier};
+    use serde_json::json;
+
+    #[test]
+    fn an_hq_points_campaign_is_validated_like_the_file_and_replaces_a_local_one() {
+        let mut base = Rules::default();
+        base.campaigns.push(
+            points_campaign("double", 1, &json!({"kind": "points", "multiplier": 2.0}))
+                .unwrap()
+                .unwrap(),
+        );
+        let stored = vec![
+            (
+                "double".to_string(),
+                7,
+                json!({"kind": "points", "multiplier": 3.0, "tiers": ["gold"],
+                       "starts": "2026-11-01T00:00:00Z", "weekdays": ["sat", "sun"]})
+                .to_string(),
+                false,
+            ),
+            (
+                "broken".to_string(),
+                1,
+                json!({"kind": "points", "multiplier": -1}).to_string(),
+                false,
+            ),
+            (
+                "coffee".to_string(),
+                1,
+                json!({"kind": "gift", "gift": "x"}).to_string(),
+                false,
+            ),
+        ];
+        let rules = effective_rules(&base, &stored);
+        assert_eq!(rules.campaigns.len(), 1, "{:?}", rules.campaigns);
+        let c = &rules.campaigns[0];
+        assert_eq!((c.id.as_str(), c.version), ("double", 7));
+        assert_eq!(c.boost, Boost::Multiply(Multiplier(3000)));
+        assert_eq!(c.tiers, vec!["gold".to_string()]);
+        assert!(c.starts.is_some());
+        let deleted = vec![(
+            "double".to_string(),
+            8,
+            json!({"kind": "points"}).to_string(),
+            true,
+        )];
+        assert!(effective_rules(&base, &deleted).campaigns.is_empty());
+    }
+}

@@ -133,6 +133,7 @@ pub async fn run(
         store_id: config.store_id.clone(),
         sync: sync_health,
         tracking,
+        live: Arc::new(api::lane_page::LivePages::new(shutdown.clone())),
     };
     drop(ledger);
     let address = listener.local_addr().ok();

@@ -3,6 +3,7 @@
 
 mod error;
 mod handlers;
+pub mod lane_page;
 
 pub use error::ApiError;
 
@@ -30,6 +31,8 @@ pub struct AppState {
     pub sync: Option<Arc<crate::sync::SyncHealth>>,
     /// None when no zones are configured.
     pub tracking: Option<Arc<crate::proximity::pipeline::TrackingHealth>>,
+    /// The cashier pages' live feeds.
+    pub live: Arc<lane_page::LivePages>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -39,6 +42,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/lanes/{lane}/redemptions", post(handlers::redeem))
         .route("/v1/lanes/{lane}/refunds", post(handlers::refund))
         .route("/v1/members/{member_id}", get(handlers::member))
+        .route("/lane/{lane}", get(lane_page::page))
+        .route("/lane/{lane}/events", get(lane_page::events))
         .route("/healthz", get(handlers::health))
         .route("/metrics", get(handlers::metrics))
         .fallback(handlers::not_found)

@@ -70,7 +70,8 @@ impl LivePages {
     /// Called by a handler after it recorded `what` on `lane`: remembers it for the page and
     /// wakes the lane's open feeds.
     pub fn recorded(&self, lane: &str, what: Recorded<'_>) {
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        // Milliseconds: the page tells one action from the next by this time.
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         if let Ok(mut recent) = self.recent.lock() {
             let entry = recent.entry(lane.to_owned()).or_default();
             match what {
@@ -86,7 +87,7 @@ impl LivePages {
                 }
                 Recorded::Redemption(a) => {
                     let text = match a["gift"].as_str() {
-                        Some(gift) => format!("Gift handed over: {gift}"),
+                        Some(gift) => format!("Handed over: {gift}"),
                         None => format!(
                             "{} points spent; balance {}",
                             a["points_spent"], a["balance"]

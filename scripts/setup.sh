@@ -18,3 +18,9 @@ fi
 if ! cargo deb --version >/dev/null 2>&1; then
   cargo install cargo-deb --locked
 fi
+# The lane page's browser test (tests/tests/lane_page.rs) drives Debian's headless Chromium.
+if ! dpkg -s chromium >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi

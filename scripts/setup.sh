@@ -25,3 +25,9 @@ if ! dpkg -s python3-dbusmock >/dev/null 2>&1 || ! command -v dbus-daemon >/dev/
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-dbusmock dbus >/dev/null
 fi
+# The lane page's browser test (tests/tests/lane_page.rs) drives Debian's headless Chromium.
+if ! dpkg -s chromium >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi

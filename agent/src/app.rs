@@ -161,6 +161,7 @@ pub async fn run(
         sync: sync_health,
         tracking,
         adapters: Arc::new(adapters),
+        live: Arc::new(api::lane_page::LivePages::new(shutdown.clone())),
     };
     drop(ledger);
     let address = listener.local_addr().ok();

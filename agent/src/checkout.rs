@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -74,6 +74,8 @@ pub struct Lanes {
     ids: Vec<String>,
     sessions: Mutex<HashMap<String, Session>>,
     timeout: Duration,
+    /// The id of a lane whose member was set or cleared (the lane page follows it).
+    changes: broadcast::Sender<String>,
 }
 
 impl Lanes {
@@ -82,7 +84,14 @@ impl Lanes {
             ids,
             sessions: Mutex::new(HashMap::new()),
             timeout,
+            changes: broadcast::channel(64).0,
         }
+    }
+
+    /// Lane ids as their sessions change. A timed-out session sends nothing: readers that care
+    /// poll [`Lanes::current`] as well.
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.changes.subscribe()
     }
 
     pub fn exists(&self, lane: &str) -> bool {
@@ -103,6 +112,8 @@ impl Lanes {
                 },
             );
         }
+        // No receiver (no lane page open) is not an error.
+        let _ = self.changes.send(lane.to_owned());
     }
 
     /// The lane's member if identified within the session timeout.
@@ -123,6 +134,7 @@ impl Lanes {
         if let Ok(mut s) = self.sessions.lock() {
             s.remove(lane);
         }
+        let _ = self.changes.send(lane.to_owned());
     }
 }
 

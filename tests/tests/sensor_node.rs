@@ -131,7 +131,9 @@ fn a_members_phone_heard_by_a_simulated_node_enters_its_zone_and_earns_the_dwell
         .expect("running proximity phone");
     assert!(phone.status.success());
     let phone: Value = serde_json::from_slice(&phone.stdout).expect("phone JSON");
-    let mfg = phone["manufacturer_data"].as_str().expect("manufacturer data");
+    let mfg = phone["manufacturer_data"]
+        .as_str()
+        .expect("manufacturer data");
 
     // The phone sits half a metre from the node (-50 dBm against -59 at 1 m); a stranger's
     // phone (no member key) advertises far away.

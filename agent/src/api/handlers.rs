@@ -1,5 +1,6 @@
 //! One function per route.
 
+use super::lane_page::Recorded;
 use super::{ApiError, AppState};
 use crate::checkout::LaneIdentity;
 use crate::ledger::{
@@ -151,13 +152,20 @@ pub async fn sale(
         .metrics
         .observe_sale_latency(started.elapsed().as_secs_f64());
     info!(lane = %lane, receipt = %b.receipt_id, member = ?answer["member_id"].as_str(), points, "Sale recorded.");
+    state.live.recorded(&lane, Recorded::Sale(&answer));
     Ok(Json(answer))
 }
 
 pub async fn lane(State(state): State<AppState>, Path(lane): Path<String>) -> ApiResult {
     known_lane(&state, &lane)?;
-    let Some(who) = state.lanes.current(&lane) else {
-        return Ok(Json(json!({"lane": lane, "member": null})));
+    let member = lane_member(&state, &lane).await?;
+    Ok(Json(json!({"lane": lane, "member": member})))
+}
+
+/// The member at the lane as `GET /v1/lanes/{lane}` shows it, or null; the lane page too.
+pub(super) async fn lane_member(state: &AppState, lane: &str) -> Result<Value, ApiError> {
+    let Some(who) = state.lanes.current(lane) else {
+        return Ok(Value::Null);
     };
     let account = match (&who.member_id, &who.card) {
         (Some(m), _) => m.clone(),
@@ -165,7 +173,7 @@ pub async fn lane(State(state): State<AppState>, Path(lane): Path<String>) -> Ap
         (None, None) => String::new(),
     };
     let member_id = who.member_id.clone();
-    let (balance, view) = read_ledger(&state, move |readers| {
+    let (balance, view) = read_ledger(state, move |readers| {
         let balance = readers.balance(&account)?;
         let view = match &member_id {
             Some(m) => readers.member(m)?,
@@ -174,19 +182,16 @@ pub async fn lane(State(state): State<AppState>, Path(lane): Path<String>) -> Ap
         Ok((balance, view))
     })
     .await?;
-    Ok(Json(json!({
-        "lane": lane,
-        "member": {
-            "member_id": who.member_id,
-            "card": who.card,
-            "known": who.member_id.is_some(),
-            "tier": view.as_ref().and_then(|v| v.tier.clone()),
-            "balance": balance,
-            "gifts": view.map(|v| v.gifts).unwrap_or_default(),
-            "can_spend": who.can_spend,
-            "spend_refused": who.spend_refused,
-        }
-    })))
+    Ok(json!({
+        "member_id": who.member_id,
+        "card": who.card,
+        "known": who.member_id.is_some(),
+        "tier": view.as_ref().and_then(|v| v.tier.clone()),
+        "balance": balance,
+        "gifts": view.map(|v| v.gifts).unwrap_or_default(),
+        "can_spend": who.can_spend,
+        "spend_refused": who.spend_refused,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -255,6 +260,7 @@ pub async fn redeem(
             offline: state.sync.as_ref().is_some_and(|s| s.is_offline()),
         })
         .await?;
+    state.live.recorded(&lane, Recorded::Redemption(&answer));
     Ok(Json(answer))
 }
 
@@ -289,6 +295,7 @@ async fn redeem_gift(
         })
         .await?;
     info!(lane = %lane, gift = ?answer["gift_id"].as_str(), "Gift handed over.");
+    state.live.recorded(lane, Recorded::Redemption(&answer));
     Ok(Json(answer))
 }
 
@@ -318,13 +325,14 @@ pub async fn refund(
     let answer = state
         .ledger
         .refund(RefundRequest {
-            lane,
+            lane: lane.clone(),
             refund_id: b.refund_id,
             receipt_id: b.receipt_id,
             total_cents: b.total_cents,
             at: chrono::Utc::now(),
         })
         .await?;
+    state.live.recorded(&lane, Recorded::Refund(&answer));
     Ok(Json(answer))
 }
 

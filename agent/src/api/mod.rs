@@ -3,6 +3,7 @@
 
 mod error;
 mod handlers;
+pub mod lane_page;
 
 pub use error::ApiError;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub tracking: Option<Arc<crate::proximity::pipeline::TrackingHealth>>,
     /// The agent's own Bluetooth adapters, by sensor name.
     pub adapters: Arc<BTreeMap<String, Arc<crate::proximity::BluetoothHealth>>>,
+    /// The cashier pages' live feeds.
+    pub live: Arc<lane_page::LivePages>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -41,6 +44,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/lanes/{lane}/redemptions", post(handlers::redeem))
         .route("/v1/lanes/{lane}/refunds", post(handlers::refund))
         .route("/v1/members/{member_id}", get(handlers::member))
+        .route("/lane/{lane}", get(lane_page::page))
+        .route("/lane/{lane}/events", get(lane_page::events))
         .route("/healthz", get(handlers::health))
         .route("/metrics", get(handlers::metrics))
         .fallback(handlers::not_found)

@@ -378,30 +378,58 @@ pub(super) fn redeem(tx: &Connection, r: &RedeemRequest) -> Applied {
     Ok(Ok(response))
 }
 
+/// A member's profile as imported or pulled from HQ: the fields, not the cards.
+pub(super) struct Profile<'a> {
+    pub member_id: &'a str,
+    pub tier: Option<&'a str>,
+    pub segments: &'a [String],
+    pub qr_public_key: Option<&'a str>,
+    pub proximity_key: Option<&'a str>,
+}
+
+pub(super) fn upsert_member(tx: &Connection, m: &Profile<'_>, at: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO members (member_id, tier, segments, qr_public_key, proximity_key, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(member_id) DO UPDATE SET tier = ?2, segments = ?3, qr_public_key = ?4, proximity_key = ?5, updated_at = ?6",
+    )?
+    .execute(params![
+        m.member_id,
+        m.tier,
+        serde_json::to_string(m.segments).unwrap_or_else(|_| "[]".into()),
+        m.qr_public_key,
+        m.proximity_key,
+        at
+    ])?;
+    Ok(())
+}
+
+/// Links `card` to `member_id` (moving it from another member if need be).
+pub(super) fn link_card(tx: &Connection, card: &str, member_id: &str) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "INSERT INTO cards (card_number, member_id) VALUES (?1, ?2)
+         ON CONFLICT(card_number) DO UPDATE SET member_id = ?2",
+    )?
+    .execute(params![card, member_id])
+}
+
 pub(super) fn import(tx: &Connection, members: &[MemberRecord]) -> Applied {
     let now = ts(Utc::now());
     let mut cards = 0;
     for m in members {
-        tx.prepare_cached(
-            "INSERT INTO members (member_id, tier, segments, qr_public_key, proximity_key, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT(member_id) DO UPDATE SET tier = ?2, segments = ?3, qr_public_key = ?4, proximity_key = ?5, updated_at = ?6",
-        )?
-        .execute(params![
-            m.member_id,
-            m.tier,
-            serde_json::to_string(&m.segments).unwrap_or_else(|_| "[]".into()),
-            m.qr_public_key,
-            m.proximity_key,
-            now
-        ])?;
+        upsert_member(
+            tx,
+            &Profile {
+                member_id: &m.member_id,
+                tier: m.tier.as_deref(),
+                segments: &m.segments,
+                qr_public_key: m.qr_public_key.as_deref(),
+                proximity_key: m.proximity_key.as_deref(),
+            },
+            &now,
+        )?;
         for card in &m.cards {
-            cards += tx
-                .prepare_cached(
-                    "INSERT INTO cards (card_number, member_id) VALUES (?1, ?2)
-                     ON CONFLICT(card_number) DO UPDATE SET member_id = ?2",
-                )?
-                .execute(params![card, m.member_id])?;
+            cards += link_card(tx, card, &m.member_id)?;
         }
     }
     Ok(Ok(json!({"members": members.len(), "cards": cards})))

@@ -111,28 +111,23 @@ pub(super) fn changes_pulled(
 }
 
 fn member_pulled(tx: &Connection, m: &HqMember, acked: i64, at: &str) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO members (member_id, tier, segments, qr_public_key, proximity_key, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT(member_id) DO UPDATE SET tier = ?2, segments = ?3, qr_public_key = ?4, proximity_key = ?5, updated_at = ?6",
-    )?
-    .execute(params![
-        m.member_id,
-        m.tier,
-        serde_json::to_string(&m.segments).unwrap_or_else(|_| "[]".into()),
-        m.qr_public_key,
-        m.proximity_key,
-        at
-    ])?;
+    super::commands::upsert_member(
+        tx,
+        &super::commands::Profile {
+            member_id: &m.member_id,
+            tier: m.tier.as_deref(),
+            segments: &m.segments,
+            qr_public_key: m.qr_public_key.as_deref(),
+            proximity_key: m.proximity_key.as_deref(),
+        },
+        at,
+    )?;
+    // HQ's card list is the whole truth: cards it no longer lists for this member are unlinked.
     tx.prepare_cached("DELETE FROM cards WHERE member_id = ?1")?
         .execute([&m.member_id])?;
     let mut accounts = vec![m.member_id.clone()];
     for card in &m.cards {
-        tx.prepare_cached(
-            "INSERT INTO cards (card_number, member_id) VALUES (?1, ?2)
-             ON CONFLICT(card_number) DO UPDATE SET member_id = ?2",
-        )?
-        .execute(params![card, m.member_id])?;
+        super::commands::link_card(tx, card, &m.member_id)?;
         accounts.push(super::card_account(card));
     }
     // What HQ has not counted: the pending counters (events after `acked`), plus, should HQ's

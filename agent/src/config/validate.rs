@@ -197,9 +197,18 @@ fn build(raw: RawConfig, base_dir: &Path, c: &mut Collector) -> Option<Config> {
                 }
             },
         };
+        let offline_after = match hq.offline_after_secs {
+            Some(0) => {
+                c.value("hq.offline_after_secs", "must be at least 1 second");
+                None
+            }
+            Some(s) => Some(Duration::from_secs(s)),
+            None => Some(crate::sync::OFFLINE_AFTER),
+        };
         Some(HqConfig {
             url: url?,
             token: token?,
+            offline_after: offline_after?,
         })
     });
 

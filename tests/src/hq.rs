@@ -58,6 +58,9 @@ impl Hq {
                 .arg(self.db_path())
                 .args(["--listen", &format!("127.0.0.1:{}", self.port)])
                 .args(["--admin-token", ADMIN_TOKEN])
+                // Plain log lines, so tests can read `key=value` fields.
+                .env("NO_COLOR", "1")
+                .env("RUST_LOG", "info")
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -111,6 +114,24 @@ impl Hq {
     pub fn log(&self) -> String {
         let path = self.dir.path().join(format!("hq-{}.log", self.starts));
         std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// Sum of `field=N` over HQ's "Ingested batch." log lines of the current run, e.g.
+    /// `duplicates`: events sent again that HQ already held.
+    pub fn ingested(&self, field: &str) -> u64 {
+        let key = format!("{field}=");
+        self.log()
+            .lines()
+            .filter(|l| l.contains("Ingested batch"))
+            .filter_map(|l| {
+                let at = l.find(&key)? + key.len();
+                l[at..]
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
     }
 
     pub fn admin_get(&self, path: &str) -> (u16, Value) {

@@ -191,11 +191,16 @@ impl Store {
     }
 }
 
-fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("http client")
+/// One client for the whole test binary: building one loads the root certificates, slow in a
+/// debug build.
+fn http() -> &'static reqwest::blocking::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client")
+    })
 }
 
 /// Polls `ok` every 50 ms until it holds; panics with `what` and `context()` after `timeout`.

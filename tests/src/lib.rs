@@ -26,14 +26,18 @@ pub fn hq_binary() -> PathBuf {
     built_binary("loyalty-hq", "loyalty-hq", &BUILD)
 }
 
-fn built_binary(package: &str, bin: &str, once: &'static std::sync::Once) -> PathBuf {
+/// `target/<profile>`, where cargo puts the binaries it builds.
+pub fn target_profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> -> target/<profile>/<bin>
-    let profile_dir = exe
-        .parent()
+    // target/<profile>/deps/<test> -> target/<profile>
+    exe.parent()
         .and_then(Path::parent)
         .expect("target profile dir")
-        .to_path_buf();
+        .to_path_buf()
+}
+
+fn built_binary(package: &str, bin: &str, once: &'static std::sync::Once) -> PathBuf {
+    let profile_dir = target_profile_dir();
     // The target dir may be shared with other checkouts of this workspace, whose builds
     // replace target/<profile>/<bin>. Right after building, hard-link it into a directory of
     // this checkout's own, so the tests run what they built whatever is built next.

@@ -27,10 +27,7 @@ fn sensor_sim() -> PathBuf {
         .status()
         .expect("building sensor-sim");
     assert!(status.success());
-    loyalty_e2e::agent_binary()
-        .parent()
-        .expect("target dir")
-        .join("sensor-sim")
+    loyalty_e2e::target_profile_dir().join("sensor-sim")
 }
 
 fn wait_for(what: &str, mut check: impl FnMut() -> bool) {

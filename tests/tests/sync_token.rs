@@ -44,7 +44,10 @@ fn a_wrong_or_borrowed_store_token_is_refused_and_writes_nothing() {
         assert_eq!(health["state"], "offline", "{health}");
         assert_eq!(health["backlog"], 1, "the sale stays queued: {health}");
         let error = health["last_error"].as_str().unwrap_or_default();
-        assert!(error.contains("token"), "the error names the token: {health}");
+        assert!(
+            error.contains("token"),
+            "the error names the token: {health}"
+        );
         // The member never arrived: the pull was refused too.
         assert_eq!(store.get("/v1/members/m-zed").0, 404);
     }

@@ -138,7 +138,7 @@ pub async fn run(
         Some(hq) => {
             let client = crate::sync::HqClient::new(&hq.url, &config.store_id, &hq.token)
                 .context("setting up the HQ client")?;
-            let health = Arc::new(crate::sync::SyncHealth::default());
+            let health = Arc::new(crate::sync::SyncHealth::new(hq.offline_after));
             tracker.spawn(crate::sync::run(
                 client,
                 ledger.clone(),

@@ -1,6 +1,13 @@
 //! Helpers for end-to-end tests: a real `loyalty-agent` process on a free port, with a data
-//! directory, config and member file of its own.
+//! directory, config and member file of its own; a real `loyalty-hq` ([`Hq`]); a fault proxy
+//! between them ([`fault_proxy`]).
 
+pub mod fault_proxy;
+mod hq;
+
+pub use hq::{AppKey, Hq, ADMIN_TOKEN};
+
+use serde_json::Value;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -9,33 +16,55 @@ use std::time::{Duration, Instant};
 
 /// The agent binary, built on demand so that `cargo test -p loyalty-e2e` works alone.
 pub fn agent_binary() -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    built_binary("loyalty-agent", "loyalty-agent", &BUILD)
+}
+
+/// The reference HQ binary, built on demand like [`agent_binary`].
+pub fn hq_binary() -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    built_binary("loyalty-hq", "loyalty-hq", &BUILD)
+}
+
+/// `target/<profile>`, where cargo puts the binaries it builds.
+pub fn target_profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> -> target/<profile>/loyalty-agent
-    let profile_dir = exe
-        .parent()
+    // target/<profile>/deps/<test> -> target/<profile>
+    exe.parent()
         .and_then(Path::parent)
         .expect("target profile dir")
-        .to_path_buf();
-    let bin = profile_dir.join("loyalty-agent");
-    static BUILD: std::sync::Once = std::sync::Once::new();
-    BUILD.call_once(|| {
+        .to_path_buf()
+}
+
+fn built_binary(package: &str, bin: &str, once: &'static std::sync::Once) -> PathBuf {
+    let profile_dir = target_profile_dir();
+    // The target dir may be shared with other checkouts of this workspace, whose builds
+    // replace target/<profile>/<bin>. Right after building, hard-link it into a directory of
+    // this checkout's own, so the tests run what they built whatever is built next.
+    let checkout = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        env!("CARGO_MANIFEST_DIR").hash(&mut h);
+        h.finish()
+    };
+    let own_dir = profile_dir.join(format!("e2e-bin-{checkout:016x}"));
+    let own = own_dir.join(bin);
+    once.call_once(|| {
         let release = profile_dir.ends_with("release");
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "-q",
-            "-p",
-            "loyalty-agent",
-            "--bin",
-            "loyalty-agent",
-        ]);
+        cmd.args(["build", "-q", "-p", package, "--bin", bin]);
         if release {
             cmd.arg("--release");
         }
         let status = cmd.status().expect("running cargo build");
-        assert!(status.success(), "building loyalty-agent failed");
+        assert!(status.success(), "building {bin} failed");
+        std::fs::create_dir_all(&own_dir).expect("own binary dir");
+        let _ = std::fs::remove_file(&own);
+        std::fs::hard_link(profile_dir.join(bin), &own)
+            .or_else(|_| std::fs::copy(profile_dir.join(bin), &own).map(|_| ()))
+            .expect("linking the built binary");
     });
-    bin
+    own
 }
 
 pub fn free_port() -> u16 {
@@ -55,11 +84,28 @@ pub struct Store {
 impl Store {
     /// `lanes_toml` is appended to a minimal config (store, api).
     pub fn new(lanes_toml: &str) -> Store {
+        Store::with_sections("store-e2e", "", lanes_toml)
+    }
+
+    /// A store that syncs with HQ at `hq_url` as `store_id` with `token`; `hq_extra` is added to
+    /// the `[hq]` section (e.g. `offline_after_secs = 2`), `lanes_toml` after it.
+    pub fn with_hq(
+        store_id: &str,
+        hq_url: &str,
+        token: &str,
+        hq_extra: &str,
+        lanes_toml: &str,
+    ) -> Store {
+        let hq = format!("[hq]\nurl = \"{hq_url}\"\ntoken = \"{token}\"\n{hq_extra}\n\n");
+        Store::with_sections(store_id, &hq, lanes_toml)
+    }
+
+    fn with_sections(store_id: &str, middle: &str, lanes_toml: &str) -> Store {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let config = dir.path().join("agent.toml");
         let text = format!(
-            "[store]\nid = \"store-e2e\"\ndata_dir = \"data\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n{lanes_toml}\n"
+            "[store]\nid = \"{store_id}\"\ndata_dir = \"data\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n{middle}{lanes_toml}\n"
         );
         std::fs::write(&config, text).expect("writing config");
         Store { dir, port, config }
@@ -119,6 +165,64 @@ impl Store {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// `GET path` on the agent: status and JSON body (null when not JSON or unreachable).
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        match http().get(self.url(path)).send() {
+            Ok(r) => (r.status().as_u16(), r.json().unwrap_or(Value::Null)),
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    /// `POST path` with a JSON body on the agent: status and JSON body.
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        match http().post(self.url(path)).json(body).send() {
+            Ok(r) => (r.status().as_u16(), r.json().unwrap_or(Value::Null)),
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    /// `components.hq` of `/healthz`.
+    pub fn hq_health(&self) -> Value {
+        self.get("/healthz").1["components"]["hq"].clone()
+    }
+
+    /// The member's balance as this store shows it, if it knows the member.
+    pub fn balance(&self, member: &str) -> Option<i64> {
+        let (status, body) = self.get(&format!("/v1/members/{member}"));
+        (status == 200).then(|| body["balance"].as_i64()).flatten()
+    }
+}
+
+/// One client for the whole test binary: building one loads the root certificates, slow in a
+/// debug build.
+fn http() -> &'static reqwest::blocking::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client")
+    })
+}
+
+/// Polls `ok` every 50 ms until it holds; panics with `what` and `context()` after `timeout`.
+pub fn wait_until(
+    timeout: Duration,
+    what: &str,
+    mut ok: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        if Instant::now() > deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                context()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

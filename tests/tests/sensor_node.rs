@@ -28,10 +28,7 @@ fn sensor_sim() -> PathBuf {
         .status()
         .expect("building sensor-sim");
     assert!(status.success());
-    loyalty_e2e::agent_binary()
-        .parent()
-        .expect("target dir")
-        .join("sensor-sim")
+    loyalty_e2e::target_profile_dir().join("sensor-sim")
 }
 
 /// Starts the simulator on its own pty behind `link`, replaying `trace` forever.

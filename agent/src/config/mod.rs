@@ -61,6 +61,8 @@ pub struct SensorConfig {
 pub struct HqConfig {
     pub url: String,
     pub token: String,
+    /// Without a successful sync round for this long the store counts as offline.
+    pub offline_after: Duration,
 }
 
 #[derive(Debug, Clone)]

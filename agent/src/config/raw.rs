@@ -79,6 +79,8 @@ pub struct RawHq {
     pub url: Option<String>,
     pub token: Option<String>,
     pub token_file: Option<String>,
+    /// Seconds without a successful sync round before offline allowances apply (default 60).
+    pub offline_after_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -200,9 +200,21 @@ fn build(raw: RawConfig, base_dir: &Path, c: &mut Collector) -> Option<Config> {
                 }
             },
         };
+        let offline_after = match hq.offline_after_secs {
+            Some(0) => {
+                c.value(
+                    "hq.offline_after_secs",
+                    "`hq.offline_after_secs` must be at least 1 second",
+                );
+                None
+            }
+            Some(s) => Some(Duration::from_secs(s)),
+            None => Some(crate::sync::OFFLINE_AFTER),
+        };
         Some(HqConfig {
             url: url?,
             token: token?,
+            offline_after: offline_after?,
         })
     });
 
@@ -882,8 +894,32 @@ hours = "17:00-20:00"
             Some(&Multiplier(1500))
         );
         assert_eq!(
-            config.hq.map(|h| h.token),
+            config.hq.as_ref().map(|h| h.token.clone()),
             Some("store-042-secret".to_string())
+        );
+        assert_eq!(
+            config.hq.map(|h| h.offline_after),
+            Some(crate::sync::OFFLINE_AFTER)
+        );
+    }
+
+    #[test]
+    fn hq_offline_after_secs_is_read_and_zero_is_refused() {
+        let with = |v: &str| {
+            GOOD.replace(
+                "token = \"store-042-secret\"",
+                &format!("token = \"store-042-secret\"\noffline_after_secs = {v}"),
+            )
+        };
+        let config = parse(&with("5"), Path::new("agent.toml")).expect("valid");
+        assert_eq!(
+            config.hq.map(|h| h.offline_after),
+            Some(Duration::from_secs(5))
+        );
+        let p = problems(&with("0"));
+        assert!(
+            p.len() == 1 && p[0].contains("12:22: `hq.offline_after_secs` must be at least 1"),
+            "{p:?}"
         );
     }
 

@@ -29,7 +29,7 @@ const PULL_PAGE: u32 = 500;
 /// Pause between rounds when there is nothing to push.
 const IDLE_INTERVAL: Duration = Duration::from_secs(1);
 /// Without a successful round for this long, the store counts as offline and offline spend
-/// allowances apply to redemptions.
+/// allowances apply to redemptions. The default of `hq.offline_after_secs`.
 pub const OFFLINE_AFTER: Duration = Duration::from_secs(60);
 const BACKOFF: Backoff = Backoff {
     base: Duration::from_millis(250),
@@ -37,9 +37,16 @@ const BACKOFF: Backoff = Backoff {
 };
 
 /// What `/healthz`, `/metrics` and redemptions need to know about sync.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SyncHealth {
     inner: Mutex<SyncState>,
+    offline_after: Duration,
+}
+
+impl Default for SyncHealth {
+    fn default() -> Self {
+        SyncHealth::new(OFFLINE_AFTER)
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -58,6 +65,14 @@ pub struct SyncHealthView {
 }
 
 impl SyncHealth {
+    /// Offline after `offline_after` without a successful round (`hq.offline_after_secs`).
+    pub fn new(offline_after: Duration) -> Self {
+        SyncHealth {
+            inner: Mutex::default(),
+            offline_after,
+        }
+    }
+
     fn succeeded(&self) {
         if let Ok(mut s) = self.inner.lock() {
             s.last_ok = Some(Instant::now());
@@ -77,11 +92,11 @@ impl SyncHealth {
         }
     }
 
-    /// No successful round with HQ in the last [`OFFLINE_AFTER`].
+    /// No successful round with HQ in the last `offline_after` ([`OFFLINE_AFTER`] by default).
     pub fn is_offline(&self) -> bool {
         self.inner
             .lock()
-            .map(|s| s.last_ok.is_none_or(|t| t.elapsed() > OFFLINE_AFTER))
+            .map(|s| s.last_ok.is_none_or(|t| t.elapsed() > self.offline_after))
             .unwrap_or(true)
     }
 

@@ -169,6 +169,7 @@ fn main() {
             hq_client,
             ledger.clone(),
             Arc::new(Rules::default()),
+            sync::PUSH_BATCH,
             health,
             stop.clone(),
         ));

@@ -143,6 +143,7 @@ pub async fn run(
                 client,
                 ledger.clone(),
                 base_rules.clone(),
+                hq.push_batch,
                 health.clone(),
                 sources.clone(),
             ));

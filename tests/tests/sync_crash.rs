@@ -39,11 +39,12 @@ fn setup(store_id: &'static str) -> Setup {
         hq.put_member(member, &json!({"cards": [card]}));
     }
     let proxy = FaultProxy::start(hq.addr(), Mode::Pass);
+    // Batches of 1,000, so that the 2,500-sale backlog takes three pushes.
     let store = Store::with_hq(
         store_id,
         &proxy.url(),
         &token,
-        "",
+        "push_batch = 1000\n",
         "[[lanes]]\nid = \"1\"\n",
     );
     let agent = store.start();

@@ -63,6 +63,8 @@ pub struct HqConfig {
     pub token: String,
     /// Without a successful sync round for this long the store counts as offline.
     pub offline_after: Duration,
+    /// Events per push.
+    pub push_batch: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -81,6 +81,8 @@ pub struct RawHq {
     pub token_file: Option<String>,
     /// Seconds without a successful sync round before offline allowances apply (default 60).
     pub offline_after_secs: Option<u64>,
+    /// Events per push (default 5000, HQ's default limit); halved by the agent on a 413.
+    pub push_batch: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -211,10 +211,19 @@ fn build(raw: RawConfig, base_dir: &Path, c: &mut Collector) -> Option<Config> {
             Some(s) => Some(Duration::from_secs(s)),
             None => Some(crate::sync::OFFLINE_AFTER),
         };
+        let push_batch = match hq.push_batch {
+            Some(n) if (1..=100_000).contains(&n) => Some(n),
+            Some(_) => {
+                c.value("hq.push_batch", "`hq.push_batch` is 1 to 100000 events");
+                None
+            }
+            None => Some(crate::sync::PUSH_BATCH),
+        };
         Some(HqConfig {
             url: url?,
             token: token?,
             offline_after: offline_after?,
+            push_batch: push_batch?,
         })
     });
 

@@ -120,11 +120,12 @@ pub async fn run(
     client: HqClient,
     ledger: Ledger,
     base_rules: std::sync::Arc<crate::engine::Rules>,
+    push_batch: usize,
     health: std::sync::Arc<SyncHealth>,
     stop: CancellationToken,
 ) {
     let mut rng = rand::rngs::StdRng::from_entropy();
-    let mut batch = PUSH_BATCH;
+    let mut batch = push_batch.max(1);
     loop {
         let outcome = tokio::select! {
             _ = stop.cancelled() => return,

@@ -137,3 +137,78 @@ async fn new_rules_apply_to_the_sales_after_them() {
         "HQ's double-points campaign applies"
     );
 }
+
+#[tokio::test]
+async fn an_upgrade_backs_the_ledger_up_then_migrates_it_keeping_every_sale() {
+    use loyalty_agent::ledger::schema::MIGRATIONS;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    {
+        // A ledger written by the first released agent: schema v1 with one sale.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO members (member_id, updated_at) VALUES ('m1', 't');
+             INSERT INTO events (event_id, idempotency_key, kind, account, lane, points, payload, response, recorded_at)
+             VALUES ('e1', 'sale:r-old', 'sale', 'm1', '1', 12, '{}', '{\"receipt_id\":\"r-old\",\"points_earned\":12}', 't');
+             INSERT INTO balances (account, points) VALUES ('m1', 12);
+             INSERT INTO sales (receipt_id, account, total_cents, points_earned) VALUES ('r-old', 'm1', 1250, 12);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let (ledger, writer) = Ledger::open(&path, Arc::new(Rules::default())).unwrap();
+    let backups: Vec<_> = std::fs::read_dir(dir.path().join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    let name = backups[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(name.starts_with("ledger-v1-"), "{name}");
+    let copy = rusqlite::Connection::open(&backups[0]).unwrap();
+    let (version, events): (i64, i64) = (
+        copy.pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap(),
+        copy.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .unwrap(),
+    );
+    assert_eq!(
+        (version, events),
+        (1, 1),
+        "the copy is the ledger as it was"
+    );
+    // Migrated: the old sale still answers its receipt and can be refunded.
+    assert_eq!(ledger.readers().balance("m1").unwrap(), 12);
+    let again = ledger
+        .sale(sale("r-old", 1250, Identity::Member("m1".into())))
+        .await
+        .unwrap();
+    assert_eq!(again["points_earned"], 12);
+    let refund = ledger
+        .refund(RefundRequest {
+            lane: "1".into(),
+            refund_id: "f-old".into(),
+            receipt_id: "r-old".into(),
+            total_cents: 1250,
+            at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(refund["points_taken_back"], 12);
+    // A second start finds a current schema: no second copy.
+    drop(ledger);
+    tokio::task::spawn_blocking(move || writer.join().unwrap())
+        .await
+        .unwrap();
+    let (_again, _w) = Ledger::open(&path, Arc::new(Rules::default())).unwrap();
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("backups"))
+            .unwrap()
+            .count(),
+        1
+    );
+}

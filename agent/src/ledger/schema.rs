@@ -168,6 +168,8 @@ pub const MIGRATIONS: &[&str] = &[
 pub enum MigrationError {
     #[error("the ledger is at schema version {found}, newer than this agent knows ({known}): upgrade the agent")]
     TooNew { found: usize, known: usize },
+    #[error("cannot back the ledger up before migrating it: {0}")]
+    Backup(String),
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -189,6 +191,36 @@ pub fn migrate(conn: &mut Connection) -> Result<(), MigrationError> {
         tx.commit()?;
     }
     Ok(())
+}
+
+/// Copies the ledger aside before a migration changes it, as `backups/ledger-v<N>-<UTC time>.db`
+/// beside it: an upgrade whose new schema turns out wrong can be undone by putting the copy
+/// back and reinstalling the old agent. Nothing to do for a new or current ledger.
+pub fn backup_before_migrating(
+    conn: &Connection,
+    db_path: &std::path::Path,
+) -> Result<Option<std::path::PathBuf>, MigrationError> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let current = usize::try_from(current).unwrap_or(usize::MAX);
+    if current == 0 || current >= MIGRATIONS.len() {
+        return Ok(None);
+    }
+    let dir = db_path
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join("backups");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| MigrationError::Backup(format!("{}: {e}", dir.display())))?;
+    let file = dir.join(format!(
+        "ledger-v{current}-{}.db",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    ));
+    let target = file
+        .to_str()
+        .ok_or_else(|| MigrationError::Backup(format!("{} is not UTF-8", file.display())))?;
+    // VACUUM INTO writes a consistent, compact copy (WAL included) without stopping readers.
+    conn.execute("VACUUM INTO ?1", [target])?;
+    Ok(Some(file))
 }
 
 /// Pragmas every connection sets; kept outside migrations because they are per connection.

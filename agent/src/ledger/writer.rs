@@ -27,6 +27,11 @@ pub fn open_writer(path: &Path) -> anyhow::Result<Connection> {
         super::checkpoint::WRITER_AUTOCHECKPOINT_PAGES,
     )
     .context("setting the writer's checkpoint threshold")?;
+    if let Some(copy) =
+        schema::backup_before_migrating(&conn, path).context("backing up before migrating")?
+    {
+        tracing::info!(backup = %copy.display(), "Ledger backed up before its schema is upgraded.");
+    }
     schema::migrate(&mut conn).context("migrating the schema")?;
     Ok(conn)
 }

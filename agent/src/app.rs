@@ -164,14 +164,21 @@ pub async fn run(
         adapters: Arc::new(adapters),
         live: Arc::new(api::lane_page::LivePages::new(shutdown.clone())),
     };
+    let ledger_for_watchdog = ledger.clone();
     drop(ledger);
     let address = listener.local_addr().ok();
     info!(store = %config.store_id, address = ?address, lanes = config.lanes.len(), "Agent serving.");
+    tracker.spawn(crate::systemd::watchdog(
+        ledger_for_watchdog,
+        sources.clone(),
+    ));
+    crate::systemd::ready();
     let server_shutdown = shutdown.clone();
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
         .await
         .context("serving the API")?;
+    crate::systemd::stopping();
     sources.cancel();
     tracker.close();
     tracker.wait().await;

@@ -20,3 +20,4 @@ pub mod ops;
 pub mod proximity;
 pub mod scan;
 pub mod sync;
+pub mod systemd;

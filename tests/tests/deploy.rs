@@ -137,11 +137,10 @@ fn systemd_unit_keeps_its_hardening_and_contract() {
     }
     assert_eq!(s["DeviceAllow"], ["char-ttyUSB rw", "char-ttyACM rw"]);
     assert!(s["SystemCallFilter"].contains(&"@system-service".to_string()));
-    // A watchdog needs a process that pets it; the agent sends no sd_notify yet.
-    assert!(
-        !s.contains_key("WatchdogSec") || one("Type") == "notify",
-        "WatchdogSec without Type=notify would kill a healthy agent"
-    );
+    // A watchdog needs a process that pets it: the agent does (sd_notify), under Type=notify.
+    assert_eq!(one("Type"), "notify", "the agent says READY=1 itself");
+    assert_eq!(one("NotifyAccess"), "main");
+    one("WatchdogSec");
 
     // The example config (the package's conffile) writes where the unit lets it.
     let config = read("config/agent.toml");

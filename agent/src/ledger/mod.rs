@@ -77,6 +77,8 @@ pub(crate) enum Command {
     RedeemGift(GiftRedeemRequest),
     /// New rules for every command after this one (HQ published or changed a campaign).
     SetRules(Arc<Rules>),
+    /// Answers once the writer takes it: proves the writer loop and its write lock are alive.
+    Ping,
     ChangesPulled {
         page: loyalty_protocol::ChangesPage,
         skew_ms: Option<i64>,
@@ -168,6 +170,11 @@ impl Ledger {
     /// Records a member's presence and issues the gifts it earns: `{"member_id", "gifts": [...]}`.
     pub async fn presence(&self, request: PresenceRequest) -> Result<Value, LedgerError> {
         self.submit(Command::Presence(request)).await
+    }
+
+    /// Round trip through the writer (a transaction that writes nothing).
+    pub async fn ping(&self) -> Result<(), LedgerError> {
+        self.submit(Command::Ping).await.map(|_| ())
     }
 
     /// Replaces the rules sales are credited with, from the next command on.

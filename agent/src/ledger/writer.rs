@@ -90,6 +90,7 @@ fn commit_batch(conn: &mut Connection, rules: &Rules, batch: &mut Vec<Job>) {
                 Command::RedeemGift(r) => super::gifts::redeem_gift(&sp, r),
                 // Taken out of the batch before it is committed (see `run`).
                 Command::SetRules(_) => Ok(Ok(serde_json::Value::Null)),
+                Command::Ping => Ok(Ok(serde_json::Value::Null)),
                 Command::ChangesPulled { page, skew_ms, at } => {
                     super::sync::changes_pulled(&sp, page, *skew_ms, at)
                 }

@@ -27,9 +27,7 @@ use loyalty_agent::engine::gifts::{GiftCampaign, GiftLimit, GiftTrigger, Presenc
 use loyalty_agent::engine::Rules;
 use loyalty_agent::ledger::{Identity, Ledger, MemberRecord, PresenceRequest, SaleRequest};
 use loyalty_agent::proximity::pipeline::to_fact;
-use loyalty_agent::proximity::rf_model::{
-    Point, RfModel, RfSensor, TokenSource, Walker, Wall, Waypoint,
-};
+use loyalty_agent::proximity::rf_model::{Point, RfModel, TokenSource, Walker, Waypoint};
 use loyalty_agent::proximity::{
     interval_number, rotating_id, Decoder, MemberId, Observation, ProximityKey, ResolverMap,
     TraceRecord, Tracker, TrackerConfig, ZoneEvent,
@@ -104,28 +102,11 @@ fn tracker_config() -> TrackerConfig {
 }
 
 fn model() -> RfModel {
-    let sensor = |name: &str, x, y| RfSensor {
-        name: name.into(),
-        at: Point::new(x, y),
-        rssi_at_1m: -59.0,
-        path_loss_exponent: 2.2,
-    };
-    RfModel {
-        sensors: vec![
-            sensor("door-outside", 0.0, -1.0),
-            sensor("door-inside", 0.0, 2.0),
-            sensor("coffee", 8.0, 8.0),
-        ],
-        walls: vec![Wall {
-            y: 0.0,
-            loss_db: 8.0,
-        }],
-        shadowing_sigma_db: 4.0,
-        report_interval: Duration::from_millis(500),
-        loss_probability: 0.2,
-        sensitivity_dbm: -95.0,
-        raw_adverts: true,
-    }
+    RfModel::shop_front(&[
+        ("door-outside", Point::new(0.0, -1.0)),
+        ("door-inside", Point::new(0.0, 2.0)),
+        ("coffee", Point::new(8.0, 8.0)),
+    ])
 }
 
 fn secs(s: u64) -> Duration {

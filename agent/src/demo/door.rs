@@ -1,7 +1,7 @@
 //! The demo's front door: a trace synthesised for *now* (so the members' rotating ids resolve)
 //! from the RF model, in which a member walks past outside and another lingers at the door edge.
 
-use crate::proximity::rf_model::{Point, RfModel, RfSensor, TokenSource, Walker, Wall, Waypoint};
+use crate::proximity::rf_model::{Point, RfModel, TokenSource, Walker, Waypoint};
 use crate::proximity::trace::write_trace;
 use crate::proximity::ProximityKey;
 use anyhow::Context;
@@ -57,24 +57,10 @@ valid_for_minutes = 120
 /// Writes the door trace for a day starting at `unix_now`: dave walks by on the pavement,
 /// carla stands in the doorway for 15 s with the RSSI hovering around the threshold.
 pub fn write_door_trace(path: &Path, unix_now: u64) -> anyhow::Result<usize> {
-    let sensor = |name: &str, x, y| RfSensor {
-        name: name.into(),
-        at: Point::new(x, y),
-        rssi_at_1m: -59.0,
-        path_loss_exponent: 2.2,
-    };
-    let model = RfModel {
-        sensors: vec![sensor("door-out", 0.0, -1.0), sensor("door-in", 0.0, 2.0)],
-        walls: vec![Wall {
-            y: 0.0,
-            loss_db: 8.0,
-        }],
-        shadowing_sigma_db: 4.0,
-        report_interval: Duration::from_millis(500),
-        loss_probability: 0.2,
-        sensitivity_dbm: -95.0,
-        raw_adverts: true,
-    };
+    let model = RfModel::shop_front(&[
+        ("door-out", Point::new(0.0, -1.0)),
+        ("door-in", Point::new(0.0, 2.0)),
+    ]);
     let rotating = |key: &str| -> anyhow::Result<TokenSource> {
         Ok(TokenSource::Rotating {
             key: key.parse::<ProximityKey>().context("demo key")?,

@@ -87,6 +87,34 @@ pub struct RfModel {
     pub raw_adverts: bool,
 }
 
+impl RfModel {
+    /// The shop front the tests and the demo use: a front wall along y = 0 costing 8 dB, 4 dB of
+    /// shadowing, one report per 500 ms of which 20% are lost, -95 dBm sensitivity, raw
+    /// advertisements; each sensor hears -59 dBm at 1 m with a path-loss exponent of 2.2.
+    pub fn shop_front(sensors: &[(&str, Point)]) -> RfModel {
+        RfModel {
+            sensors: sensors
+                .iter()
+                .map(|(name, at)| RfSensor {
+                    name: (*name).into(),
+                    at: *at,
+                    rssi_at_1m: -59.0,
+                    path_loss_exponent: 2.2,
+                })
+                .collect(),
+            walls: vec![Wall {
+                y: 0.0,
+                loss_db: 8.0,
+            }],
+            shadowing_sigma_db: 4.0,
+            report_interval: Duration::from_millis(500),
+            loss_probability: 0.2,
+            sensitivity_dbm: -95.0,
+            raw_adverts: true,
+        }
+    }
+}
+
 /// What a walker's phone advertises.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TokenSource {
@@ -291,28 +319,11 @@ mod tests {
     /// The shop: a front wall at y = 0 with a door at x = 0, a sensor 1 m outside the door and
     /// one 2 m inside, a coffee corner at (8, 8).
     fn model() -> RfModel {
-        let sensor = |name: &str, x, y| RfSensor {
-            name: name.into(),
-            at: Point::new(x, y),
-            rssi_at_1m: -59.0,
-            path_loss_exponent: 2.2,
-        };
-        RfModel {
-            sensors: vec![
-                sensor("door-out", 0.0, -1.0),
-                sensor("door-in", 0.0, 2.0),
-                sensor("coffee", 8.0, 8.0),
-            ],
-            walls: vec![Wall {
-                y: 0.0,
-                loss_db: 8.0,
-            }],
-            shadowing_sigma_db: 4.0,
-            report_interval: Duration::from_millis(500),
-            loss_probability: 0.2,
-            sensitivity_dbm: -95.0,
-            raw_adverts: true,
-        }
+        RfModel::shop_front(&[
+            ("door-out", Point::new(0.0, -1.0)),
+            ("door-in", Point::new(0.0, 2.0)),
+            ("coffee", Point::new(8.0, 8.0)),
+        ])
     }
 
     fn tracker_config() -> TrackerConfig {

@@ -67,6 +67,22 @@ fn built_binary(package: &str, bin: &str, once: &'static std::sync::Once) -> Pat
     own
 }
 
+/// What a member's app with proximity `key` advertises now, from the agent's own phone-side
+/// generator (`loyalty-agent proximity phone`): `rotating_id`, `manufacturer_data`,
+/// `advertisement` (hex), so traces carry ids the running agent resolves.
+pub fn phone(key: &str) -> Value {
+    let out = Command::new(agent_binary())
+        .args(["proximity", "phone", "--key", key])
+        .output()
+        .expect("running proximity phone");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("proximity phone prints JSON")
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

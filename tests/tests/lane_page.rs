@@ -9,11 +9,10 @@
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use ed25519_dalek::Signer as _;
-use loyalty_e2e::{agent_binary, free_port, type_on, Store};
+use loyalty_e2e::{free_port, type_on, Store};
 use serde_json::{json, Value};
 use serialport::{SerialPort, TTYPort};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const CARD: &str = "4006381333931";
@@ -335,16 +334,7 @@ fn mint_qr(key: &ed25519_dalek::SigningKey, member: &str, issued_at: u64) -> Str
 /// A walk-in through the door for the member's phone, with the rotating id the agent computes
 /// for now (`loyalty-agent proximity phone`): far from the street side, close to the inside.
 fn walk_in_trace(path: &std::path::Path) {
-    let out = Command::new(agent_binary())
-        .args(["proximity", "phone", "--key", PROXIMITY_KEY])
-        .output()
-        .expect("running proximity phone");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let phone: Value = serde_json::from_slice(&out.stdout).expect("phone JSON");
+    let phone = loyalty_e2e::phone(PROXIMITY_KEY);
     let token = phone["rotating_id"].as_str().expect("rotating id");
     let mut trace = String::from("# a member walks in through the door\n");
     for i in 0..12u64 {

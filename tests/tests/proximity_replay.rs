@@ -4,29 +4,14 @@
 //! the member lingering at the door edge gets exactly one welcome gift, shown on the member
 //! endpoint and counted in `/healthz`; the cashier hands it over once.
 
-use loyalty_e2e::{agent_binary, type_on, Store};
+use loyalty_e2e::{type_on, Store};
 use serde_json::{json, Value};
 use serialport::{SerialPort, TTYPort};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const LINGERER_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 const PASSER_KEY: &str = "00112233445566778899aabbccddeeff";
 const CARD: &str = "4006381333931";
-
-/// What the member's app advertises now, from the phone-side generator.
-fn phone(key: &str, member: &str) -> Value {
-    let out = Command::new(agent_binary())
-        .args(["proximity", "phone", "--key", key, "--member", member])
-        .output()
-        .expect("running proximity phone");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("phone prints JSON")
-}
 
 /// A fixed, irregular noise sequence (dB): spikes, fades and a mean of about 0.
 const NOISE: [i32; 16] = [0, 3, -4, 1, -2, 5, -3, 2, -1, -5, 4, 0, -12, 2, -3, 3];
@@ -84,8 +69,8 @@ fn poll(
 
 #[test]
 fn passer_by_gets_nothing_and_door_edge_lingerer_one_redeemable_welcome_gift() {
-    let lingerer = phone(LINGERER_KEY, "m-lena");
-    let passer = phone(PASSER_KEY, "m-paul");
+    let lingerer = loyalty_e2e::phone(LINGERER_KEY);
+    let passer = loyalty_e2e::phone(PASSER_KEY);
     let (text, sightings) = trace(
         passer["rotating_id"].as_str().expect("rotating_id"),
         lingerer["advertisement"].as_str().expect("advertisement"),

@@ -122,12 +122,7 @@ fn simulated_node_on_a_pty_reports_to_the_agent() {
 fn a_members_phone_heard_by_a_simulated_node_enters_its_zone_and_earns_the_dwell_gift_once() {
     const KEY: &str = "4c45000102030405060708090a0b0c0d";
     // What the member's app advertises now, from the agent's own phone-side generator.
-    let phone = Command::new(loyalty_e2e::agent_binary())
-        .args(["proximity", "phone", "--member", "m-coffee", "--key", KEY])
-        .output()
-        .expect("running proximity phone");
-    assert!(phone.status.success());
-    let phone: Value = serde_json::from_slice(&phone.stdout).expect("phone JSON");
+    let phone = loyalty_e2e::phone(KEY);
     let mfg = phone["manufacturer_data"]
         .as_str()
         .expect("manufacturer data");

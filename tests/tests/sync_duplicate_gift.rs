@@ -15,10 +15,9 @@
 //! earlier one: HQ must move its choice to the earlier gift and put the flag on the event it
 //! stored first (the harder branch; the other order is the plain one).
 
-use loyalty_e2e::{agent_binary, wait_until, Agent, Hq, Store};
+use loyalty_e2e::{wait_until, Agent, Hq, Store};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MEMBER: &str = "m-gina";
@@ -30,16 +29,7 @@ const STORE_B: (&str, &str) = ("store-b", "store-b-token-0001");
 
 /// What the member's app advertises now, from the phone-side generator.
 fn advertisement() -> String {
-    let out = Command::new(agent_binary())
-        .args(["proximity", "phone", "--key", KEY, "--member", MEMBER])
-        .output()
-        .expect("running proximity phone");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let phone: Value = serde_json::from_slice(&out.stdout).expect("phone prints JSON");
+    let phone = loyalty_e2e::phone(KEY);
     phone["advertisement"]
         .as_str()
         .expect("advertisement")

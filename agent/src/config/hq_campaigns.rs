@@ -3,10 +3,12 @@
 //!
 //! A points campaign body is the JSON form of a `[[points.campaigns]]` table plus
 //! `"kind": "points"` (`starts`/`ends` as RFC 3339 strings); it is validated exactly as the file
-//! is. An HQ campaign replaces a local one with the same id; an invalid one is logged and
-//! skipped, never half-applied. Gift campaigns (`"kind": "gift"`) are read by the ledger itself.
+//! is; a gift campaign body (`"kind": "gift"`) is `engine::gift_spec`'s. An HQ campaign replaces
+//! a local one of the same kind and id; an invalid or deleted one leaves no campaign of that id,
+//! logged, never half-applied. The merge happens here, once per change HQ sends, not in the
+//! ledger writer on every presence fact.
 
-use crate::engine::{PointsCampaign, Rules};
+use crate::engine::{gift_spec, PointsCampaign, Rules};
 use serde_json::Value;
 use tracing::warn;
 
@@ -55,7 +57,7 @@ pub fn points_campaign(
     })
 }
 
-/// `base` (agent.toml's rules) with HQ's points campaigns applied.
+/// `base` (agent.toml's rules) with HQ's points and gift campaigns applied.
 pub fn effective_rules(base: &Rules, stored: &[StoredCampaign]) -> Rules {
     let mut rules = base.clone();
     for (id, version, body, deleted) in stored {
@@ -63,22 +65,37 @@ pub fn effective_rules(base: &Rules, stored: &[StoredCampaign]) -> Rules {
             warn!(campaign = %id, "An HQ campaign's body is not JSON; it is ignored.");
             continue;
         };
-        if body.get("kind").and_then(Value::as_str) != Some("points") {
-            continue;
-        }
-        rules.campaigns.retain(|c| &c.id != id);
-        if *deleted {
-            continue;
-        }
-        match points_campaign(id, *version, &body) {
-            Some(Ok(c)) => rules.campaigns.push(c),
-            Some(Err(problems)) => {
-                warn!(campaign = %id, problems = ?problems, "An HQ points campaign is invalid; it is ignored.")
+        match body.get("kind").and_then(Value::as_str) {
+            Some("points") => {
+                rules.campaigns.retain(|c| &c.id != id);
+                if !*deleted {
+                    if let Some(c) = valid(id, points_campaign(id, *version, &body)) {
+                        rules.campaigns.push(c);
+                    }
+                }
             }
-            None => {}
+            Some("gift") => {
+                rules.gifts.retain(|c| &c.id != id);
+                if !*deleted {
+                    if let Some(c) = valid(id, gift_spec::from_hq(id, *version, &body)) {
+                        rules.gifts.push(c);
+                    }
+                }
+            }
+            _ => {}
         }
     }
     rules
+}
+
+fn valid<T>(id: &str, parsed: Option<Result<T, Vec<String>>>) -> Option<T> {
+    match parsed? {
+        Ok(c) => Some(c),
+        Err(problems) => {
+            warn!(campaign = %id, problems = ?problems, "An HQ campaign is invalid; it is ignored.");
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +136,11 @@ mod tests {
         ];
         let rules = effective_rules(&base, &stored);
         assert_eq!(rules.campaigns.len(), 1, "{:?}", rules.campaigns);
+        assert!(
+            rules.gifts.is_empty(),
+            "the gift body lacks its required fields: {:?}",
+            rules.gifts
+        );
         let c = &rules.campaigns[0];
         assert_eq!((c.id.as_str(), c.version), ("double", 7));
         assert_eq!(c.boost, Boost::Multiply(Multiplier(3000)));
@@ -131,5 +153,28 @@ mod tests {
             true,
         )];
         assert!(effective_rules(&base, &deleted).campaigns.is_empty());
+    }
+
+    #[test]
+    fn an_hq_gift_campaign_replaces_a_local_one_and_a_deleted_one_leaves_none() {
+        let body = |gift: &str| {
+            json!({"kind": "gift", "gift": gift, "trigger": "entered_store",
+                   "limit": "once_per_visit", "valid_for_minutes": 60})
+        };
+        let mut base = Rules::default();
+        base.gifts.push(
+            gift_spec::from_hq("welcome", 1, &body("Tea"))
+                .unwrap()
+                .unwrap(),
+        );
+        let stored = vec![("welcome".to_string(), 4, body("Coffee").to_string(), false)];
+        let rules = effective_rules(&base, &stored);
+        assert_eq!(rules.gifts.len(), 1);
+        assert_eq!(
+            (rules.gifts[0].gift.as_str(), rules.gifts[0].version),
+            ("Coffee", 4)
+        );
+        let deleted = vec![("welcome".to_string(), 5, body("Coffee").to_string(), true)];
+        assert!(effective_rules(&base, &deleted).gifts.is_empty());
     }
 }

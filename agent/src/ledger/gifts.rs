@@ -7,13 +7,12 @@
 
 use super::commands::{self, Applied, NewEvent};
 use super::LedgerError;
-use crate::engine::gift_spec;
-use crate::engine::gifts::{self, GiftCampaign, GiftHistory, GiftLimit, Presence, PresenceFact};
+use crate::engine::gifts::{self, GiftHistory, GiftLimit, Presence, PresenceFact};
 use crate::engine::Rules;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
-use serde_json::{json, Value};
-use tracing::{debug, warn};
+use serde_json::json;
+use tracing::debug;
 
 #[derive(Debug, Clone)]
 pub struct PresenceRequest {
@@ -35,42 +34,6 @@ pub struct GiftRedeemRequest {
 fn parse_time(text: Option<String>) -> Option<DateTime<Utc>> {
     text.and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
         .map(|t| t.with_timezone(&Utc))
-}
-
-/// The config's campaigns, then HQ's (an HQ campaign replaces a config one of the same id).
-fn campaigns(tx: &Connection, rules: &Rules) -> rusqlite::Result<Vec<GiftCampaign>> {
-    let mut from_hq: Vec<GiftCampaign> = Vec::new();
-    let mut stmt =
-        tx.prepare_cached("SELECT campaign_id, version, body FROM campaigns WHERE deleted = 0")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })?;
-    for row in rows {
-        let (id, version, body) = row?;
-        let Ok(body) = serde_json::from_str::<Value>(&body) else {
-            warn!(campaign = %id, "An HQ campaign's body is not JSON; it is ignored.");
-            continue;
-        };
-        match gift_spec::from_hq(&id, version, &body) {
-            Some(Ok(c)) => from_hq.push(c),
-            Some(Err(problems)) => {
-                warn!(campaign = %id, problems = ?problems, "An HQ gift campaign is invalid; it is ignored.")
-            }
-            None => {}
-        }
-    }
-    let mut all: Vec<GiftCampaign> = rules
-        .gifts
-        .iter()
-        .filter(|c| !from_hq.iter().any(|h| h.id == c.id))
-        .cloned()
-        .collect();
-    all.extend(from_hq);
-    Ok(all)
 }
 
 fn history(
@@ -151,9 +114,9 @@ pub(super) fn presence(tx: &Connection, rules: &Rules, r: &PresenceRequest) -> A
         PresenceFact::WalkedIn => None,
     };
     let mut issued = Vec::new();
-    for campaign in campaigns(tx, rules)? {
+    for campaign in &rules.gifts {
         let history = history(tx, &r.member_id, &campaign.id, &day)?;
-        let grant = match gifts::decide(&campaign, &r.fact, &profile, &history, &before, r.at) {
+        let grant = match gifts::decide(campaign, &r.fact, &profile, &history, &before, r.at) {
             Ok(g) => g,
             Err(gifts::NoGift::NotTriggered) => continue,
             Err(reason) => {

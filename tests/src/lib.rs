@@ -204,6 +204,22 @@ impl Store {
         self.get("/healthz").1["components"]["hq"].clone()
     }
 
+    /// HQ reachable and nothing left to push.
+    pub fn synced(&self) -> bool {
+        let h = self.hq_health();
+        h["backlog"] == 0 && h["state"] == "online"
+    }
+
+    /// Waits up to `timeout` for [`Store::synced`]; on timeout shows healthz and the agent log.
+    pub fn wait_synced(&self, timeout: Duration, what: &str) {
+        wait_until(
+            timeout,
+            what,
+            || self.synced(),
+            || format!("healthz: {}\nagent log:\n{}", self.hq_health(), self.log()),
+        );
+    }
+
     /// The member's balance as this store shows it, if it knows the member.
     pub fn balance(&self, member: &str) -> Option<i64> {
         let (status, body) = self.get(&format!("/v1/members/{member}"));

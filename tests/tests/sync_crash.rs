@@ -85,21 +85,7 @@ fn setup(store_id: &'static str) -> Setup {
 impl Setup {
     fn assert_drained_once(&self) {
         let store = &self.store;
-        wait_until(
-            Duration::from_secs(45),
-            "the backlog to drain",
-            || {
-                let h = store.hq_health();
-                h["backlog"] == 0 && h["state"] == "online"
-            },
-            || {
-                format!(
-                    "healthz: {}\nagent log:\n{}",
-                    store.hq_health(),
-                    store.log()
-                )
-            },
-        );
+        store.wait_synced(Duration::from_secs(45), "the backlog to drain");
         let held = self.hq.sales_held(self.store_id);
         assert_eq!(
             held.keys().cloned().collect::<BTreeSet<_>>(),

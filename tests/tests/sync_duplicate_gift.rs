@@ -106,11 +106,6 @@ fn tracking(store: &Store) -> Value {
     store.get("/healthz").1["components"]["proximity"]["tracking"].clone()
 }
 
-fn synced(store: &Store) -> bool {
-    let h = store.hq_health();
-    h["backlog"] == 0 && h["state"] == "online"
-}
-
 /// The member's open gifts as the store shows them.
 fn gifts(store: &Store) -> Vec<Value> {
     let (status, body) = store.get(&format!("/v1/members/{MEMBER}"));
@@ -194,7 +189,7 @@ fn once_per_member_gift_issued_in_two_offline_stores_hq_keeps_the_earlier_and_fl
     wait_until(
         Duration::from_secs(20),
         "both stores to know the member from HQ",
-        || a.balance(MEMBER).is_some() && b.balance(MEMBER).is_some() && synced(&a) && synced(&b),
+        || a.balance(MEMBER).is_some() && b.balance(MEMBER).is_some() && a.synced() && b.synced(),
         context,
     );
     assert!(gifts(&a).is_empty() && gifts(&b).is_empty());
@@ -231,7 +226,7 @@ fn once_per_member_gift_issued_in_two_offline_stores_hq_keeps_the_earlier_and_fl
     wait_until(
         Duration::from_secs(30),
         "store B to sync",
-        || synced(&b),
+        || b.synced(),
         || format!("store B: {}\nlog:\n{}", b.hq_health(), b.log()),
     );
     let report = hq.reconciliation();
@@ -245,7 +240,7 @@ fn once_per_member_gift_issued_in_two_offline_stores_hq_keeps_the_earlier_and_fl
     wait_until(
         Duration::from_secs(20),
         "store A to sync",
-        || synced(&a),
+        || a.synced(),
         || format!("store A: {}\nlog:\n{}", a.hq_health(), a.log()),
     );
 

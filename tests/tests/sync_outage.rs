@@ -69,21 +69,7 @@ fn three_hundred_sales_made_while_hq_is_down_reach_it_once_and_balances_agree() 
 
     // HQ comes back on the same address and database.
     hq.launch();
-    wait_until(
-        Duration::from_secs(45),
-        "the backlog to drain",
-        || {
-            let h = store.hq_health();
-            h["backlog"] == 0 && h["state"] == "online"
-        },
-        || {
-            format!(
-                "healthz: {}\nagent log:\n{}",
-                store.hq_health(),
-                store.log()
-            )
-        },
-    );
+    store.wait_synced(Duration::from_secs(45), "the backlog to drain");
 
     // Exactly once at HQ: every receipt, none twice, nothing else.
     let held = hq.sales_held(STORE);

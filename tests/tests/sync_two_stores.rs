@@ -22,11 +22,6 @@ fn redeem(store: &Store, key: &AppKey, id: &str, points: i64) -> (u16, Value) {
     )
 }
 
-fn synced(store: &Store) -> bool {
-    let h = store.hq_health();
-    h["backlog"] == 0 && h["state"] == "online"
-}
-
 #[test]
 fn offline_allowance_bounds_spending_in_two_stores_and_hq_flags_the_overdraft() {
     let _ = (loyalty_e2e::agent_binary(), loyalty_e2e::hq_binary());
@@ -59,8 +54,8 @@ fn offline_allowance_bounds_spending_in_two_stores_and_hq_flags_the_overdraft() 
             hq.balance(MEMBER) == 400
                 && a.balance(MEMBER) == Some(400)
                 && b.balance(MEMBER) == Some(400)
-                && synced(&a)
-                && synced(&b)
+                && a.synced()
+                && b.synced()
         },
         context,
     );
@@ -119,7 +114,7 @@ fn offline_allowance_bounds_spending_in_two_stores_and_hq_flags_the_overdraft() 
     wait_until(
         Duration::from_secs(40),
         "both stores to sync",
-        || synced(&a) && synced(&b),
+        || a.synced() && b.synced(),
         context,
     );
     let final_balance = 400 - 150 - 50 - 200 - taken;

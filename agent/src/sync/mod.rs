@@ -15,6 +15,7 @@ pub use client::{HqClient, HqError};
 use crate::ledger::{Ledger, PushAck, UnsyncedEvent};
 use backoff::Backoff;
 use loyalty_protocol::{Event, EventBatch, EventKind, OutcomeStatus, PROTOCOL_VERSION};
+use rand::SeedableRng;
 use serde::Serialize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -163,8 +164,6 @@ pub async fn run(
         }
     }
 }
-
-use rand::SeedableRng;
 
 /// One push of the log's tail and a pull of all pending changes. `Ok(true)` when more events
 /// are waiting to be pushed.

@@ -8,7 +8,7 @@
 use crate::api::{self, AppState};
 use crate::checkout::{self, Identifier, Lanes};
 use crate::config::Config;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, OpenOptions};
 use crate::metrics::Metrics;
 use crate::proximity::{self, sensor_node::supervise_node, sensor_node::NodeHealth};
 use crate::scan::{self, ScannerHealth};
@@ -26,9 +26,23 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_with(config, listener, shutdown, OpenOptions::default()).await
+}
+
+/// [`run`] with what the operator allows when the ledger is opened (`run --new-ledger`).
+pub async fn run_with(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    options: OpenOptions,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
-    let (ledger, writer) = Ledger::open(&config.ledger_path(), Arc::new(config.rules.clone()))
-        .context("opening the ledger")?;
+    let (ledger, writer) = Ledger::open_with(
+        &config.ledger_path(),
+        Arc::new(config.rules.clone()),
+        options,
+    )
+    .context("opening the ledger")?;
     // Campaigns HQ published before this start apply from the first sale.
     let base_rules = Arc::new(config.rules.clone());
     let stored = ledger

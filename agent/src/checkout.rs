@@ -166,10 +166,12 @@ impl Identifier {
     async fn identify_qr(&self, token: &AppQr) -> Result<LaneIdentity, IdentifyError> {
         let readers = self.ledger.readers().clone();
         let member_id = token.member_id.clone();
-        let member = tokio::task::spawn_blocking(move || readers.member(&member_id))
-            .await
-            .map_err(|e| IdentifyError::Ledger(e.to_string()))?
-            .map_err(|e| IdentifyError::Ledger(e.to_string()))?;
+        let (member, skew_ms) = tokio::task::spawn_blocking(move || {
+            Ok::<_, rusqlite::Error>((readers.member(&member_id)?, readers.skew_ms()?))
+        })
+        .await
+        .map_err(|e| IdentifyError::Ledger(e.to_string()))?
+        .map_err(|e| IdentifyError::Ledger(e.to_string()))?;
         let Some(member) = member else {
             self.metrics.qr_rejected("unknown_member");
             warn!(member = %token.member_id, "App QR for an unknown member refused.");
@@ -184,7 +186,8 @@ impl Identifier {
             warn!(member = %token.member_id, reason = "forged", "App QR refused: the signature does not verify.");
             return Err(IdentifyError::Forged);
         }
-        let now = chrono::Utc::now().timestamp();
+        // The member's phone keeps network time; so does HQ. This box's clock may not.
+        let now = crate::sync::corrected_now(skew_ms).timestamp();
         let mut spend_refused = None;
         if !token.is_fresh(now, self.qr_max_age) {
             self.metrics.qr_rejected("expired");

@@ -19,6 +19,36 @@ pub enum Command {
     Run {
         #[arg(long)]
         config: PathBuf,
+        /// Start an empty ledger although this data dir held one (its ledger.db is missing or
+        /// empty). Receipts recorded before are forgotten; HQ refuses the new ledger's events
+        /// until `loyalty-agent rebase`.
+        #[arg(long)]
+        new_ledger: bool,
+    },
+    /// Re-base a restored or replaced ledger: learn what HQ holds of this store, give the ledger
+    /// a new identity continuing after it, and record that here and at HQ. Run it with the agent
+    /// stopped, after restoring a backup (README, "Restoring a backup").
+    Rebase {
+        #[arg(long)]
+        config: PathBuf,
+        /// Why, in a few words (kept at HQ and in the ledger).
+        #[arg(long)]
+        reason: String,
+        /// The ledger file is missing or empty and an empty one is meant.
+        #[arg(long)]
+        new_ledger: bool,
+    },
+    /// Write a consistent copy of the ledger, safe while the agent runs (SQLite's backup API).
+    Backup {
+        /// Find the ledger through this config's data_dir.
+        #[arg(long, required_unless_present = "ledger", conflicts_with = "ledger")]
+        config: Option<PathBuf>,
+        /// Or name the ledger file itself.
+        #[arg(long)]
+        ledger: Option<PathBuf>,
+        /// Where to write it (must not exist); default `<data_dir>/backups/ledger-<UTC time>.db`.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// The whole store on one machine with simulated devices: plays a short day.
     Demo,

@@ -94,6 +94,11 @@ fn data_dir(config: &Config) -> Check {
 
 fn ledger(config: &Config) -> Vec<Check> {
     let path = config.ledger_path();
+    if let Err(refusal) =
+        crate::ledger::identity::check_before_open(&path, crate::ledger::OpenOptions::default())
+    {
+        return vec![Check::new(false, "ledger", refusal.to_string())];
+    }
     if !path.exists() {
         return vec![Check::new(
             true,
@@ -164,6 +169,43 @@ fn ledger(config: &Config) -> Vec<Check> {
         )),
     }
     checks
+}
+
+/// Whether HQ takes this store's events from this box's ledger and holds no more of it than
+/// the ledger has (see `loyalty_protocol::ledger`).
+async fn ledger_at_hq(config: &Config, client: &HqClient) -> Check {
+    let state = match client.ledger().await {
+        Ok(s) => s,
+        Err(e) => return Check::new(false, "ledger at hq", format!("cannot ask HQ: {e}")),
+    };
+    let readers = Readers::new(config.ledger_path());
+    let local = readers
+        .identity()
+        .and_then(|(id, _)| Ok((id, readers.sync_status()?)));
+    let (id, status) = match local {
+        Ok(l) => l,
+        Err(_) if !config.ledger_path().exists() => {
+            return Check::new(true, "ledger at hq", "no ledger here yet")
+        }
+        Err(e) => return Check::new(false, "ledger at hq", format!("reading the ledger: {e}")),
+    };
+    match state.ledger_id {
+        Some(held) if held != id => Check::new(
+            false,
+            "ledger at hq",
+            format!("{}: HQ takes this store's events from ledger {held}, this box's ledger is {id}: if this box's ledger was restored or replaced, run `loyalty-agent rebase`; if another box runs as this store, stop it", loyalty_protocol::LEDGER_CONFLICT),
+        ),
+        _ if state.watermark > status.last_seq => Check::new(
+            false,
+            "ledger at hq",
+            format!("{}: HQ holds this ledger's events up to seq {}, but the ledger ends at seq {}: it was restored from an older copy; run `loyalty-agent rebase`", loyalty_protocol::SEQ_CONFLICT, state.watermark, status.last_seq),
+        ),
+        _ => Check::new(
+            true,
+            "ledger at hq",
+            format!("HQ takes this store's events from this ledger ({id}), up to seq {}", state.watermark),
+        ),
+    }
 }
 
 fn serial_port(name: &str, source: &crate::scan::PortSource) -> Check {
@@ -256,6 +298,7 @@ async fn hq(config: &Config) -> Vec<Check> {
                     "hq",
                     format!("{} reachable, store token accepted", hq.url),
                 ),
+                ledger_at_hq(config, &client).await,
                 Check::new(
                     skew.abs() <= MAX_SKEW_MS,
                     "clock skew",

@@ -55,16 +55,45 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::from(2)
             }
         }),
-        Command::Run { config } => {
+        Command::Run { config, new_ledger } => {
             let config = load(&config)?;
+            // Before the port: a second agent on this data dir says so instead of "address in use".
+            let lock = loyalty_agent::lock::DataDirLock::acquire(&config.data_dir)?;
+            let options = loyalty_agent::ledger::OpenOptions {
+                allow_new_ledger: new_ledger,
+            };
             runtime()?.block_on(async {
                 let listener = tokio::net::TcpListener::bind(config.api_listen)
                     .await
                     .with_context(|| format!("binding the API to {}", config.api_listen))?;
                 let shutdown = CancellationToken::new();
                 tokio::spawn(stop_on_signal(shutdown.clone()));
-                loyalty_agent::app::run(config, listener, shutdown).await
+                loyalty_agent::app::run_with(config, listener, shutdown, options).await
             })?;
+            drop(lock);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rebase {
+            config,
+            reason,
+            new_ledger,
+        } => {
+            let config = load(&config)?;
+            let options = loyalty_agent::ledger::OpenOptions {
+                allow_new_ledger: new_ledger,
+            };
+            let report =
+                runtime()?.block_on(loyalty_agent::rebase::rebase(&config, &reason, options))?;
+            println!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup {
+            config,
+            ledger,
+            out,
+        } => {
+            let written = loyalty_agent::ops::backup(config.as_deref(), ledger.as_deref(), out)?;
+            println!("{}", written.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo => {

@@ -27,6 +27,7 @@ pub struct Metrics {
     oldest_unsynced_seconds: Gauge,
     dead_letters: Gauge,
     hq_online: Gauge,
+    sync_blocked: Gauge,
     ledger_write_errors: Family<Labels, Counter>,
     sightings: Family<Labels, Counter>,
     sensor_up: Family<Labels, Gauge>,
@@ -102,6 +103,12 @@ impl Metrics {
             "1 when a sync round with HQ succeeded within the offline threshold",
             hq_online.clone(),
         );
+        let sync_blocked = Gauge::default();
+        registry.register(
+            "sync_blocked",
+            "1 while HQ refuses this ledger's events (ledger_conflict, seq_gap, seq_conflict) until an operator runs loyalty-agent rebase",
+            sync_blocked.clone(),
+        );
         let ledger_write_errors = Family::<Labels, Counter>::default();
         registry.register(
             "ledger_write_errors",
@@ -134,6 +141,7 @@ impl Metrics {
             oldest_unsynced_seconds,
             dead_letters,
             hq_online,
+            sync_blocked,
             ledger_write_errors,
         }
     }
@@ -183,6 +191,10 @@ impl Metrics {
 
     pub fn set_hq_online(&self, online: bool) {
         self.hq_online.set(i64::from(online));
+    }
+
+    pub fn set_sync_blocked(&self, blocked: bool) {
+        self.sync_blocked.set(i64::from(blocked));
     }
 
     pub fn ledger_write_error(&self, kind: &'static str) {

@@ -77,3 +77,33 @@ pub async fn import_members(config: &Config, file: &Path) -> anyhow::Result<Stri
         config.ledger_path().display()
     ))
 }
+
+/// `loyalty-agent backup`: a consistent copy of the ledger named directly or through a config;
+/// returns where it was written.
+pub fn backup(
+    config: Option<&Path>,
+    ledger: Option<&Path>,
+    out: Option<std::path::PathBuf>,
+) -> anyhow::Result<std::path::PathBuf> {
+    let ledger = match (config, ledger) {
+        (_, Some(l)) => l.to_owned(),
+        (Some(c), None) => Config::load(c)
+            .with_context(|| format!("reading {}", c.display()))?
+            .ledger_path(),
+        (None, None) => anyhow::bail!("give --config or --ledger"),
+    };
+    if !ledger.is_file() {
+        anyhow::bail!("{} does not exist: nothing to back up", ledger.display());
+    }
+    let out = out.unwrap_or_else(|| {
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+        ledger
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("backups")
+            .join(format!("ledger-{stamp}.db"))
+    });
+    crate::ledger::backup::backup(&ledger, &out)
+        .with_context(|| format!("backing up {}", ledger.display()))?;
+    Ok(out)
+}

@@ -21,6 +21,7 @@ async fn start_hq(dir: &Path) -> (String, CancellationToken) {
         max_batch_events: 5000,
         max_body_bytes: 1 << 20,
         allowance: Default::default(),
+        plausibility: Default::default(),
     };
     let stop = CancellationToken::new();
     let s = stop.clone();

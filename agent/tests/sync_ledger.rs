@@ -51,6 +51,7 @@ struct ModelHq {
     events: BTreeMap<String, (String, i64)>,
     watermark: i64,
     elsewhere: BTreeMap<String, i64>,
+    ledger_id: Option<String>,
 }
 
 impl ModelHq {
@@ -86,6 +87,7 @@ impl ModelHq {
             has_more: false,
             hq_time: Utc::now().to_rfc3339(),
             watermark: self.watermark,
+            ledger_id: self.ledger_id.clone(),
         }
     }
 }
@@ -110,7 +112,10 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         )
         .await
         .unwrap();
-    let mut hq = ModelHq::default();
+    let mut hq = ModelHq {
+        ledger_id: Some(ledger.readers().identity().unwrap().0),
+        ..ModelHq::default()
+    };
     let mut local: BTreeMap<&str, i64> = BTreeMap::new();
     let mut elsewhere_at_pull: BTreeMap<&str, i64> = BTreeMap::new();
     let mut receipts = 0;
@@ -148,17 +153,17 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::Push { n, answer_lost } => {
-                let events = ledger.readers().unsynced(n).unwrap();
+                let events = ledger.readers().unsynced(n).unwrap().events;
                 for e in &events {
                     hq.events
                         .entry(e.event_id.clone())
                         .or_insert((e.account.clone().unwrap_or_default(), e.points));
                     hq.watermark = hq.watermark.max(e.seq);
                 }
-                if !answer_lost && !events.is_empty() {
+                if let Some(last) = events.last().filter(|_| !answer_lost) {
                     ledger
                         .push_acked(PushAck {
-                            watermark: hq.watermark,
+                            watermark: hq.watermark.min(last.seq),
                             rejected: vec![],
                             skew_ms: Some(0),
                             at: Utc::now().to_rfc3339(),
@@ -189,10 +194,10 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     }
     // Heal: push everything, pull once; HQ holds each event once and both sides agree.
     loop {
-        let events = ledger.readers().unsynced(100).unwrap();
-        if events.is_empty() {
+        let events = ledger.readers().unsynced(100).unwrap().events;
+        let Some(last) = events.last().map(|e| e.seq) else {
             break;
-        }
+        };
         for e in &events {
             hq.events
                 .entry(e.event_id.clone())
@@ -201,7 +206,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
         ledger
             .push_acked(PushAck {
-                watermark: hq.watermark,
+                watermark: hq.watermark.min(last),
                 rejected: vec![],
                 skew_ms: None,
                 at: Utc::now().to_rfc3339(),
@@ -237,4 +242,116 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(run(ops))?;
     }
+}
+
+/// The hole a restored backup or a forged push opened: HQ's watermark ahead of this store's
+/// log. A pull must never mark events acknowledged, whatever watermark it carries, and a push
+/// answer only the events that push sent; the balance is still counted once.
+#[tokio::test]
+async fn a_watermark_ahead_of_the_log_acknowledges_nothing_it_was_not_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _writer) =
+        Ledger::open(&dir.path().join("ledger.db"), Arc::new(Rules::default())).unwrap();
+    ledger
+        .import_members(vec![MemberRecord {
+            member_id: "m1".into(),
+            tier: None,
+            segments: vec![],
+            cards: vec![],
+            qr_public_key: None,
+            proximity_key: None,
+        }])
+        .await
+        .unwrap();
+    let sale = |n: u32| SaleRequest {
+        lane: "1".into(),
+        receipt_id: format!("r{n}"),
+        total_cents: 1000,
+        identity: Some(Identity::Member("m1".into())),
+        at: Utc::now(),
+    };
+    for n in 0..3 {
+        ledger.sale(sale(n)).await.unwrap();
+    }
+    let sent = ledger.readers().unsynced(2).unwrap();
+    assert_eq!(sent.after_seq, 0);
+    assert_eq!(sent.events.len(), 2);
+    // Two more sales land while the push is in flight.
+    for n in 3..5 {
+        ledger.sale(sale(n)).await.unwrap();
+    }
+    let forged = 1_000_000_000_000;
+    let hq_id = ledger.readers().identity().unwrap().0;
+    let page = |watermark: i64, ledger_id: Option<String>| ChangesPage {
+        protocol: PROTOCOL_VERSION,
+        changes: vec![],
+        next_cursor: "c".into(),
+        has_more: false,
+        hq_time: Utc::now().to_rfc3339(),
+        watermark,
+        ledger_id,
+    };
+    ledger
+        .changes_pulled(
+            page(forged, Some(hq_id.clone())),
+            None,
+            Utc::now().to_rfc3339(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger.readers().sync_status().unwrap().depth,
+        5,
+        "a pull acknowledged events"
+    );
+    let last_sent = sent.events.last().unwrap().seq;
+    ledger
+        .push_acked(PushAck {
+            watermark: forged.min(last_sent),
+            rejected: vec![],
+            skew_ms: None,
+            at: Utc::now().to_rfc3339(),
+        })
+        .await
+        .unwrap();
+    let status = ledger.readers().sync_status().unwrap();
+    assert_eq!(status.acked_seq, 2);
+    assert_eq!(
+        status.depth, 3,
+        "the three sales HQ was not sent are still queued"
+    );
+    let queued: Vec<String> = ledger
+        .readers()
+        .unsynced(10)
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.idempotency_key.clone())
+        .collect();
+    assert_eq!(queued, ["sale:r2", "sale:r3", "sale:r4"]);
+    // HQ's balance (two sales of 10 points counted at watermark 2) plus the three pending:
+    // counted once, and the pending ones stay pending.
+    ledger
+        .changes_pulled(
+            ChangesPage {
+                changes: vec![Change::Member(HqMember {
+                    member_id: "m1".into(),
+                    tier: None,
+                    segments: vec![],
+                    cards: vec![],
+                    qr_public_key: None,
+                    proximity_key: None,
+                    balance: 20,
+                    balance_watermark: 2,
+                    offline_allowance: 0,
+                })],
+                ..page(2, Some(hq_id))
+            },
+            None,
+            Utc::now().to_rfc3339(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ledger.readers().balance("m1").unwrap(), 50);
+    assert_eq!(ledger.readers().sync_status().unwrap().depth, 3);
 }

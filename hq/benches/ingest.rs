@@ -60,6 +60,8 @@ fn batch_body(first_seq: i64, n: usize, members: usize) -> Vec<u8> {
     let batch = EventBatch {
         protocol: PROTOCOL_VERSION,
         store_id: "s1".into(),
+        ledger_id: "bench-ledger".into(),
+        after_seq: first_seq - 1,
         events,
     };
     serde_json::to_vec(&batch).expect("a batch serializes")

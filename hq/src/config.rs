@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::allowance::AllowancePolicy;
+use crate::store::plausibility::Plausibility;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7500";
 pub const DEFAULT_MAX_BATCH_EVENTS: usize = 5_000;
@@ -23,6 +24,7 @@ pub struct RawConfig {
     pub max_batch_events: Option<usize>,
     pub max_body_bytes: Option<usize>,
     pub allowance: Option<AllowancePolicy>,
+    pub plausibility: Option<Plausibility>,
 }
 
 /// Settings HQ runs with; every field already checked.
@@ -34,6 +36,7 @@ pub struct Settings {
     pub max_batch_events: usize,
     pub max_body_bytes: usize,
     pub allowance: AllowancePolicy,
+    pub plausibility: Plausibility,
 }
 
 /// Every problem found, one per line.
@@ -108,6 +111,8 @@ impl RawConfig {
         if allowance.cap < 0 {
             problems.push(format!("allowance.cap: {} is negative", allowance.cap));
         }
+        let plausibility = self.plausibility.unwrap_or_default();
+        problems.extend(plausibility.problems());
         match (listen, admin_token) {
             (Ok(listen), Some(admin_token)) if problems.is_empty() => Ok(Settings {
                 listen,
@@ -116,6 +121,7 @@ impl RawConfig {
                 max_batch_events,
                 max_body_bytes,
                 allowance,
+                plausibility,
             }),
             _ => Err(ConfigError(problems)),
         }

@@ -41,9 +41,12 @@ pub async fn serve(
 ) -> Result<(), HqError> {
     let db = settings.db.clone();
     let allowance = settings.allowance;
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db, allowance))
-        .await
-        .map_err(std::io::Error::other)??;
+    let plausibility = settings.plausibility;
+    let store = tokio::task::spawn_blocking(move || {
+        SqliteStore::open(&db, allowance).map(|s| s.with_plausibility(plausibility))
+    })
+    .await
+    .map_err(std::io::Error::other)??;
     let state = http::AppState {
         store: Arc::new(store),
         admin_token: settings.admin_token,

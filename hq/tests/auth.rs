@@ -10,6 +10,8 @@ fn batch(store: &str, events: Vec<loyalty_protocol::Event>) -> serde_json::Value
     serde_json::to_value(EventBatch {
         protocol: PROTOCOL_VERSION,
         store_id: store.into(),
+        ledger_id: ledger_of(store),
+        after_seq: events.first().map_or(0, |e| e.seq - 1),
         events,
     })
     .unwrap()

@@ -62,9 +62,9 @@ async fn later_gift_arriving_first_is_flagged_when_the_earlier_arrives() {
 
     // A third, later still, is flagged against the kept one; a re-push changes nothing.
     let third = gift("s1", 2, "m1", "welcome", &at(30));
-    let c = hq.push("s1", &t1, &[third, earlier]).await;
-    assert_eq!(c.outcomes[0].flags, vec!["duplicate_gift"]);
-    assert_eq!(c.outcomes[1].status, OutcomeStatus::Duplicate);
+    let c = hq.push("s1", &t1, &[earlier, third]).await;
+    assert_eq!(c.outcomes[0].status, OutcomeStatus::Duplicate);
+    assert_eq!(c.outcomes[1].flags, vec!["duplicate_gift"]);
     assert_eq!(duplicate_flags(&hq).await.len(), 2);
 }
 

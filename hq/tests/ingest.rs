@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use loyalty_protocol::{OutcomeStatus, PROTOCOL_HEADER};
+use loyalty_protocol::{OutcomeStatus, PROTOCOL_HEADER, PROTOCOL_VERSION};
 use serde_json::json;
 
 fn flags_named<'a>(rec: &'a serde_json::Value, flag: &str) -> Vec<&'a serde_json::Value> {
@@ -118,7 +118,7 @@ async fn malformed_events_are_rejected_alone_and_recorded() {
     no_receipt.payload = json!({"total_cents": 1000});
     let broken = json!({"event_id": "broken-1", "store_id": "s1", "seq": 5, "kind": "sale", "points": "ten"});
     let body = json!({
-        "protocol": 1, "store_id": "s1",
+        "protocol": PROTOCOL_VERSION, "store_id": "s1", "ledger_id": ledger_of("s1"), "after_seq": 0,
         "events": [good, negative, unknown, no_receipt, broken],
     });
     let (status, body) = hq.push_raw("s1", Some(&t), body).await;
@@ -152,7 +152,7 @@ async fn too_many_events_is_413_with_a_message() {
     let events: Vec<_> = (1..=4)
         .map(|i| sale("s1", i, "m1", 1, &format!("r{i}")))
         .collect();
-    let body = json!({"protocol": 1, "store_id": "s1", "events": events});
+    let body = json!({"protocol": PROTOCOL_VERSION, "store_id": "s1", "ledger_id": ledger_of("s1"), "after_seq": 0, "events": events});
     let (status, body) = hq.push_raw("s1", Some(&t), body).await;
     assert_eq!(status, 413);
     assert_eq!(body["error"], "batch_too_large");
@@ -166,7 +166,7 @@ async fn a_body_over_the_limit_is_413_json() {
     let events: Vec<_> = (1..=40)
         .map(|i| sale("s1", i, "m1", 1, &format!("r{i}")))
         .collect();
-    let body = json!({"protocol": 1, "store_id": "s1", "events": events});
+    let body = json!({"protocol": PROTOCOL_VERSION, "store_id": "s1", "ledger_id": ledger_of("s1"), "after_seq": 0, "events": events});
     let (status, body) = hq.push_raw("s1", Some(&t), body).await;
     assert_eq!(status, 413);
     assert_eq!(body["error"], "body_too_large");
@@ -176,24 +176,24 @@ async fn a_body_over_the_limit_is_413_json() {
 async fn a_protocol_mismatch_is_400_naming_both_versions() {
     let hq = Hq::start().await;
     let t = hq.add_store("s1").await;
-    let body = json!({"protocol": 2, "store_id": "s1", "events": [{"something": "new"}]});
+    let body = json!({"protocol": 3, "store_id": "s1", "events": [{"something": "new"}]});
     let (status, body) = hq.push_raw("s1", Some(&t), body).await;
     assert_eq!(status, 400);
     assert_eq!(
         body,
-        json!({"error": "protocol_version", "message": "agent speaks 2, HQ speaks 1"})
+        json!({"error": "protocol_version", "message": "agent speaks 3, HQ speaks 2"})
     );
 
     let r = hq
         .http
         .get(format!("{}/v1/stores/s1/changes", hq.url))
-        .header(PROTOCOL_HEADER, "2")
+        .header(PROTOCOL_HEADER, "3")
         .bearer_auth(&t)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(r.headers()[PROTOCOL_HEADER], "1");
+    assert_eq!(r.headers()[PROTOCOL_HEADER], "2");
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "protocol_version");
 }
@@ -202,7 +202,7 @@ async fn a_protocol_mismatch_is_400_naming_both_versions() {
 async fn garbage_bodies_are_400_not_500() {
     let hq = Hq::start().await;
     let t = hq.add_store("s1").await;
-    for body in ["", "not json", "[]", "{\"protocol\": 1}"] {
+    for body in ["", "not json", "[]", "{\"protocol\": 2}"] {
         let r = hq
             .http
             .post(format!("{}/v1/stores/s1/events", hq.url))

@@ -1,5 +1,7 @@
 //! Property: however batches are split, repeated and interleaved between stores, HQ ends with
-//! the balances of applying each event once, and flags the same duplicate gifts.
+//! the balances of applying each event once, and flags the same duplicate gifts. A batch that
+//! does not follow on from what HQ holds of its store's ledger is refused whole, changing
+//! nothing.
 
 mod common;
 
@@ -7,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::{at, event_id};
 use loyalty_hq::allowance::AllowancePolicy;
-use loyalty_hq::store::{Incoming, MemberInput, SqliteStore, Store};
+use loyalty_hq::store::{Incoming, MemberInput, Push, SqliteStore, Store, StoreError};
 use loyalty_protocol::{Event, EventKind};
 use proptest::prelude::*;
 use serde_json::json;
@@ -126,27 +128,45 @@ proptest! {
             store.put_member(m, &MemberInput { cards, ..MemberInput::default() }).unwrap();
         }
 
-        // Each store's events in chunks, some chunks pushed again (whole or a tail: a retry
-        // after a lost answer), all in a random order across stores.
-        let mut batches: Vec<(usize, Vec<Event>)> = Vec::new();
-        for (si, s) in STORES.iter().enumerate() {
-            let mine: Vec<Event> = events.iter().filter(|e| e.store_id == *s).cloned().collect();
-            for c in mine.chunks(chunk) {
-                batches.push((si, c.to_vec()));
-            }
+        // Each store's events in chunks, pushed in its own order; the stores interleaved at
+        // random; some chunks pushed again later (whole or a tail: a retry after a lost answer);
+        // some pushed too early (a gap), which HQ must refuse.
+        let mut queues: Vec<Vec<Vec<Event>>> = STORES
+            .iter()
+            .map(|s| {
+                let mine: Vec<Event> = events.iter().filter(|e| e.store_id == *s).cloned().collect();
+                mine.chunks(chunk).map(<[Event]>::to_vec).collect()
+            })
+            .collect();
+        for q in &mut queues {
+            q.reverse();
         }
-        let base = batches.len();
-        for (pick, skip) in &repeats {
-            let (si, b) = batches[pick.index(base)].clone();
-            let tail: Vec<Event> = b.into_iter().skip(*skip).collect();
-            if !tail.is_empty() {
-                batches.push((si, tail));
+        let mut order: Vec<usize> = queues.iter().enumerate().flat_map(|(si, q)| vec![si; q.len()]).collect();
+        shuffle(&mut order, seed);
+        let push = |si: usize, batch: &[Event]| {
+            let after_seq = batch.first().map_or(0, |e| e.seq - 1);
+            let events = batch.iter().cloned().map(Incoming::Valid).collect();
+            store.ingest(STORES[si], Push { ledger_id: format!("ledger-{si}"), after_seq, events })
+        };
+        let mut pushed: Vec<(usize, Vec<Event>)> = Vec::new();
+        let mut repeats = repeats.into_iter();
+        for si in order {
+            if let Some(early) = queues[si].len().checked_sub(2).map(|i| queues[si][i].clone()) {
+                let before = store.account_balances().unwrap();
+                let refused = push(si, &early);
+                prop_assert!(matches!(refused, Err(StoreError::SeqGap(_))), "{:?}", refused.map(|r| r.watermark));
+                prop_assert_eq!(store.account_balances().unwrap(), before);
             }
-        }
-        shuffle(&mut batches, seed);
-        for (si, batch) in batches {
-            let incoming = batch.into_iter().map(Incoming::Valid).collect();
-            store.ingest(STORES[si], incoming).unwrap();
+            let Some(batch) = queues[si].pop() else { continue };
+            push(si, &batch).unwrap();
+            pushed.push((si, batch));
+            if let Some((pick, skip)) = repeats.next() {
+                let (sj, b) = pushed[pick.index(pushed.len())].clone();
+                let tail: Vec<Event> = b.into_iter().skip(skip).collect();
+                if !tail.is_empty() {
+                    push(sj, &tail).unwrap();
+                }
+            }
         }
 
         let mut expected: BTreeMap<String, i64> = BTreeMap::new();

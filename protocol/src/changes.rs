@@ -17,6 +17,10 @@ pub struct ChangesPage {
     pub hq_time: String,
     /// This store's watermark at the time of the page (same database snapshot as the balances).
     pub watermark: i64,
+    /// The ledger that watermark counts: an agent whose ledger is another one must not read its
+    /// own events into it.
+    #[serde(default)]
+    pub ledger_id: Option<String>,
 }
 
 /// One entity's current state, tagged by `"type"`.

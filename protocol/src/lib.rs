@@ -9,17 +9,26 @@
 //! - Every request and answer carries [`PROTOCOL_VERSION`], in the [`PROTOCOL_HEADER`] header
 //!   and in the body; [`check_version`] turns a mismatch into a [`VersionMismatch`].
 //! - Errors are answered as an [`ErrorBody`].
+//! - [`ledger`]: which ledger a store's events come from, and the re-base that changes it.
+//! - [`bounds`]: the most points an event may move and a balance may hold, on both sides.
+//! - [`card`]: the one canonical text of a card number, for the scanner, imports and HQ.
 
+pub mod bounds;
+pub mod card;
 mod changes;
 mod error_body;
 mod event;
+pub mod ledger;
 mod push;
 mod validate;
 mod version;
 
+pub use bounds::{MAX_BALANCE, MAX_EVENT_POINTS};
+pub use card::{canonical_card, CardError};
 pub use changes::{CampaignRecord, Change, ChangesPage, GiftRedeemedElsewhere, MemberRecord};
 pub use error_body::ErrorBody;
 pub use event::{card_account, Event, EventKind, CARD_ACCOUNT_PREFIX};
+pub use ledger::{LedgerBinding, LedgerState, LEDGER_CONFLICT, SEQ_CONFLICT, SEQ_GAP};
 pub use push::{EventBatch, EventOutcome, OutcomeStatus, PushResponse};
 pub use validate::InvalidEvent;
 pub use version::{check_version, VersionMismatch, PROTOCOL_HEADER, PROTOCOL_VERSION};

@@ -4,11 +4,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::Event;
 
-/// Body of `POST /v1/stores/{store}/events`. Events in store `seq` order.
+/// Body of `POST /v1/stores/{store}/events`: the events of one ledger that follow `after_seq`,
+/// in `seq` order with none left out (`after_seq + 1`, `after_seq + 2`, ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventBatch {
     pub protocol: u32,
     pub store_id: String,
+    /// The identity of the ledger the events come from (see [`crate::ledger`]).
+    pub ledger_id: String,
+    /// The last `seq` the agent knows HQ holds: the first event of the batch is `after_seq + 1`.
+    pub after_seq: i64,
     pub events: Vec<Event>,
 }
 
@@ -17,8 +22,8 @@ pub struct EventBatch {
 pub struct PushResponse {
     pub protocol: u32,
     pub outcomes: Vec<EventOutcome>,
-    /// The highest store `seq` HQ has processed for this store (accepted, duplicate or
-    /// rejected). The agent pushes in `seq` order, so everything up to it is settled at HQ.
+    /// The last `seq` HQ holds from this store's ledger (accepted, duplicate or rejected); every
+    /// event up to it is settled at HQ. The agent acknowledges only what it sent, never more.
     pub watermark: i64,
     /// HQ's clock (RFC 3339 UTC, millis), for the agent's skew estimate.
     pub hq_time: String,

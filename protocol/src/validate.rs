@@ -35,6 +35,8 @@ pub enum InvalidEvent {
     },
     #[error("payload of a redemption needs points or gift_id")]
     RedemptionWithoutTarget,
+    #[error(transparent)]
+    OutOfBounds(#[from] crate::bounds::OutOfBounds),
 }
 
 enum Ty {
@@ -77,6 +79,7 @@ impl Event {
         if !is_utc_millis(&self.recorded_at) {
             return Err(InvalidEvent::BadTime(self.recorded_at.clone()));
         }
+        crate::bounds::check_event_points(self.points)?;
         if self.points != 0 && self.account.as_deref().is_none_or(str::is_empty) {
             return Err(InvalidEvent::NoAccount);
         }

@@ -2,7 +2,8 @@
 
 /// The version of the sync protocol this build speaks. Bump it on any incompatible change to
 /// the types of this crate; both ends refuse to talk across versions rather than guess.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: pushes name their ledger and the `seq` they follow on (`ledger_id`, `after_seq`).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// HTTP header carrying [`PROTOCOL_VERSION`] on every sync request and answer.
 pub const PROTOCOL_HEADER: &str = "x-loyalty-protocol";

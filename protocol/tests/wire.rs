@@ -24,11 +24,15 @@ fn batch_round_trips_and_kind_is_a_plain_string() {
     let batch = EventBatch {
         protocol: PROTOCOL_VERSION,
         store_id: "store-042".into(),
+        ledger_id: "0f3c9a".into(),
+        after_seq: 6,
         events: vec![sale()],
     };
     let text = serde_json::to_value(&batch).unwrap();
     assert_eq!(text["events"][0]["kind"], "sale");
-    assert_eq!(text["protocol"], 1);
+    assert_eq!(text["protocol"], 2);
+    assert_eq!(text["ledger_id"], "0f3c9a");
+    assert_eq!(text["after_seq"], 6);
     let back: EventBatch = serde_json::from_value(text).unwrap();
     assert_eq!(back, batch);
 }
@@ -144,6 +148,7 @@ fn outcomes_are_flat_objects_tagged_by_status() {
 fn changes_page_round_trips_with_type_tags() {
     let page = ChangesPage {
         protocol: PROTOCOL_VERSION,
+        ledger_id: Some("0f3c9a".into()),
         changes: vec![
             Change::Member(MemberRecord {
                 member_id: "m-1".into(),

@@ -39,10 +39,10 @@ impl From<LedgerError> for ApiError {
     fn from(e: LedgerError) -> Self {
         match e {
             LedgerError::Refused { code, message } => {
-                let status = if code == "unknown_receipt" {
-                    StatusCode::NOT_FOUND
-                } else {
-                    StatusCode::CONFLICT
+                let status = match code {
+                    "unknown_receipt" => StatusCode::NOT_FOUND,
+                    "points_out_of_bounds" => StatusCode::UNPROCESSABLE_ENTITY,
+                    _ => StatusCode::CONFLICT,
                 };
                 ApiError::new(status, code, message)
             }

@@ -351,10 +351,17 @@ pub async fn member(State(state): State<AppState>, Path(member_id): Path<String>
 
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let readers = state.ledger.readers().clone();
-    let status = tokio::task::spawn_blocking(move || readers.sync_status()).await;
+    let status = tokio::task::spawn_blocking(move || {
+        Ok::<_, rusqlite::Error>((readers.sync_status()?, readers.identity()?))
+    })
+    .await;
     let (ledger, queue) = match status {
-        Ok(Ok(s)) => (
-            json!({"state": "ok", "outbox": {"depth": s.depth, "oldest_age_seconds": s.oldest_age_seconds}}),
+        // The file passed SQLite's integrity check when the agent started (it refuses to start
+        // otherwise); damage found since shows as an error here.
+        Ok(Ok((s, (ledger_id, rebased)))) => (
+            json!({"state": "ok", "integrity": "ok", "ledger_id": ledger_id,
+                   "rebased_from": rebased.map(|(from, at)| json!({"ledger_id": from, "at": at})),
+                   "outbox": {"depth": s.depth, "oldest_age_seconds": s.oldest_age_seconds}}),
             Some(s),
         ),
         Ok(Err(e)) => (json!({"state": "error", "error": e.to_string()}), None),
@@ -412,6 +419,7 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
         json!({"state": if sensors_good { "ok" } else { "degraded" }, "sensors": nodes, "bluetooth": adapters, "tracking": tracking})
     };
     let all_good = ledger["state"] == "ok"
+        && hq["state"] != "blocked"
         && state.scanners.values().all(|h| h.is_connected())
         && sensors_good;
     Json(json!({
@@ -442,6 +450,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     }
     if let Some(sync) = &state.sync {
         state.metrics.set_hq_online(!sync.is_offline());
+        state.metrics.set_sync_blocked(sync.blocked().is_some());
     }
     (
         [(

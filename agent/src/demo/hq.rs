@@ -36,6 +36,7 @@ impl DemoHq {
             max_batch_events: loyalty_hq::config::DEFAULT_MAX_BATCH_EVENTS,
             max_body_bytes: loyalty_hq::config::DEFAULT_MAX_BODY_BYTES,
             allowance: Default::default(),
+            plausibility: Default::default(),
         };
         let stop = CancellationToken::new();
         let shutdown = stop.clone();

@@ -3,6 +3,7 @@
 use super::LedgerError;
 use crate::engine::{self, MemberProfile, Rules, SaleRecord};
 use chrono::{DateTime, SecondsFormat, Utc};
+use loyalty_protocol::bounds;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -102,7 +103,7 @@ pub(super) fn profile(tx: &Connection, member_id: &str) -> rusqlite::Result<Opti
         .optional()
 }
 
-fn balance(tx: &Connection, account: &str) -> rusqlite::Result<i64> {
+pub(super) fn balance(tx: &Connection, account: &str) -> rusqlite::Result<i64> {
     Ok(tx
         .prepare_cached("SELECT points FROM balances WHERE account = ?1")?
         .query_row([account], |r| r.get(0))
@@ -208,6 +209,16 @@ pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
     let (points, rule_version, balance_after) = match account {
         Some(account) => {
             let earning = engine::earn(rules, profile.as_ref(), r.total_cents, r.at);
+            // Checked before anything is written: an out-of-bounds credit would poison this
+            // member's balance here and at HQ (protocol::bounds).
+            if let Err(why) = bounds::add_to_balance(balance(tx, account)?, earning.points) {
+                return Ok(Err(LedgerError::refused(
+                    "points_out_of_bounds",
+                    format!(
+                        "{why}; nothing was recorded: check the sale total and the points rules"
+                    ),
+                )));
+            }
             let b = add_points(tx, account, earning.points, Some(&at))?;
             (earning.points, Some(earning.rule_version), Some(b))
         }

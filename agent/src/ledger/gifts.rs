@@ -12,7 +12,7 @@ use crate::engine::Rules;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
-use tracing::debug;
+use tracing::{debug, warn};
 
 #[derive(Debug, Clone)]
 pub struct PresenceRequest {
@@ -124,6 +124,13 @@ pub(super) fn presence(tx: &Connection, rules: &Rules, r: &PresenceRequest) -> A
                 continue;
             }
         };
+        if let Err(why) = loyalty_protocol::bounds::add_to_balance(
+            commands::balance(tx, &r.member_id)?,
+            campaign.points,
+        ) {
+            warn!(member = %r.member_id, campaign = %campaign.id, reason = %why, "Gift not issued: its points would leave the bounds.");
+            continue;
+        }
         let gift_id = uuid::Uuid::now_v7().to_string();
         let expires_at = commands::ts(grant.expires_at);
         let gift = json!({

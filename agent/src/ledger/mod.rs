@@ -16,10 +16,13 @@
 //!   rolled back, every caller gets [`LedgerError::Unavailable`], nothing acknowledged is lost,
 //!   and the next batch tries again.
 
+pub mod backup;
 mod checkpoint;
 mod commands;
 mod gifts;
+pub mod identity;
 mod read;
+pub mod rebase;
 pub mod schema;
 mod sync;
 mod writer;
@@ -28,7 +31,8 @@ pub use commands::{
     card_account, Identity, MemberRecord, RedeemRequest, RefundRequest, SaleRequest,
 };
 pub use gifts::{GiftRedeemRequest, PresenceRequest};
-pub use read::{MemberView, Readers, SyncStatus, UnsyncedEvent};
+pub use identity::OpenOptions;
+pub use read::{MemberView, Outbox, Readers, SyncStatus, UnsyncedEvent};
 pub use sync::PushAck;
 pub use writer::MAX_BATCH;
 
@@ -98,6 +102,16 @@ pub struct Ledger {
     readers: Readers,
 }
 
+/// The writer's connection without the writer thread, for operator commands that run while the
+/// agent is stopped (they hold the data dir's lock): opened, checked and migrated exactly as the
+/// agent opens it. Returns it with the ledger's id.
+pub fn writer_connection(
+    path: &Path,
+    options: OpenOptions,
+) -> anyhow::Result<(rusqlite::Connection, String)> {
+    writer::open_writer(path, options)
+}
+
 impl Ledger {
     /// Opens (creating and migrating) `path` and starts the writer thread. The thread stops when
     /// every handle is dropped, after committing what was queued.
@@ -105,10 +119,21 @@ impl Ledger {
         path: &Path,
         rules: Arc<Rules>,
     ) -> Result<(Ledger, std::thread::JoinHandle<()>), LedgerError> {
-        let conn = writer::open_writer(path).map_err(|e| LedgerError::Open {
-            path: path.to_owned(),
-            message: format!("{e:#}"),
-        })?;
+        Self::open_with(path, rules, OpenOptions::default())
+    }
+
+    /// [`Ledger::open`] with what the operator allows (a new ledger where one was held).
+    pub fn open_with(
+        path: &Path,
+        rules: Arc<Rules>,
+        options: OpenOptions,
+    ) -> Result<(Ledger, std::thread::JoinHandle<()>), LedgerError> {
+        let (conn, ledger_id) =
+            writer::open_writer(path, options).map_err(|e| LedgerError::Open {
+                path: path.to_owned(),
+                message: format!("{e:#}"),
+            })?;
+        tracing::info!(ledger = %path.display(), ledger_id = %ledger_id, "Ledger open.");
         let (tx, rx) = mpsc::channel(4096);
         let stop_checkpoints = Arc::new(std::sync::atomic::AtomicBool::new(false));
         checkpoint::spawn(path, stop_checkpoints.clone()).map_err(|e| LedgerError::Open {

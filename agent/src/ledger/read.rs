@@ -43,6 +43,14 @@ pub struct SyncStatus {
     pub cursor: String,
 }
 
+/// What the next push sends: the events of `ledger_id` following `after_seq`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outbox {
+    pub ledger_id: String,
+    pub after_seq: i64,
+    pub events: Vec<UnsyncedEvent>,
+}
+
 /// An event as it is pushed to HQ.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnsyncedEvent {
@@ -216,14 +224,22 @@ impl Readers {
         })
     }
 
-    /// Up to `limit` events after the acknowledged watermark, in seq order.
-    pub fn unsynced(&self, limit: usize) -> rusqlite::Result<Vec<UnsyncedEvent>> {
+    /// Up to `limit` events after the acknowledged watermark, in seq order, with the ledger's id
+    /// and that watermark, read in one snapshot: what the next push sends.
+    pub fn unsynced(&self, limit: usize) -> rusqlite::Result<Outbox> {
         self.with(|c| {
-            let mut stmt = c.prepare_cached(
+            let tx = c.unchecked_transaction()?;
+            let (ledger_id, after_seq): (String, i64) = tx
+                .prepare_cached(
+                    "SELECT (SELECT ledger_id FROM ledger_meta WHERE id = 1), acked_seq
+                     FROM sync_state WHERE id = 1",
+                )?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let mut stmt = tx.prepare_cached(
                 "SELECT seq, event_id, idempotency_key, kind, account, lane, points, payload, rule_version, recorded_at
-                 FROM events WHERE seq > (SELECT acked_seq FROM sync_state WHERE id = 1) ORDER BY seq LIMIT ?1",
+                 FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
-            let rows = stmt.query_map([limit as i64], |r| {
+            let rows = stmt.query_map(rusqlite::params![after_seq, limit as i64], |r| {
                 Ok(UnsyncedEvent {
                     seq: r.get(0)?,
                     event_id: r.get(1)?,
@@ -237,7 +253,31 @@ impl Readers {
                     recorded_at: r.get(9)?,
                 })
             })?;
-            rows.collect()
+            let events = rows.collect::<rusqlite::Result<_>>()?;
+            Ok(Outbox {
+                ledger_id,
+                after_seq,
+                events,
+            })
+        })
+    }
+
+    /// HQ's clock minus this box's, as last measured (0 before any contact).
+    pub fn skew_ms(&self) -> rusqlite::Result<i64> {
+        self.with(|c| {
+            c.prepare_cached("SELECT skew_ms FROM sync_state WHERE id = 1")?
+                .query_row([], |r| r.get::<_, Option<i64>>(0))
+                .map(|s| s.unwrap_or(0))
+        })
+    }
+
+    /// This ledger's id and the re-base it last went through.
+    pub fn identity(&self) -> rusqlite::Result<(String, Option<(String, String)>)> {
+        self.with(|c| {
+            Ok((
+                super::identity::ledger_id(c)?,
+                super::identity::rebased_from(c)?,
+            ))
         })
     }
 

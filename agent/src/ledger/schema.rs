@@ -162,6 +162,30 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE presence ADD COLUMN seen_before_visit TEXT;
     "#,
+    // 6: the ledger's identity (see ledger::identity), random at creation, and the record of
+    // every re-base (`loyalty-agent rebase`): HQ takes a store's events from one ledger id, in
+    // seq order.
+    r#"
+    CREATE TABLE ledger_meta (
+        id                 INTEGER PRIMARY KEY CHECK (id = 1),
+        ledger_id          TEXT NOT NULL,
+        created_at         TEXT NOT NULL,
+        previous_ledger_id TEXT,
+        rebased_at         TEXT
+    );
+    INSERT INTO ledger_meta (id, ledger_id, created_at)
+        VALUES (1, lower(hex(randomblob(16))), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+    CREATE TABLE rebases (
+        id                 INTEGER PRIMARY KEY,
+        ledger_id          TEXT NOT NULL,
+        previous_ledger_id TEXT NOT NULL,
+        after_seq          INTEGER NOT NULL,
+        hq_ledger_id       TEXT,
+        hq_watermark       INTEGER NOT NULL,
+        reason             TEXT NOT NULL,
+        rebased_at         TEXT NOT NULL
+    );
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]

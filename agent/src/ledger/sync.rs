@@ -3,14 +3,19 @@
 //! and the commit only means the same page or batch is fetched or pushed again (HQ and this
 //! code are both idempotent).
 //!
+//! Acknowledgement: only a push's answer moves `sync_state.acked_seq`, and only over events that
+//! push sent. A pulled page's watermark never does: it may count events this agent never sent
+//! (another ledger pushing for this store, a forged push), and trusting it once lost sales that
+//! were recorded but never pushed.
+//!
 //! Balances: the `points` column is the balance this store shows. A pull sets it to HQ's
 //! balance at this store's watermark plus the local events HQ had not yet counted (the
-//! `pending_*` counters, events after `sync_state.acked_seq`); every local event adds to it as
-//! it happens. So an event is counted once whether the next pull comes before or after HQ
-//! acknowledges it.
+//! `pending_*` counters, events after `sync_state.acked_seq`, less those HQ already counted when
+//! its page is ahead of our acknowledgement); every local event adds to it as it happens. So an
+//! event is counted once whether the next pull comes before or after HQ acknowledges it.
 
 use super::commands::Applied;
-use loyalty_protocol::{Change, ChangesPage, MemberRecord as HqMember};
+use loyalty_protocol::{bounds, Change, ChangesPage, MemberRecord as HqMember, MAX_BALANCE};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
@@ -76,17 +81,24 @@ pub(super) fn changes_pulled(
     skew_ms: Option<i64>,
     at: &str,
 ) -> Applied {
-    // HQ's balances include this store's events up to its watermark: settle those first so the
-    // pending counters hold exactly what HQ has not counted.
-    let acked = ack_up_to(tx, page.watermark)?;
+    let acked: i64 = tx.query_row("SELECT acked_seq FROM sync_state WHERE id = 1", [], |r| {
+        r.get(0)
+    })?;
+    // HQ's watermark counts this ledger's events only when HQ takes events from this ledger.
+    let ours = page.ledger_id.as_deref() == Some(super::identity::ledger_id(tx)?.as_str());
     let mut members = 0;
+    let mut skipped = 0;
     let mut campaigns = 0;
     for change in &page.changes {
         match change {
-            Change::Member(m) => {
-                member_pulled(tx, m, acked, at)?;
-                members += 1;
-            }
+            Change::Member(m) => match member_pulled(tx, m, acked, ours, at)? {
+                Ok(()) => members += 1,
+                Err(why) => {
+                    // One poisoned record must not stop the feed for every other member.
+                    tracing::warn!(member = %m.member_id, reason = %why, "Member from HQ not applied.");
+                    skipped += 1;
+                }
+            },
             Change::Campaign(c) => {
                 tx.prepare_cached(
                     "INSERT INTO campaigns (campaign_id, version, body, deleted) VALUES (?1, ?2, ?3, ?4)
@@ -106,11 +118,25 @@ pub(super) fn changes_pulled(
     )?
     .execute(params![page.next_cursor, at, skew_ms])?;
     Ok(Ok(
-        json!({"members": members, "campaigns": campaigns, "cursor": page.next_cursor}),
+        json!({"members": members, "skipped": skipped, "campaigns": campaigns, "cursor": page.next_cursor}),
     ))
 }
 
-fn member_pulled(tx: &Connection, m: &HqMember, acked: i64, at: &str) -> rusqlite::Result<()> {
+/// Applies one member from HQ; `Ok(Err(why))` when its balance is out of bounds (nothing of it
+/// is applied).
+fn member_pulled(
+    tx: &Connection,
+    m: &HqMember,
+    acked: i64,
+    ours: bool,
+    at: &str,
+) -> rusqlite::Result<Result<(), String>> {
+    if let Err(e) = bounds::add_to_balance(m.balance, 0) {
+        return Ok(Err(e.to_string()));
+    }
+    if let Err(e) = bounds::add_to_balance(m.offline_allowance, 0) {
+        return Ok(Err(format!("offline allowance: {e}")));
+    }
     super::commands::upsert_member(
         tx,
         &super::commands::Profile {
@@ -131,7 +157,8 @@ fn member_pulled(tx: &Connection, m: &HqMember, acked: i64, at: &str) -> rusqlit
         accounts.push(super::card_account(card));
     }
     // What HQ has not counted: the pending counters (events after `acked`), plus, should HQ's
-    // snapshot predate our acknowledgement, the events in between.
+    // snapshot predate our acknowledgement, the events in between; less, should it be ahead of
+    // our acknowledgement (an answer lost on the way), the events it already counts.
     let mut uncounted = 0i64;
     for account in &accounts {
         let pending: i64 = tx
@@ -139,16 +166,29 @@ fn member_pulled(tx: &Connection, m: &HqMember, acked: i64, at: &str) -> rusqlit
             .query_row([account], |r| r.get(0))
             .optional()?
             .unwrap_or(0);
-        let between: i64 = if m.balance_watermark < acked {
+        let sum_between = |from: i64, to: i64| -> rusqlite::Result<i64> {
             tx.prepare_cached(
                 "SELECT COALESCE(SUM(points), 0) FROM events WHERE seq > ?1 AND seq <= ?2 AND account = ?3",
             )?
-            .query_row(params![m.balance_watermark, acked, account], |r| r.get(0))?
-        } else {
-            0
+            .query_row(params![from, to, account], |r| r.get(0))
         };
-        uncounted += pending + between;
+        let between = match m.balance_watermark.cmp(&acked) {
+            std::cmp::Ordering::Less => sum_between(m.balance_watermark, acked)?,
+            std::cmp::Ordering::Greater if ours => -sum_between(acked, m.balance_watermark)?,
+            _ => 0,
+        };
+        uncounted = uncounted.saturating_add(pending).saturating_add(between);
     }
+    let Some(shown) = m
+        .balance
+        .checked_add(uncounted)
+        .filter(|b| b.checked_abs().is_some_and(|b| b <= MAX_BALANCE))
+    else {
+        return Ok(Err(format!(
+            "HQ's balance {} plus {uncounted} pending here leaves the bounds of ±{MAX_BALANCE}",
+            m.balance
+        )));
+    };
     // Card accounts of a known member hold nothing of their own any more: HQ's balance and the
     // member row count their points.
     for card_account in &accounts[1..] {
@@ -159,10 +199,6 @@ fn member_pulled(tx: &Connection, m: &HqMember, acked: i64, at: &str) -> rusqlit
         "INSERT INTO balances (account, points, offline_allowance) VALUES (?1, ?2, ?3)
          ON CONFLICT(account) DO UPDATE SET points = ?2, offline_allowance = ?3",
     )?
-    .execute(params![
-        m.member_id,
-        m.balance + uncounted,
-        m.offline_allowance
-    ])?;
-    Ok(())
+    .execute(params![m.member_id, shown, m.offline_allowance])?;
+    Ok(Ok(()))
 }

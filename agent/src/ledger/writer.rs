@@ -1,6 +1,7 @@
 //! The single writer thread and its group commit.
 
 use super::commands::{self, Applied};
+use super::identity::{self, OpenOptions};
 use super::schema;
 use super::{Command, Job, LedgerError};
 use crate::engine::Rules;
@@ -14,11 +15,14 @@ use tracing::{debug, error, warn};
 /// that the first caller in a batch is not kept waiting long.
 pub const MAX_BATCH: usize = 512;
 
-pub fn open_writer(path: &Path) -> anyhow::Result<Connection> {
+/// Opens the writer's connection after [`identity::check_before_open`]; returns it with the
+/// ledger's id.
+pub fn open_writer(path: &Path, options: OpenOptions) -> anyhow::Result<(Connection, String)> {
     use anyhow::Context;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    identity::check_before_open(path, options)?;
     let mut conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
     schema::configure(&conn).context("setting pragmas")?;
     conn.pragma_update(
@@ -33,7 +37,8 @@ pub fn open_writer(path: &Path) -> anyhow::Result<Connection> {
         tracing::info!(backup = %copy.display(), "Ledger backed up before its schema is upgraded.");
     }
     schema::migrate(&mut conn).context("migrating the schema")?;
-    Ok(conn)
+    let id = identity::adopt(&conn, path, options).map_err(anyhow::Error::msg)?;
+    Ok((conn, id))
 }
 
 pub fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, mut rules: Arc<Rules>) {
@@ -62,6 +67,13 @@ pub fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, mut rules: Arc<Rul
             batch = rest;
         }
         commit_batch(&mut conn, &rules, &mut batch);
+    }
+    // A clean stop leaves everything in ledger.db itself, so a copy of that one file (an
+    // operator's backup) holds every sale; the -wal is emptied.
+    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
+        Ok(0) => debug!("Ledger checkpointed on stop."),
+        Ok(_) => warn!("A reader kept the last checkpoint from completing; ledger.db-wal still holds part of the ledger."),
+        Err(e) => warn!(error = %e, "Checkpoint on stop failed; ledger.db-wal still holds part of the ledger."),
     }
     debug!("Ledger writer stopped: every handle is gone.");
 }

@@ -13,6 +13,7 @@ use crate::config::ProximityConfig;
 use crate::engine::gifts::PresenceFact;
 use crate::ledger::{Ledger, PresenceRequest};
 use crate::metrics::Metrics;
+use crate::sync::corrected_now;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -56,12 +57,6 @@ impl TrackingHealth {
     }
 }
 
-/// HQ-corrected wall-clock time: gifts carry absolute expiries and daily limits, so a store
-/// clock that drifted must not decide them.
-fn corrected_now(skew_ms: i64) -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now() + chrono::Duration::milliseconds(skew_ms)
-}
-
 fn unix_now(skew_ms: i64) -> u64 {
     u64::try_from(corrected_now(skew_ms).timestamp()).unwrap_or(0)
 }
@@ -102,11 +97,10 @@ async fn build_resolver(ledger: &Ledger, interval: u64) -> Option<ResolverMap> {
 
 async fn skew_ms(ledger: &Ledger) -> i64 {
     let readers = ledger.readers().clone();
-    tokio::task::spawn_blocking(move || readers.sync_status())
+    tokio::task::spawn_blocking(move || readers.skew_ms())
         .await
         .ok()
         .and_then(Result::ok)
-        .and_then(|s| s.skew_ms)
         .unwrap_or(0)
 }
 

@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use loyalty_protocol::{
-    check_version, ChangesPage, ErrorBody, EventBatch, PushResponse, PROTOCOL_HEADER,
-    PROTOCOL_VERSION,
+    check_version, ChangesPage, ErrorBody, EventBatch, LedgerBinding, LedgerState, PushResponse,
+    LEDGER_CONFLICT, PROTOCOL_HEADER, PROTOCOL_VERSION, SEQ_CONFLICT, SEQ_GAP,
 };
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
@@ -35,6 +35,14 @@ pub enum HqError {
     Server { status: u16, message: String },
     #[error("HQ answered something that is not a sync answer: {0}")]
     Garbage(String),
+    /// HQ refused the push as a whole because of which ledger it comes from or where it
+    /// follows on (`loyalty_protocol::ledger`); retrying does not help until an operator
+    /// re-bases the ledger.
+    #[error("HQ refused this ledger's events ({code}): {message}")]
+    Ledger { code: String, message: String },
+    /// Reading or writing this agent's own ledger failed, not HQ.
+    #[error("the local ledger failed during sync: {0}")]
+    Local(String),
 }
 
 impl HqError {
@@ -99,6 +107,22 @@ impl HqClient {
         Ok(answer)
     }
 
+    /// The ledger HQ takes this store's events from.
+    pub async fn ledger(&self) -> Result<LedgerState, HqError> {
+        let url = format!("{}/v1/stores/{}/ledger", self.base, self.store);
+        let answer: Timed<LedgerState> = self.send(self.http.get(url)).await?;
+        check_version(answer.body.protocol).map_err(|e| HqError::Version(e.to_string()))?;
+        Ok(answer.body)
+    }
+
+    /// Re-bases this store on `binding.ledger_id` (`loyalty-agent rebase`).
+    pub async fn rebind_ledger(&self, binding: &LedgerBinding) -> Result<LedgerState, HqError> {
+        let url = format!("{}/v1/stores/{}/ledger", self.base, self.store);
+        let answer: Timed<LedgerState> = self.send(self.http.put(url).json(binding)).await?;
+        check_version(answer.body.protocol).map_err(|e| HqError::Version(e.to_string()))?;
+        Ok(answer.body)
+    }
+
     async fn send<T: DeserializeOwned + HasHqTime>(
         &self,
         request: reqwest::RequestBuilder,
@@ -144,6 +168,13 @@ impl HasHqTime for PushResponse {
     }
 }
 
+/// Ledger answers carry no clock: no skew is taken from them.
+impl HasHqTime for LedgerState {
+    fn hq_time(&self) -> &str {
+        ""
+    }
+}
+
 impl HasHqTime for ChangesPage {
     fn hq_time(&self) -> &str {
         &self.hq_time
@@ -163,6 +194,11 @@ fn error_for(status: StatusCode, bytes: &[u8]) -> HqError {
         StatusCode::UNAUTHORIZED => HqError::Unauthorized,
         StatusCode::FORBIDDEN => HqError::Forbidden(message),
         _ if code == "protocol_version" => HqError::Version(message),
+        StatusCode::CONFLICT
+            if [LEDGER_CONFLICT, SEQ_GAP, SEQ_CONFLICT].contains(&code.as_str()) =>
+        {
+            HqError::Ledger { code, message }
+        }
         s if s.is_server_error() => HqError::Server {
             status: s.as_u16(),
             message,

@@ -55,11 +55,17 @@ struct SyncState {
     last_ok: Option<Instant>,
     last_error: Option<String>,
     failures: u32,
+    /// HQ refuses this ledger's events (`ledger_conflict`, `seq_gap`, `seq_conflict`) until an
+    /// operator re-bases it.
+    blocked: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SyncHealthView {
+    /// `online`, `offline`, or `blocked` when HQ refuses this ledger's events.
     pub state: &'static str,
+    /// The refusal's code while blocked.
+    pub blocked: Option<String>,
     pub consecutive_failures: u32,
     pub last_error: Option<String>,
     pub seconds_since_contact: Option<u64>,
@@ -79,6 +85,7 @@ impl SyncHealth {
             s.last_ok = Some(Instant::now());
             s.last_error = None;
             s.failures = 0;
+            s.blocked = None;
         }
     }
 
@@ -87,6 +94,10 @@ impl SyncHealth {
             Ok(mut s) => {
                 s.failures = s.failures.saturating_add(1);
                 s.last_error = Some(error.to_string());
+                s.blocked = match error {
+                    HqError::Ledger { code, .. } => Some(code.clone()),
+                    _ => None,
+                };
                 s.failures
             }
             Err(_) => 1,
@@ -101,19 +112,33 @@ impl SyncHealth {
             .unwrap_or(true)
     }
 
+    /// The code of HQ's refusal while it refuses this ledger's events.
+    pub fn blocked(&self) -> Option<String> {
+        self.inner.lock().ok().and_then(|s| s.blocked.clone())
+    }
+
     pub fn view(&self) -> SyncHealthView {
         let s = self.inner.lock().map(|s| s.clone()).unwrap_or_default();
         SyncHealthView {
-            state: if self.is_offline() {
+            state: if s.blocked.is_some() {
+                "blocked"
+            } else if self.is_offline() {
                 "offline"
             } else {
                 "online"
             },
+            blocked: s.blocked.clone(),
             consecutive_failures: s.failures,
             last_error: s.last_error,
             seconds_since_contact: s.last_ok.map(|t| t.elapsed().as_secs()),
         }
     }
+}
+
+/// HQ-corrected wall-clock time: gift expiries, daily limits and QR freshness are decided by
+/// HQ's clock, so a store clock that drifted cannot decide them.
+pub fn corrected_now(skew_ms: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() + chrono::Duration::milliseconds(skew_ms)
 }
 
 /// Runs sync rounds until `stop`.
@@ -154,7 +179,11 @@ pub async fn run(
             Err(e) => {
                 let failures = health.failed(&e);
                 let delay = BACKOFF.delay(failures, &mut rng);
-                warn!(error = %e, failures, retry_in_ms = delay.as_millis() as u64, "HQ sync failed; the queue is kept and will be retried.");
+                if let HqError::Ledger { code, .. } = &e {
+                    tracing::error!(error = %e, code = %code, failures, retry_in_ms = delay.as_millis() as u64, "HQ refuses this ledger's events; nothing is lost, the queue waits for `loyalty-agent rebase`.");
+                } else {
+                    warn!(error = %e, failures, retry_in_ms = delay.as_millis() as u64, "HQ sync failed; the queue is kept and will be retried.");
+                }
                 delay
             }
         };
@@ -188,8 +217,8 @@ async fn apply_campaigns(
     let readers = ledger.readers().clone();
     let stored = tokio::task::spawn_blocking(move || readers.campaigns())
         .await
-        .map_err(|e| HqError::Unreachable(format!("reading campaigns: {e}")))?
-        .map_err(|e| HqError::Unreachable(format!("reading campaigns: {e}")))?;
+        .map_err(|e| HqError::Local(format!("reading campaigns: {e}")))?
+        .map_err(|e| HqError::Local(format!("reading campaigns: {e}")))?;
     let rules = crate::config::hq_campaigns::effective_rules(base_rules, &stored);
     info!(
         points_campaigns = rules.campaigns.len(),
@@ -198,21 +227,24 @@ async fn apply_campaigns(
     ledger
         .set_rules(std::sync::Arc::new(rules))
         .await
-        .map_err(|e| HqError::Unreachable(format!("applying campaigns: {e}")))
+        .map_err(|e| HqError::Local(format!("applying campaigns: {e}")))
 }
 
 async fn push_once(client: &HqClient, ledger: &Ledger, batch: usize) -> Result<bool, HqError> {
     let readers = ledger.readers().clone();
-    let events = tokio::task::spawn_blocking(move || readers.unsynced(batch))
+    let outbox = tokio::task::spawn_blocking(move || readers.unsynced(batch))
         .await
-        .map_err(|e| HqError::Unreachable(format!("reading the queue: {e}")))?
-        .map_err(|e| HqError::Unreachable(format!("reading the queue: {e}")))?;
+        .map_err(|e| HqError::Local(format!("reading the queue: {e}")))?
+        .map_err(|e| HqError::Local(format!("reading the queue: {e}")))?;
+    let events = outbox.events;
     if events.is_empty() {
         return Ok(false);
     }
     let request = EventBatch {
         protocol: PROTOCOL_VERSION,
         store_id: client.store().to_owned(),
+        ledger_id: outbox.ledger_id,
+        after_seq: outbox.after_seq,
         events: events
             .iter()
             .map(|e| to_protocol(client.store(), e))
@@ -245,8 +277,9 @@ async fn push_once(client: &HqClient, ledger: &Ledger, batch: usize) -> Result<b
         }
     }
     let last = events.last().map(|e| e.seq).unwrap_or(0);
-    // HQ's watermark may run ahead of this batch (an earlier answer was lost) but never
-    // counts as acknowledging events HQ was not sent.
+    // Exactly what HQ acknowledged of what it was sent, never more: HQ's watermark may run
+    // ahead of this batch (an earlier answer was lost), and must not count for events recorded
+    // after this batch was read.
     let watermark = response.watermark.min(last);
     let pushed = events.len();
     ledger
@@ -257,7 +290,7 @@ async fn push_once(client: &HqClient, ledger: &Ledger, batch: usize) -> Result<b
             at: now_text(),
         })
         .await
-        .map_err(|e| HqError::Unreachable(format!("recording HQ's answer: {e}")))?;
+        .map_err(|e| HqError::Local(format!("recording HQ's answer: {e}")))?;
     info!(
         pushed,
         watermark,
@@ -273,8 +306,8 @@ async fn pull_all(client: &HqClient, ledger: &Ledger) -> Result<usize, HqError> 
     let readers = ledger.readers().clone();
     let mut cursor = tokio::task::spawn_blocking(move || readers.sync_status())
         .await
-        .map_err(|e| HqError::Unreachable(format!("reading the cursor: {e}")))?
-        .map_err(|e| HqError::Unreachable(format!("reading the cursor: {e}")))?
+        .map_err(|e| HqError::Local(format!("reading the cursor: {e}")))?
+        .map_err(|e| HqError::Local(format!("reading the cursor: {e}")))?
         .cursor;
     let mut campaigns = 0;
     loop {
@@ -298,7 +331,7 @@ async fn pull_all(client: &HqClient, ledger: &Ledger) -> Result<usize, HqError> 
         ledger
             .changes_pulled(page, answer.skew_ms, now_text())
             .await
-            .map_err(|e| HqError::Unreachable(format!("recording HQ's changes: {e}")))?;
+            .map_err(|e| HqError::Local(format!("recording HQ's changes: {e}")))?;
         if changes > 0 {
             info!(changes, cursor = %cursor, "Pulled changes from HQ.");
         }

@@ -74,15 +74,25 @@ pub async fn put_member(
 ) -> Result<Json<MemberView>, ApiError> {
     require_admin(&state, &headers)?;
     check_id("member", &member_id)?;
-    let input: MemberInput = parse(
+    let mut input: MemberInput = parse(
         body,
         "{\"tier\", \"segments\": [...], \"cards\": [...], \"qr_public_key\", \"proximity_key\"}",
     )?;
-    if let Some(card) = input.cards.iter().find(|c| c.is_empty() || c.len() > 64) {
-        return Err(ApiError::bad_request(format!(
-            "card {card:?} must be 1 to 64 characters"
-        )));
+    // One card, one key: the text a lane scans (protocol::card), whatever spelling HQ was sent.
+    let mut cards = Vec::with_capacity(input.cards.len());
+    for (i, text) in input.cards.iter().enumerate() {
+        let card = loyalty_protocol::canonical_card(text).map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_card",
+                format!("cards[{i}]: {e}"),
+            )
+        })?;
+        if !cards.contains(&card) {
+            cards.push(card);
+        }
     }
+    input.cards = cards;
     let st = state.clone();
     let id = member_id.clone();
     let view = blocking(move || {
@@ -90,7 +100,7 @@ pub async fn put_member(
         st.store.member(&id)?.ok_or_else(ApiError::internal)
     })
     .await?;
-    tracing::info!(member = %member_id, cards = view.cards.len(), "Saved member.");
+    tracing::debug!(member = %member_id, cards = view.cards.len(), "Saved member.");
     Ok(Json(view))
 }
 

@@ -9,12 +9,14 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::error::ApiError;
-use crate::store::Incoming;
+use crate::store::{Incoming, Push};
 
 #[derive(Deserialize)]
 struct RawBatch<'a> {
     protocol: u32,
     store_id: String,
+    ledger_id: String,
+    after_seq: i64,
     #[serde(borrow)]
     events: Vec<&'a RawValue>,
 }
@@ -33,7 +35,7 @@ struct Fragments {
     seq: Option<serde_json::Value>,
 }
 
-pub fn parse(body: &[u8], store: &str, max_events: usize) -> Result<Vec<Incoming>, ApiError> {
+pub fn parse(body: &[u8], store: &str, max_events: usize) -> Result<Push, ApiError> {
     let batch: RawBatch<'_> = match serde_json::from_slice(body) {
         Ok(b) => b,
         Err(e) => {
@@ -41,7 +43,7 @@ pub fn parse(body: &[u8], store: &str, max_events: usize) -> Result<Vec<Incoming
                 check_version(v.protocol)?;
             }
             return Err(ApiError::bad_request(format!(
-                "body is not an event batch {{\"protocol\", \"store_id\", \"events\": [...]}}: {e}"
+                "body is not an event batch {{\"protocol\", \"store_id\", \"ledger_id\", \"after_seq\", \"events\": [...]}}: {e}"
             )));
         }
     };
@@ -94,7 +96,11 @@ pub fn parse(body: &[u8], store: &str, max_events: usize) -> Result<Vec<Incoming
             }
         }
     }
-    Ok(out)
+    Ok(Push {
+        ledger_id: batch.ledger_id,
+        after_seq: batch.after_seq,
+        events: out,
+    })
 }
 
 fn text(v: Option<serde_json::Value>) -> Option<String> {

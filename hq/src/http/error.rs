@@ -4,7 +4,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use loyalty_protocol::{ErrorBody, VersionMismatch};
+use loyalty_protocol::{ErrorBody, VersionMismatch, LEDGER_CONFLICT, SEQ_CONFLICT, SEQ_GAP};
 
 use crate::store::StoreError;
 
@@ -80,6 +80,19 @@ impl From<StoreError> for ApiError {
             }
             StoreError::UnknownStore(_) => Self::forbidden(e.to_string()),
             StoreError::TokenTaken => Self::new(StatusCode::CONFLICT, "token_taken", e.to_string()),
+            StoreError::LedgerConflict { .. } => {
+                tracing::warn!(error = %e, "Push refused: another ledger.");
+                Self::new(StatusCode::CONFLICT, LEDGER_CONFLICT, e.to_string())
+            }
+            StoreError::SeqGap(_) => {
+                tracing::warn!(error = %e, "Push refused: it does not follow on.");
+                Self::new(StatusCode::CONFLICT, SEQ_GAP, e.to_string())
+            }
+            StoreError::SeqConflict(_) => {
+                tracing::warn!(error = %e, "Push refused: HQ holds other events at its seqs.");
+                Self::new(StatusCode::CONFLICT, SEQ_CONFLICT, e.to_string())
+            }
+            StoreError::BadBinding(_) => Self::bad_request(e.to_string()),
             _ => {
                 tracing::error!(error = %e, "Storage failed.");
                 Self::internal()

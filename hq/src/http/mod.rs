@@ -42,6 +42,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(healthz))
         .route("/v1/stores/{store}/events", post(sync::push))
         .route("/v1/stores/{store}/changes", get(sync::changes))
+        .route(
+            "/v1/stores/{store}/ledger",
+            get(sync::ledger).put(sync::rebind_ledger),
+        )
         .route("/v1/admin/stores/{store_id}", put(admin::put_store))
         .route(
             "/v1/admin/members/{member_id}",

@@ -9,7 +9,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use loyalty_protocol::{
-    check_version, ChangesPage, PushResponse, PROTOCOL_HEADER, PROTOCOL_VERSION,
+    check_version, ChangesPage, LedgerBinding, LedgerState, PushResponse, PROTOCOL_HEADER,
+    PROTOCOL_VERSION,
 };
 
 use super::auth::require_store;
@@ -53,8 +54,8 @@ pub async fn push(
     let body = body.map_err(ApiError::from_body)?;
     let st = state.clone();
     let result = blocking(move || {
-        let events = batch::parse(&body, &store, st.max_batch_events)?;
-        Ok(st.store.ingest(&store, events)?)
+        let push = batch::parse(&body, &store, st.max_batch_events)?;
+        Ok(st.store.ingest(&store, push)?)
     })
     .await?;
     Ok(Json(PushResponse {
@@ -93,4 +94,39 @@ pub async fn changes(
     let st = state.clone();
     let page = blocking(move || Ok(st.store.changes(&store, after, limit)?)).await?;
     Ok(Json(page))
+}
+
+/// `GET /v1/stores/{store}/ledger`: the ledger HQ takes this store's events from.
+pub async fn ledger(
+    State(state): State<Arc<AppState>>,
+    Path(store): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<LedgerState>, ApiError> {
+    require_store(&state, &headers, &store).await?;
+    check_header(&headers)?;
+    let st = state.clone();
+    Ok(Json(blocking(move || Ok(st.store.ledger(&store)?)).await?))
+}
+
+/// `PUT /v1/stores/{store}/ledger`: the operator's re-base of a restored or replaced ledger
+/// (`loyalty-agent rebase`), with the store's own token, recorded in the reconciliation report.
+pub async fn rebind_ledger(
+    State(state): State<Arc<AppState>>,
+    Path(store): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<LedgerState>, ApiError> {
+    require_store(&state, &headers, &store).await?;
+    check_header(&headers)?;
+    let body = body.map_err(ApiError::from_body)?;
+    let binding: LedgerBinding = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "body must be {{\"protocol\", \"ledger_id\", \"after_seq\", \"reason\"}}: {e}"
+        ))
+    })?;
+    check_version(binding.protocol)?;
+    let st = state.clone();
+    Ok(Json(
+        blocking(move || Ok(st.store.rebind_ledger(&store, &binding)?)).await?,
+    ))
 }

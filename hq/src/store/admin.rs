@@ -4,7 +4,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::accounts::member_totals;
 use super::sqlite::{bump, Writer};
-use super::{Flag, MemberInput, MemberView, Reconciliation, Rejection, StoreError};
+use super::{
+    Flag, LedgerBindingRecord, MemberInput, MemberView, Reconciliation, Rejection, StoreError,
+};
 
 /// Most recent flags and rejections listed by the reconciliation report.
 const REPORT_LIMIT: i64 = 1_000;
@@ -219,7 +221,28 @@ pub fn reconciliation(conn: &mut Connection) -> Result<Reconciliation, StoreErro
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
-    Ok(Reconciliation { flags, rejections })
+    let ledger_bindings = tx
+        .prepare_cached(
+            "SELECT store_id, ledger_id, after_seq, previous_ledger_id, previous_watermark, reason,
+               bound_at FROM ledger_bindings ORDER BY id DESC LIMIT ?1",
+        )?
+        .query_map([REPORT_LIMIT], |r| {
+            Ok(LedgerBindingRecord {
+                store_id: r.get(0)?,
+                ledger_id: r.get(1)?,
+                after_seq: r.get(2)?,
+                previous_ledger_id: r.get(3)?,
+                previous_watermark: r.get(4)?,
+                reason: r.get(5)?,
+                bound_at: r.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Reconciliation {
+        flags,
+        rejections,
+        ledger_bindings,
+    })
 }
 
 pub fn balance_drift(conn: &mut Connection) -> Result<Vec<(String, i64, i64)>, StoreError> {

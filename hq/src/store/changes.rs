@@ -7,7 +7,7 @@
 use loyalty_protocol::{
     CampaignRecord, Change, ChangesPage, GiftRedeemedElsewhere, MemberRecord, PROTOCOL_VERSION,
 };
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 use super::accounts::member_totals;
 use super::admin::member_base;
@@ -41,11 +41,11 @@ pub fn page(
 ) -> Result<ChangesPage, StoreError> {
     let tx = conn.transaction()?;
     let hq_time = clock::now();
-    let watermark: i64 = tx
-        .prepare_cached("SELECT watermark FROM stores WHERE store_id = ?1")?
-        .query_row([store_id], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| StoreError::UnknownStore(store_id.to_owned()))?;
+    let super::ledgers::Bound {
+        ledger_id,
+        watermark,
+        ..
+    } = super::ledgers::bound(&tx, store_id)?;
     let latest = latest_change(&tx)?;
     if cursor > latest {
         return Err(StoreError::CursorAhead { cursor, latest });
@@ -133,5 +133,6 @@ pub fn page(
         has_more,
         hq_time,
         watermark,
+        ledger_id,
     })
 }

@@ -9,37 +9,55 @@
 //!   by (`recorded_at`, `event_id`) and flags the later `duplicate_gift`, whichever arrives
 //!   first. Both stay stored: the later was handed out and counts against the budget.
 //! - A gift redeemed twice is flagged `duplicate_gift_redemption` on the second.
-//! - Malformed events are refused and recorded in `rejections`, never stored as facts.
+//! - Malformed events, and events that would take a balance out of `loyalty_protocol::bounds`,
+//!   are refused and recorded in `rejections`, never stored as facts.
+//! - What no store could have computed is stored and flagged: a sale earning more than
+//!   [`Plausibility`] allows for its total (`implausible_points`), a gift above its bound, a
+//!   credit to a member HQ never registered (`unknown_member`: held under that id until the
+//!   member exists), an `event_id` pushed again with other content (`conflicting_duplicate`:
+//!   the first stands), a receipt a store already sold (`duplicate_receipt`).
+//! - A batch that does not come from the store's ledger, or does not follow on, is refused
+//!   whole before anything is written (see [`super::ledgers`]).
 
 use std::collections::BTreeSet;
 
-use loyalty_protocol::{Event, EventKind, EventOutcome, OutcomeStatus};
+use loyalty_protocol::{
+    bounds, Event, EventKind, EventOutcome, OutcomeStatus, CARD_ACCOUNT_PREFIX,
+};
 use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::accounts::{balance_for_account, member_of};
+use super::ledgers;
+use super::plausibility::Plausibility;
 use super::sqlite::{bump, Writer};
-use super::{Incoming, IngestResult, StoreError};
+use super::{Incoming, IngestResult, Push, StoreError};
 use crate::clock;
 
 pub const OVERDRAFT: &str = "overdraft";
 pub const DUPLICATE_GIFT: &str = "duplicate_gift";
 pub const REFUND_WITHOUT_SALE: &str = "refund_without_sale";
 pub const DUPLICATE_GIFT_REDEMPTION: &str = "duplicate_gift_redemption";
+pub const IMPLAUSIBLE_POINTS: &str = "implausible_points";
+pub const UNKNOWN_MEMBER: &str = "unknown_member";
+pub const CONFLICTING_DUPLICATE: &str = "conflicting_duplicate";
+pub const DUPLICATE_RECEIPT: &str = "duplicate_receipt";
 
 pub fn ingest(
     w: &mut Writer,
+    plausibility: &Plausibility,
     store_id: &str,
-    events: Vec<Incoming>,
+    push: Push,
 ) -> Result<IngestResult, StoreError> {
     let started = std::time::Instant::now();
     let now = clock::now();
     let Writer { conn, last_change } = w;
     let tx = conn.transaction()?;
-    let mut watermark: i64 = tx
-        .prepare_cached("SELECT watermark FROM stores WHERE store_id = ?1")?
-        .query_row([store_id], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| StoreError::UnknownStore(store_id.to_owned()))?;
+    let Push {
+        ledger_id,
+        after_seq,
+        events,
+    } = push;
+    let mut watermark = ledgers::check_push(&tx, store_id, &ledger_id, after_seq, &events, &now)?;
     let before = watermark;
     let mut touched = BTreeSet::new();
     let mut outcomes = Vec::with_capacity(events.len());
@@ -48,7 +66,7 @@ pub fn ingest(
         match incoming {
             Incoming::Valid(e) => {
                 watermark = watermark.max(e.seq);
-                let outcome = apply(&tx, last_change, &now, &e, &mut touched)?;
+                let outcome = apply(&tx, last_change, plausibility, &now, &e, &mut touched)?;
                 match &outcome.status {
                     OutcomeStatus::Accepted => accepted += 1,
                     OutcomeStatus::Duplicate => duplicates += 1,
@@ -66,18 +84,8 @@ pub fn ingest(
                 if let Some(seq) = seq {
                     watermark = watermark.max(seq);
                 }
-                tx.prepare_cached(
-                    "INSERT INTO rejections (event_id, store_id, reason, event, rejected_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-                )?
-                .execute(params![event_id, store_id, reason, raw, now])?;
-                tracing::warn!(store = %store_id, event = %event_id, %reason, "Rejected event.");
                 rejected += 1;
-                outcomes.push(EventOutcome {
-                    event_id,
-                    status: OutcomeStatus::Rejected { reason },
-                    flags: Vec::new(),
-                });
+                outcomes.push(reject(&tx, store_id, &now, event_id, reason, raw)?);
             }
         }
     }
@@ -87,7 +95,7 @@ pub fn ingest(
         tx.prepare_cached("UPDATE members SET change_seq = ?2 WHERE member_id = ?1")?
             .execute(params![member, seq])?;
     }
-    if watermark != before {
+    if watermark > before {
         tx.prepare_cached("UPDATE stores SET watermark = ?2 WHERE store_id = ?1")?
             .execute(params![store_id, watermark])?;
     }
@@ -103,6 +111,28 @@ pub fn ingest(
     Ok(IngestResult {
         outcomes,
         watermark,
+    })
+}
+
+/// Records a refused event (kept for the admin, never a fact) and its outcome.
+fn reject(
+    tx: &Transaction<'_>,
+    store_id: &str,
+    now: &str,
+    event_id: String,
+    reason: String,
+    raw: String,
+) -> Result<EventOutcome, StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO rejections (event_id, store_id, reason, event, rejected_at)
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![event_id, store_id, reason, raw, now])?;
+    tracing::warn!(store = %store_id, event = %event_id, %reason, "Rejected event.");
+    Ok(EventOutcome {
+        event_id,
+        status: OutcomeStatus::Rejected { reason },
+        flags: Vec::new(),
     })
 }
 
@@ -129,11 +159,33 @@ impl PendingFlag {
 fn apply(
     tx: &Transaction<'_>,
     last_change: &mut i64,
+    plausibility: &Plausibility,
     now: &str,
     e: &Event,
     touched: &mut BTreeSet<String>,
 ) -> Result<EventOutcome, StoreError> {
-    let mut flags: Vec<PendingFlag> = Vec::new();
+    if let Some(stored) = stored_event(tx, &e.event_id)? {
+        return duplicate(tx, now, e, &stored);
+    }
+    if let Some(account) = &e.account {
+        let held: i64 = tx
+            .prepare_cached("SELECT balance FROM accounts WHERE account = ?1")?
+            .query_row([account], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        if let Err(why) = bounds::add_to_balance(held, e.points) {
+            let raw = serde_json::to_string(e).unwrap_or_default();
+            return reject(
+                tx,
+                &e.store_id,
+                now,
+                e.event_id.clone(),
+                why.to_string(),
+                raw,
+            );
+        }
+    }
+    let mut flags: Vec<PendingFlag> = implausible(tx, plausibility, e)?;
     let member = match &e.account {
         Some(a) => member_of(tx, a)?,
         None => None,
@@ -158,43 +210,46 @@ fn apply(
         None
     };
 
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO events (event_id, store_id, seq, kind, account, lane, points, payload,
+    tx.prepare_cached(
+        "INSERT INTO events (event_id, store_id, seq, kind, account, lane, points, payload,
                rule_version, recorded_at, idempotency_key, link_event_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-             ON CONFLICT (event_id) DO NOTHING",
-        )?
-        .execute(params![
-            e.event_id,
-            e.store_id,
-            e.seq,
-            e.kind.as_str(),
-            e.account,
-            e.lane,
-            e.points,
-            e.payload.to_string(),
-            e.rule_version,
-            e.recorded_at,
-            e.idempotency_key,
-            link,
-        ])?;
-    if inserted == 0 {
-        return Ok(EventOutcome {
-            event_id: e.event_id.clone(),
-            status: OutcomeStatus::Duplicate,
-            flags: Vec::new(),
-        });
-    }
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        e.event_id,
+        e.store_id,
+        e.seq,
+        e.kind.as_str(),
+        e.account,
+        e.lane,
+        e.points,
+        e.payload.to_string(),
+        e.rule_version,
+        e.recorded_at,
+        e.idempotency_key,
+        link,
+    ])?;
 
     match e.kind {
         EventKind::Sale => {
             if let Some(receipt) = e.payload_str("receipt_id") {
-                tx.prepare_cached(
-                    "INSERT INTO sales (store_id, receipt_id, event_id) VALUES (?1, ?2, ?3)
-                     ON CONFLICT DO NOTHING",
-                )?
-                .execute(params![e.store_id, receipt, e.event_id])?;
+                let fresh = tx
+                    .prepare_cached(
+                        "INSERT INTO sales (store_id, receipt_id, event_id) VALUES (?1, ?2, ?3)
+                         ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(params![e.store_id, receipt, e.event_id])?;
+                if fresh == 0 {
+                    // A ledger that lost its receipts (replaced, restored) credits a retried
+                    // receipt again under a new event id: both stand, a person decides.
+                    flags.push(PendingFlag::here(
+                        DUPLICATE_RECEIPT,
+                        format!(
+                            "receipt {receipt} was already credited at store {}",
+                            e.store_id
+                        ),
+                    ));
+                }
             }
         }
         EventKind::GiftIssued
@@ -337,4 +392,137 @@ fn once_per_member(
         }
     }
     Ok(())
+}
+
+/// The fields of a stored event that make it the same fact.
+#[derive(PartialEq)]
+struct StoredEvent {
+    store_id: String,
+    seq: i64,
+    kind: String,
+    account: Option<String>,
+    points: i64,
+    payload: String,
+    recorded_at: String,
+    idempotency_key: String,
+}
+
+fn stored_event(tx: &Transaction<'_>, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT store_id, seq, kind, account, points, payload, recorded_at, idempotency_key
+             FROM events WHERE event_id = ?1",
+        )?
+        .query_row([event_id], |r| {
+            Ok(StoredEvent {
+                store_id: r.get(0)?,
+                seq: r.get(1)?,
+                kind: r.get(2)?,
+                account: r.get(3)?,
+                points: r.get(4)?,
+                payload: r.get(5)?,
+                recorded_at: r.get(6)?,
+                idempotency_key: r.get(7)?,
+            })
+        })
+        .optional()?)
+}
+
+/// An `event_id` HQ already holds: no effect. Sent again with other content, the first stands
+/// and the stored event is flagged, so a store that rewrote a fact is seen.
+fn duplicate(
+    tx: &Transaction<'_>,
+    now: &str,
+    e: &Event,
+    stored: &StoredEvent,
+) -> Result<EventOutcome, StoreError> {
+    let resent = StoredEvent {
+        store_id: e.store_id.clone(),
+        seq: e.seq,
+        kind: e.kind.as_str().to_owned(),
+        account: e.account.clone(),
+        points: e.points,
+        payload: e.payload.to_string(),
+        recorded_at: e.recorded_at.clone(),
+        idempotency_key: e.idempotency_key.clone(),
+    };
+    let mut flags = Vec::new();
+    if resent != *stored {
+        let reason = format!(
+            "event {} sent again by store {} with other content ({} points for {:?}, held: {} points for {:?}); the first stands",
+            e.event_id, e.store_id, e.points, e.account, stored.points, stored.account
+        );
+        tx.prepare_cached(
+            "INSERT INTO flags (flag, event_id, store_id, member, reason, flagged_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            CONFLICTING_DUPLICATE,
+            e.event_id,
+            stored.store_id,
+            stored.account,
+            reason,
+            now
+        ])?;
+        tracing::warn!(flag = CONFLICTING_DUPLICATE, event = %e.event_id, store = %e.store_id, %reason, "Flagged event.");
+        flags.push(CONFLICTING_DUPLICATE.to_owned());
+    }
+    Ok(EventOutcome {
+        event_id: e.event_id.clone(),
+        status: OutcomeStatus::Duplicate,
+        flags,
+    })
+}
+
+/// Flags for what no store could have computed; the event is stored all the same.
+fn implausible(
+    tx: &Transaction<'_>,
+    plausibility: &Plausibility,
+    e: &Event,
+) -> Result<Vec<PendingFlag>, StoreError> {
+    let mut flags = Vec::new();
+    match e.kind {
+        EventKind::Sale => {
+            let total = e
+                .payload
+                .get("total_cents")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(0);
+            let most = plausibility.max_sale_points(total);
+            if e.points > most {
+                flags.push(PendingFlag::here(
+                    IMPLAUSIBLE_POINTS,
+                    format!(
+                        "{} points for a sale of {total} cents; at most {most} are plausible",
+                        e.points
+                    ),
+                ));
+            }
+        }
+        EventKind::GiftIssued if e.points > plausibility.max_gift_points => {
+            flags.push(PendingFlag::here(
+                IMPLAUSIBLE_POINTS,
+                format!(
+                    "a gift of {} points; at most {} are plausible",
+                    e.points, plausibility.max_gift_points
+                ),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(account) = e.account.as_deref().filter(|_| e.points > 0) {
+        let registered = account.starts_with(CARD_ACCOUNT_PREFIX)
+            || tx
+                .prepare_cached("SELECT 1 FROM members WHERE member_id = ?1")?
+                .query_row([account], |_| Ok(()))
+                .optional()?
+                .is_some();
+        if !registered {
+            flags.push(PendingFlag::here(
+                UNKNOWN_MEMBER,
+                format!("credit to {account}, a member HQ never registered; held under that id"),
+            ));
+        }
+    }
+    Ok(flags)
 }

@@ -9,6 +9,10 @@
 //!   card credit earned before HQ knew the card counts for the member once the card is attached.
 //! - Facts are never erased: overdrafts, refunds without a sale and duplicate once-per-member
 //!   gifts are stored and flagged. Only malformed events are refused, and their refusal is kept.
+//! - A store's events come from one ledger at a time, in `seq` order with nothing left out;
+//!   `stores.watermark` is the last `seq` HQ holds from it (see [`ledgers`]).
+//! - No balance leaves the bounds of `loyalty_protocol::bounds`: an event that would take one
+//!   out is refused, like a malformed one.
 //! - The change sequence only grows; a member, campaign or gift redemption carries the sequence
 //!   of its latest change.
 
@@ -16,10 +20,12 @@ mod accounts;
 mod admin;
 mod changes;
 mod ingest;
+mod ledgers;
+pub mod plausibility;
 mod schema;
 mod sqlite;
 
-use loyalty_protocol::{ChangesPage, Event, EventOutcome};
+use loyalty_protocol::{ChangesPage, Event, EventOutcome, LedgerBinding, LedgerState};
 use serde::{Deserialize, Serialize};
 
 pub use sqlite::SqliteStore;
@@ -42,6 +48,18 @@ pub enum StoreError {
     TokenTaken,
     #[error("a storage lock was poisoned by an earlier panic")]
     Poisoned,
+    #[error("store {store} pushes from ledger {pushed}, but HQ holds its events from ledger {held}: if this box's ledger was restored or replaced, re-base it (loyalty-agent rebase); if another box uses this store's id and token, stop it")]
+    LedgerConflict {
+        store: String,
+        held: String,
+        pushed: String,
+    },
+    #[error("{0}: nothing was written")]
+    SeqGap(String),
+    #[error("{0}: nothing was written; if this box's ledger was restored from a backup, re-base it (loyalty-agent rebase)")]
+    SeqConflict(String),
+    #[error("{0}")]
+    BadBinding(String),
 }
 
 /// One event of a pushed batch, already parsed and checked by the HTTP layer.
@@ -55,6 +73,14 @@ pub enum Incoming {
         reason: String,
         raw: String,
     },
+}
+
+/// A pushed batch: the events of one ledger following `after_seq`.
+#[derive(Debug, Clone)]
+pub struct Push {
+    pub ledger_id: String,
+    pub after_seq: i64,
+    pub events: Vec<Incoming>,
 }
 
 /// What a push did.
@@ -123,6 +149,22 @@ pub struct Rejection {
 pub struct Reconciliation {
     pub flags: Vec<Flag>,
     pub rejections: Vec<Rejection>,
+    /// Every ledger a store was bound to: its first push and each re-base.
+    #[serde(default)]
+    pub ledger_bindings: Vec<LedgerBindingRecord>,
+}
+
+/// One binding of a store to a ledger, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerBindingRecord {
+    pub store_id: String,
+    pub ledger_id: String,
+    pub after_seq: i64,
+    pub previous_ledger_id: Option<String>,
+    /// What HQ held from the previous ledger when this one was bound.
+    pub previous_watermark: i64,
+    pub reason: String,
+    pub bound_at: String,
 }
 
 /// Storage of HQ. Methods block: call them off the async threads.
@@ -138,8 +180,17 @@ pub trait Store: Send + Sync + 'static {
     fn put_campaign(&self, campaign_id: &str, body: &serde_json::Value) -> Result<i64, StoreError>;
     /// Marks a campaign deleted; returns its new version, or `None` if it never existed.
     fn delete_campaign(&self, campaign_id: &str) -> Result<Option<i64>, StoreError>;
-    /// Applies a batch pushed by `store_id`, in one transaction.
-    fn ingest(&self, store_id: &str, events: Vec<Incoming>) -> Result<IngestResult, StoreError>;
+    /// Applies a batch pushed by `store_id`, in one transaction; refuses it whole when it does
+    /// not come from the store's ledger or does not follow on.
+    fn ingest(&self, store_id: &str, push: Push) -> Result<IngestResult, StoreError>;
+    /// The ledger HQ takes `store_id`'s events from.
+    fn ledger(&self, store_id: &str) -> Result<LedgerState, StoreError>;
+    /// Re-bases `store_id` on another ledger (recorded).
+    fn rebind_ledger(
+        &self,
+        store_id: &str,
+        binding: &LedgerBinding,
+    ) -> Result<LedgerState, StoreError>;
     /// Entities changed after `cursor` (a change sequence number), for `store_id`.
     fn changes(&self, store_id: &str, cursor: i64, limit: usize)
         -> Result<ChangesPage, StoreError>;

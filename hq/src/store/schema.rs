@@ -8,7 +8,8 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Each entry moves the schema from version `i` to `i + 1`. Never edit a shipped entry: append.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE stores (
         store_id  TEXT PRIMARY KEY,
         token     TEXT NOT NULL UNIQUE,
@@ -100,7 +101,29 @@ pub const MIGRATIONS: &[&str] = &[r#"
         rejected_at TEXT NOT NULL,
         PRIMARY KEY (store_id, event_id)
     );
-"#];
+"#,
+    // 2: which ledger each store's events come from (protocol::ledger), and the record of every
+    // binding and re-base. A store that pushed before this version binds the ledger of its next
+    // push. Cards take the canonical text the scanners send (protocol::card): uppercase, UPC-A
+    // with a leading 0; a card held twice in two spellings keeps the later row.
+    r#"
+    ALTER TABLE stores ADD COLUMN ledger_id TEXT;
+    ALTER TABLE stores ADD COLUMN previous_ledger_id TEXT;
+    CREATE TABLE ledger_bindings (
+        id                 INTEGER PRIMARY KEY,
+        store_id           TEXT NOT NULL,
+        ledger_id          TEXT NOT NULL,
+        after_seq          INTEGER NOT NULL,
+        previous_ledger_id TEXT,
+        previous_watermark INTEGER NOT NULL,
+        reason             TEXT NOT NULL,
+        bound_at           TEXT NOT NULL
+    );
+    UPDATE OR REPLACE cards SET card_number = upper(trim(card_number));
+    UPDATE OR REPLACE cards SET card_number = '0' || card_number
+        WHERE length(card_number) = 12 AND card_number NOT GLOB '*[^0-9]*';
+"#,
+];
 
 /// Brings the database to the latest schema, one transaction per migration.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

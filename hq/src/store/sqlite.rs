@@ -7,11 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use loyalty_protocol::ChangesPage;
+use loyalty_protocol::{ChangesPage, LedgerBinding, LedgerState};
 use rusqlite::Connection;
 
+use super::plausibility::Plausibility;
 use super::{
-    admin, changes, ingest, schema, Incoming, IngestResult, MemberInput, MemberView,
+    admin, changes, ingest, ledgers, schema, IngestResult, MemberInput, MemberView, Push,
     Reconciliation, Store, StoreError,
 };
 use crate::allowance::AllowancePolicy;
@@ -24,6 +25,7 @@ pub struct SqliteStore {
     writer: Mutex<Writer>,
     readers: Mutex<Vec<Connection>>,
     allowance: AllowancePolicy,
+    plausibility: Plausibility,
 }
 
 /// The single writer and the last change sequence number it handed out.
@@ -68,7 +70,14 @@ impl SqliteStore {
             writer: Mutex::new(Writer { conn, last_change }),
             readers: Mutex::new(Vec::new()),
             allowance,
+            plausibility: Plausibility::default(),
         })
+    }
+
+    /// The bounds beyond which HQ flags an event as implausible (hq.toml `[plausibility]`).
+    pub fn with_plausibility(mut self, plausibility: Plausibility) -> Self {
+        self.plausibility = plausibility;
+        self
     }
 
     fn writer(&self) -> Result<MutexGuard<'_, Writer>, StoreError> {
@@ -131,8 +140,24 @@ impl Store for SqliteStore {
         admin::delete_campaign(&mut *self.writer()?, campaign_id)
     }
 
-    fn ingest(&self, store_id: &str, events: Vec<Incoming>) -> Result<IngestResult, StoreError> {
-        ingest::ingest(&mut *self.writer()?, store_id, events)
+    fn ingest(&self, store_id: &str, push: Push) -> Result<IngestResult, StoreError> {
+        ingest::ingest(&mut *self.writer()?, &self.plausibility, store_id, push)
+    }
+
+    fn ledger(&self, store_id: &str) -> Result<LedgerState, StoreError> {
+        self.read(|conn| ledgers::state(conn, store_id))
+    }
+
+    fn rebind_ledger(
+        &self,
+        store_id: &str,
+        binding: &LedgerBinding,
+    ) -> Result<LedgerState, StoreError> {
+        let mut w = self.writer()?;
+        let tx = w.conn.transaction()?;
+        let state = ledgers::rebind(&tx, store_id, binding, &crate::clock::now())?;
+        tx.commit()?;
+        Ok(state)
     }
 
     fn changes(

@@ -145,6 +145,8 @@ impl Hq {
         let batch = EventBatch {
             protocol: PROTOCOL_VERSION,
             store_id: store.into(),
+            ledger_id: ledger_of(store),
+            after_seq: events.first().map_or(0, |e| e.seq - 1),
             events: events.to_vec(),
         };
         let (s, body) = self
@@ -166,6 +168,11 @@ impl Hq {
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
+}
+
+/// The ledger id a test store pushes from.
+pub fn ledger_of(store: &str) -> String {
+    format!("ledger-of-{store}")
 }
 
 pub fn event_id() -> String {

@@ -45,8 +45,6 @@ impl CodeError {
     }
 }
 
-const CODE128_LEN: std::ops::RangeInclusive<usize> = 4..=32;
-
 /// Decides what `text` (AIM identifier already split off) is.
 pub fn classify(symbology: Option<AimId>, text: &str) -> Result<ScannedCode, CodeError> {
     if text.starts_with(qr::PREFIX) {
@@ -77,59 +75,32 @@ pub fn classify(symbology: Option<AimId>, text: &str) -> Result<ScannedCode, Cod
     Ok(ScannedCode::Card(card))
 }
 
-/// True when `digits` is 8, 12, 13 or 14 ASCII digits whose last is the GS1 check digit of the
-/// others (EAN-8, UPC-A, EAN-13, GTIN-14 share the algorithm).
-pub fn ean_check_digit_ok(digits: &str) -> bool {
-    let bytes = digits.as_bytes();
-    if !matches!(bytes.len(), 8 | 12 | 13 | 14) || !bytes.iter().all(u8::is_ascii_digit) {
-        return false;
+pub use loyalty_protocol::card::ean_check_digit_ok;
+use loyalty_protocol::card::{self, digit_count, CardError};
+
+impl From<CardError> for CodeError {
+    fn from(e: CardError) -> Self {
+        match e {
+            CardError::BadCheckDigit { kind } => CodeError::BadCheckDigit { kind },
+            CardError::Malformed(why) => CodeError::Malformed(why),
+            // CardError is non-exhaustive: a new refusal is still a refusal.
+            _ => CodeError::Malformed("not a card number"),
+        }
     }
-    let Some((check, body)) = bytes.split_last() else {
-        return false;
-    };
-    // Weights run 3, 1, 3, ... from the digit next to the check digit, whatever the length.
-    let sum: u32 = body
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, d)| u32::from(d - b'0') * if i % 2 == 0 { 3 } else { 1 })
-        .sum();
-    (10 - sum % 10) % 10 == u32::from(check - b'0')
 }
 
-/// The number of characters when `text` is all ASCII digits.
-fn digit_count(text: &str) -> Option<usize> {
-    (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())).then_some(text.len())
-}
-
+// The card rules themselves live in `loyalty_protocol::card`, shared with HQ's admin API and
+// the member import, so one card is one key everywhere.
 fn ean(digits: &str, kind: &'static str) -> Result<CardNumber, CodeError> {
-    if ean_check_digit_ok(digits) {
-        Ok(CardNumber::new_unchecked(digits.to_owned()))
-    } else {
-        Err(CodeError::BadCheckDigit { kind })
-    }
+    Ok(CardNumber::new_unchecked(card::ean(digits, kind)?))
 }
 
-/// UPC-A is EAN-13 with a leading 0; storing the 13-digit form makes one card one key whichever
-/// way the scanner is set to send it.
 fn upc_a(digits: &str) -> Result<CardNumber, CodeError> {
-    if ean_check_digit_ok(digits) {
-        Ok(CardNumber::new_unchecked(format!("0{digits}")))
-    } else {
-        Err(CodeError::BadCheckDigit { kind: "UPC-A" })
-    }
+    Ok(CardNumber::new_unchecked(card::upc_a(digits)?))
 }
 
 fn code128(text: &str) -> Result<CardNumber, CodeError> {
-    if !CODE128_LEN.contains(&text.len()) {
-        return Err(CodeError::Malformed("card text needs 4 to 32 characters"));
-    }
-    if !text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return Err(CodeError::Malformed(
-            "card text allows only letters, digits and '-'",
-        ));
-    }
-    Ok(CardNumber::new_unchecked(text.to_ascii_uppercase()))
+    Ok(CardNumber::new_unchecked(card::code128(text)?))
 }
 
 #[cfg(test)]

@@ -212,3 +212,36 @@ async fn an_upgrade_backs_the_ledger_up_then_migrates_it_keeping_every_sale() {
         1
     );
 }
+
+/// A sale whose points would pass `loyalty_protocol::bounds` (a 100 M EUR basket at 1,000
+/// points per euro) is refused, nothing recorded; the member's next sale earns as usual.
+#[tokio::test]
+async fn a_credit_past_the_bounds_is_refused_and_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _writer) = Ledger::open(
+        &dir.path().join("ledger.db"),
+        Arc::new(Rules {
+            per_euro: 1000,
+            ..Rules::default()
+        }),
+    )
+    .unwrap();
+    let refused = ledger
+        .sale(sale("huge", 10_000_000_000, Identity::Member("m1".into())))
+        .await;
+    match refused {
+        Err(LedgerError::Refused { code, message }) => {
+            assert_eq!(code, "points_out_of_bounds");
+            assert!(message.contains("nothing was recorded"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let status = ledger.readers().sync_status().unwrap();
+    assert_eq!(status.last_seq, 0, "an event was recorded");
+    let next = ledger
+        .sale(sale("small", 100, Identity::Member("m1".into())))
+        .await
+        .unwrap();
+    assert_eq!(next["points_earned"], 1000);
+    assert_eq!(ledger.readers().balance("m1").unwrap(), 1000);
+}

@@ -535,7 +535,8 @@ fn preinst_backs_up_the_ledger_and_the_backup_restores() {
     let out = run(Command::new("sh")
         .arg(root().join("scripts/deb/preinst"))
         .args(["upgrade", "0.0.9"])
-        .env("LOYALTY_AGENT_STATE_DIR", &data));
+        .env("LOYALTY_AGENT_STATE_DIR", &data)
+        .env("LOYALTY_AGENT_BIN", agent_binary()));
     assert!(
         out.status.success(),
         "preinst failed:\n{}{}",
@@ -558,6 +559,12 @@ fn preinst_backs_up_the_ledger_and_the_backup_restores() {
         .filter(|n| *n != "ledger-before-migration-3.db")
         .count();
     assert_eq!(package_backups, 5, "keeps the newest 5: {names:?}");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.ends_with("-wal") || n.ends_with(".partial")),
+        "the agent's backup is one self-contained file: {names:?}"
+    );
     assert!(
         !names
             .iter()

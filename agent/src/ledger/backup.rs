@@ -61,6 +61,11 @@ pub fn backup(ledger: &Path, out: &Path) -> Result<(), BackupError> {
         // Pages in steps with a pause between: the writer gets the file between steps.
         copy.run_to_completion(1024, Duration::from_millis(5), None)
             .map_err(sql(&tmp))?;
+        drop(copy);
+        // The copy inherits WAL mode from the ledger's header; a backup is one file, with no
+        // -wal or -shm to lose on the way (the agent turns WAL back on when it opens it).
+        dest.pragma_update(None, "journal_mode", "DELETE")
+            .map_err(sql(&tmp))?;
     }
     if let Err(refusal) = super::identity::integrity(&tmp) {
         let _ = std::fs::remove_file(&tmp);

@@ -101,11 +101,13 @@ where
 
 /// Middleware (`axum::middleware::from_fn(json_errors)`): an error answer that is not JSON
 /// becomes one, keeping its status, headers and text. The net under every other rule here: a
-/// rejection nobody mapped still reaches the client in the contract's shape.
+/// rejection nobody mapped still reaches the client in the contract's shape. HTML error pages
+/// are left alone: a handler wrote those for a person's browser (the agent's lane page).
 pub async fn json_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
+    if !(status.is_client_error() || status.is_server_error()) || is_written_for_clients(&response)
+    {
         return response;
     }
     let (mut parts, body) = response.into_parts();
@@ -125,10 +127,10 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     Response::from_parts(parts, rewritten.into_body())
 }
 
-fn is_json(response: &Response) -> bool {
+fn is_written_for_clients(response: &Response) -> bool {
     response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"))
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"))
 }

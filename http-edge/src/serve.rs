@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -179,7 +180,14 @@ async fn serve_connection(
                 inner: body,
                 conn: conn.clone(),
             });
-            let response = router.call(Request::from_parts(parts, body)).await?;
+            let mut response = router.call(Request::from_parts(parts, body)).await?;
+            if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                // The rest of the body is still on its way: say so, or the client would send
+                // its next request on a connection that will be closed under it.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             Ok::<_, std::convert::Infallible>(response.map(|inner| ResponseBody { inner, conn }))
         }
     });

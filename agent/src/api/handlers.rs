@@ -8,10 +8,11 @@ use crate::ledger::{
 };
 use crate::scan::{classify, qr, CardNumber, ScannedCode};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
+use loyalty_http_edge::Path;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::str::FromStr;
@@ -21,9 +22,10 @@ use tracing::info;
 type ApiResult = Result<Json<Value>, ApiError>;
 
 fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    payload
-        .map(|Json(v)| v)
-        .map_err(|e| ApiError::bad_request("bad_json", e.body_text()))
+    payload.map(|Json(v)| v).map_err(|e| {
+        let (status, code, message) = loyalty_http_edge::errors::json_rejection(&e);
+        ApiError::new(status, code, message)
+    })
 }
 
 fn check_id(field: &'static str, value: &str) -> Result<(), ApiError> {
@@ -450,8 +452,4 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.encode(),
     )
-}
-
-pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }

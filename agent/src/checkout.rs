@@ -306,7 +306,7 @@ pub async fn run_scans(
         };
         match identifier.identify(&scan.code).await {
             Ok(who) => {
-                info!(lane = %scan.lane, member = ?who.member_id, card = ?who.card, can_spend = who.can_spend, "Member identified at lane.");
+                info!(lane = %scan.lane, member = who.member_id.as_deref(), card = who.card.as_deref(), can_spend = who.can_spend, "Member identified at lane.");
                 lanes.set(&scan.lane, who);
             }
             Err(e) => {

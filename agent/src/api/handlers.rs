@@ -158,7 +158,7 @@ pub async fn sale(
     state
         .metrics
         .observe_sale_latency(started.elapsed().as_secs_f64());
-    info!(lane = %lane, receipt = %b.receipt_id, member = ?answer["member_id"].as_str(), points, "Sale recorded.");
+    info!(lane = %lane, receipt = %b.receipt_id, member = answer["member_id"].as_str(), points, "Sale recorded.");
     state.live.recorded(&lane, Recorded::Sale(&answer));
     Ok(Json(answer))
 }
@@ -320,7 +320,7 @@ async fn redeem_gift(
             at: chrono::Utc::now(),
         })
         .await?;
-    info!(lane = %lane, gift = ?answer["gift_id"].as_str(), "Gift handed over.");
+    info!(lane = %lane, gift = answer["gift_id"].as_str(), "Gift handed over.");
     state.live.recorded(lane, Recorded::Redemption(&answer));
     Ok(Json(answer))
 }

@@ -1,4 +1,6 @@
 //! Admin endpoints: stores, members, campaigns, reconciliation. All need the admin token.
+//! A PUT logs at debug: a member import is thousands of them, one info line each drowned the
+//! log.
 
 use std::sync::Arc;
 
@@ -62,7 +64,7 @@ pub async fn put_store(
     let st = state.clone();
     let id = store_id.clone();
     blocking(move || Ok(st.store.put_store(&id, input.token.trim())?)).await?;
-    tracing::info!(store = %store_id, "Registered store.");
+    tracing::debug!(store = %store_id, "Registered store.");
     Ok(Json(json!({ "store_id": store_id })))
 }
 
@@ -91,7 +93,7 @@ pub async fn put_member(
         st.store.member(&id)?.ok_or_else(ApiError::internal)
     })
     .await?;
-    tracing::info!(member = %member_id, cards = view.cards.len(), "Saved member.");
+    tracing::debug!(member = %member_id, cards = view.cards.len(), "Saved member.");
     Ok(Json(view))
 }
 
@@ -126,7 +128,7 @@ pub async fn put_campaign(
     let st = state.clone();
     let id = campaign_id.clone();
     let version = blocking(move || Ok(st.store.put_campaign(&id, &body)?)).await?;
-    tracing::info!(campaign = %campaign_id, version, "Saved campaign.");
+    tracing::debug!(campaign = %campaign_id, version, "Saved campaign.");
     Ok(Json(
         json!({ "campaign_id": campaign_id, "version": version }),
     ))

@@ -180,18 +180,23 @@ pub async fn run_with(
     };
     let ledger_for_watchdog = ledger.clone();
     drop(ledger);
-    let address = listener.local_addr().ok();
-    info!(store = %config.store_id, address = ?address, lanes = config.lanes.len(), "Agent serving.");
+    let address = listener.local_addr().context("reading the API's address")?;
+    info!(store = %config.store_id, address = %address, lanes = config.lanes.len(), "Agent serving.");
     tracker.spawn(crate::systemd::watchdog(
         ledger_for_watchdog,
+        address,
         sources.clone(),
     ));
     crate::systemd::ready();
     let server_shutdown = shutdown.clone();
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
-        .await
-        .context("serving the API")?;
+    loyalty_http_edge::serve(
+        listener,
+        api::router(state),
+        loyalty_http_edge::Limits::default(),
+        async move { server_shutdown.cancelled().await },
+    )
+    .await
+    .context("serving the API")?;
     crate::systemd::stopping();
     sources.cancel();
     tracker.close();

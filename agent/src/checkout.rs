@@ -3,14 +3,15 @@
 //!
 //! A known card or a signed app QR makes that member the lane's member until a sale completes
 //! or the session times out. Earning and spending differ (DESIGN.md): a card, an expired QR or a
-//! replayed QR may earn; only a fresh, first-seen QR lets the member spend. A forged QR never
-//! identifies anyone.
+//! replayed QR may earn; only a fresh, first-seen QR lets the member spend, and one scan of it
+//! authorises one spend of points ([`Lanes::take_spend`]). A forged QR never identifies anyone.
 
 use crate::ledger::{Identity, Ledger};
 use crate::metrics::Metrics;
 use crate::scan::{qr, AppQr, LaneScan, ScannedCode};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -64,9 +65,32 @@ impl IdentifyError {
     }
 }
 
+/// Why a lane's QR scan no longer allows spending after one redemption.
+const SCAN_ALREADY_SPENT: &str =
+    "this app QR scan already paid for a redemption: scan a fresh QR to spend again";
+
 struct Session {
     who: LaneIdentity,
     since: Instant,
+    /// Which scan set it: a spend authorisation given back after a refusal goes only to the
+    /// scan it was taken from.
+    scan: u64,
+}
+
+/// The right to spend that a lane's fresh QR scan gave, taken by [`Lanes::take_spend`].
+#[derive(Debug)]
+pub struct SpendTicket {
+    lane: String,
+    scan: u64,
+}
+
+/// What [`Lanes::take_spend`] found.
+#[derive(Debug)]
+pub enum Spend {
+    /// The member may spend, once: the lane's scan no longer allows another spend.
+    Allowed(LaneIdentity, SpendTicket),
+    /// Nobody at the lane (None), or someone who may not spend.
+    Refused(Option<LaneIdentity>),
 }
 
 /// Every lane's current member.
@@ -76,6 +100,7 @@ pub struct Lanes {
     timeout: Duration,
     /// The id of a lane whose member was set or cleared (the lane page follows it).
     changes: broadcast::Sender<String>,
+    scans: AtomicU64,
 }
 
 impl Lanes {
@@ -85,6 +110,7 @@ impl Lanes {
             sessions: Mutex::new(HashMap::new()),
             timeout,
             changes: broadcast::channel(64).0,
+            scans: AtomicU64::new(0),
         }
     }
 
@@ -109,6 +135,7 @@ impl Lanes {
                 Session {
                     who,
                     since: Instant::now(),
+                    scan: self.scans.fetch_add(1, Ordering::Relaxed),
                 },
             );
         }
@@ -127,6 +154,58 @@ impl Lanes {
             }
             None => None,
         }
+    }
+
+    /// Takes the lane's spend authorisation: one fresh QR scan pays for one redemption of
+    /// points, so that a second redemption (a second cashier action, or a POS bug) needs the
+    /// member to show a fresh QR. Taken under the lock: two redemptions at once cannot both
+    /// have it.
+    pub fn take_spend(&self, lane: &str) -> Spend {
+        let Ok(mut sessions) = self.sessions.lock() else {
+            return Spend::Refused(None);
+        };
+        let spend = match sessions.get_mut(lane) {
+            Some(s) if s.since.elapsed() > self.timeout => {
+                sessions.remove(lane);
+                return Spend::Refused(None);
+            }
+            None => return Spend::Refused(None),
+            Some(s) if !s.who.can_spend => return Spend::Refused(Some(s.who.clone())),
+            Some(s) => {
+                let allowed = s.who.clone();
+                s.who.can_spend = false;
+                s.who.spend_refused = Some(SCAN_ALREADY_SPENT);
+                Spend::Allowed(
+                    allowed,
+                    SpendTicket {
+                        lane: lane.to_owned(),
+                        scan: s.scan,
+                    },
+                )
+            }
+        };
+        drop(sessions);
+        let _ = self.changes.send(lane.to_owned());
+        spend
+    }
+
+    /// Gives back an authorisation whose redemption the ledger refused (too few points, the
+    /// offline allowance, a ledger that cannot write): nothing was spent. Only to the same
+    /// scan; a new scan or a finished sale since then keeps what it has.
+    pub fn give_back(&self, ticket: SpendTicket) {
+        let Ok(mut sessions) = self.sessions.lock() else {
+            return;
+        };
+        let Some(s) = sessions.get_mut(&ticket.lane) else {
+            return;
+        };
+        if s.scan != ticket.scan || s.who.spend_refused != Some(SCAN_ALREADY_SPENT) {
+            return;
+        }
+        s.who.can_spend = true;
+        s.who.spend_refused = None;
+        drop(sessions);
+        let _ = self.changes.send(ticket.lane);
     }
 
     /// Ends the lane's session (a sale completed: the next customer starts fresh).
@@ -230,7 +309,7 @@ pub async fn run_scans(
         };
         match identifier.identify(&scan.code).await {
             Ok(who) => {
-                info!(lane = %scan.lane, member = ?who.member_id, card = ?who.card, can_spend = who.can_spend, "Member identified at lane.");
+                info!(lane = %scan.lane, member = who.member_id.as_deref(), card = who.card.as_deref(), can_spend = who.can_spend, "Member identified at lane.");
                 lanes.set(&scan.lane, who);
             }
             Err(e) => {

@@ -16,26 +16,17 @@ fn main() -> ExitCode {
     } else {
         "info"
     };
-    init_logging(&cli.log_format, default_level);
+    // Held to the end of main: dropping it writes out the queued log lines.
+    let _log = loyalty_logging::init(
+        loyalty_logging::Format::parse(&cli.log_format),
+        default_level,
+    );
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("loyalty-agent: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(format: &str, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }
 

@@ -54,9 +54,13 @@ pub async fn serve(
     };
     let app = http::router(state, settings.max_body_bytes);
     tracing::info!(listen = %listener.local_addr()?, db = %settings.db.display(), "HQ serving.");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    loyalty_http_edge::serve(
+        listener,
+        app,
+        loyalty_http_edge::Limits::default(),
+        shutdown,
+    )
+    .await?;
     tracing::info!("HQ stopped.");
     Ok(())
 }

@@ -9,6 +9,9 @@ use loyalty_hq::config::RawConfig;
 #[derive(Parser)]
 #[command(name = "loyalty-hq", version, about = "Loyalty Edge reference HQ")]
 struct Cli {
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,13 +37,10 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    // Held to the end of main: dropping it writes out the queued log lines.
+    let _log = loyalty_logging::init(loyalty_logging::Format::parse(&cli.log_format), "info");
+    match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("loyalty-hq: {e:#}");

@@ -141,6 +141,9 @@ fn systemd_unit_keeps_its_hardening_and_contract() {
     assert_eq!(one("Type"), "notify", "the agent says READY=1 itself");
     assert_eq!(one("NotifyAccess"), "main");
     one("WatchdogSec");
+    // Room for http-edge's full connection cap (4,096) plus the 128 descriptors it keeps back.
+    let files: u64 = one("LimitNOFILE").parse().expect("LimitNOFILE is a number");
+    assert!(files >= 4_096 + 128, "LimitNOFILE={files}");
 
     // The example config (the package's conffile) writes where the unit lets it.
     let config = read("config/agent.toml");

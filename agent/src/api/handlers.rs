@@ -1,17 +1,19 @@
 //! One function per route.
 
 use super::lane_page::Recorded;
+use super::replay;
 use super::{ApiError, AppState};
-use crate::checkout::LaneIdentity;
+use crate::checkout::{LaneIdentity, Spend};
 use crate::ledger::{
     card_account, GiftRedeemRequest, Readers, RedeemRequest, RefundRequest, SaleRequest,
 };
 use crate::scan::{classify, qr, CardNumber, ScannedCode};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
+use loyalty_http_edge::Path;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::str::FromStr;
@@ -21,9 +23,10 @@ use tracing::info;
 type ApiResult = Result<Json<Value>, ApiError>;
 
 fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    payload
-        .map(|Json(v)| v)
-        .map_err(|e| ApiError::bad_request("bad_json", e.body_text()))
+    payload.map(|Json(v)| v).map_err(|e| {
+        let (status, code, message) = loyalty_http_edge::errors::json_rejection(&e);
+        ApiError::new(status, code, message)
+    })
 }
 
 fn check_id(field: &'static str, value: &str) -> Result<(), ApiError> {
@@ -130,6 +133,10 @@ pub async fn sale(
             "`total_cents` must be between 0 and 10000000000",
         ));
     }
+    // A retry must not end the session of the customer now at the lane.
+    if let Some(first) = replay::first_answer(&state, replay::sale_key(&b.receipt_id)).await? {
+        return Ok(Json(first));
+    }
     let from_pos = identify_from_pos(&state, b.card.as_deref(), b.qr.as_deref()).await?;
     let who = from_pos.or_else(|| state.lanes.current(&lane));
     let answer = state
@@ -151,7 +158,7 @@ pub async fn sale(
     state
         .metrics
         .observe_sale_latency(started.elapsed().as_secs_f64());
-    info!(lane = %lane, receipt = %b.receipt_id, member = ?answer["member_id"].as_str(), points, "Sale recorded.");
+    info!(lane = %lane, receipt = %b.receipt_id, member = answer["member_id"].as_str(), points, "Sale recorded.");
     state.live.recorded(&lane, Recorded::Sale(&answer));
     Ok(Json(answer))
 }
@@ -211,6 +218,11 @@ pub async fn redeem(
     known_lane(&state, &lane)?;
     let b = body(payload)?;
     check_id("redemption_id", &b.redemption_id)?;
+    if let Some(first) =
+        replay::first_answer(&state, replay::redemption_key(&b.redemption_id)).await?
+    {
+        return Ok(Json(first));
+    }
     let points = match (b.points, &b.gift_id) {
         (Some(p), None) => p,
         (None, Some(gift_id)) => {
@@ -230,9 +242,14 @@ pub async fn redeem(
             "`points` must be more than 0",
         ));
     }
-    let who = match identify_from_pos(&state, None, b.qr.as_deref()).await? {
-        Some(w) => Some(w),
-        None => state.lanes.current(&lane),
+    // A QR the POS sends is its own authorisation (its nonce is spent by identifying it); the
+    // lane's scanned QR authorises one spend, taken here and given back if the ledger refuses.
+    let (who, ticket) = match identify_from_pos(&state, None, b.qr.as_deref()).await? {
+        Some(w) => (Some(w), None),
+        None => match state.lanes.take_spend(&lane) {
+            Spend::Allowed(w, ticket) => (Some(w), Some(ticket)),
+            Spend::Refused(w) => (w, None),
+        },
     };
     let Some(who) = who else {
         return Err(ApiError::new(
@@ -249,7 +266,7 @@ pub async fn redeem(
                 .unwrap_or("spending needs the member's app QR code"),
         ));
     };
-    let answer = state
+    let redeemed = state
         .ledger
         .redeem(RedeemRequest {
             lane: lane.clone(),
@@ -259,7 +276,16 @@ pub async fn redeem(
             at: chrono::Utc::now(),
             offline: state.sync.as_ref().is_some_and(|s| s.is_offline()),
         })
-        .await?;
+        .await;
+    let answer = match redeemed {
+        Ok(answer) => answer,
+        Err(e) => {
+            if let Some(ticket) = ticket {
+                state.lanes.give_back(ticket);
+            }
+            return Err(e.into());
+        }
+    };
     state.live.recorded(&lane, Recorded::Redemption(&answer));
     Ok(Json(answer))
 }
@@ -294,7 +320,7 @@ async fn redeem_gift(
             at: chrono::Utc::now(),
         })
         .await?;
-    info!(lane = %lane, gift = ?answer["gift_id"].as_str(), "Gift handed over.");
+    info!(lane = %lane, gift = answer["gift_id"].as_str(), "Gift handed over.");
     state.live.recorded(lane, Recorded::Redemption(&answer));
     Ok(Json(answer))
 }
@@ -321,6 +347,9 @@ pub async fn refund(
             "bad_total",
             "`total_cents` must be more than 0",
         ));
+    }
+    if let Some(first) = replay::first_answer(&state, replay::refund_key(&b.refund_id)).await? {
+        return Ok(Json(first));
     }
     let answer = state
         .ledger
@@ -459,8 +488,4 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.encode(),
     )
-}
-
-pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }

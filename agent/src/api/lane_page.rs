@@ -17,11 +17,12 @@
 //! [`Lanes::subscribe`]: crate::checkout::Lanes::subscribe
 
 use super::{handlers, ApiError, AppState};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use futures_util::stream::Stream;
+use loyalty_http_edge::Path;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -1,9 +1,11 @@
 //! The local HTTP API of CONTRACT.md: POS sales, refunds and redemptions, lane and member
-//! views, health and metrics. Bad input is always a 4xx with an error body, never a 500.
+//! views, health and metrics. Bad input is always a 4xx with an error body, never a 500; every
+//! error body is JSON, axum's own rejections included (`loyalty_http_edge::errors`).
 
 mod error;
 mod handlers;
 pub mod lane_page;
+mod replay;
 
 pub use error::ApiError;
 
@@ -48,6 +50,10 @@ pub fn router(state: AppState) -> Router {
         .route("/lane/{lane}/events", get(lane_page::events))
         .route("/healthz", get(handlers::health))
         .route("/metrics", get(handlers::metrics))
-        .fallback(handlers::not_found)
+        .fallback(loyalty_http_edge::errors::not_found)
+        .method_not_allowed_fallback(loyalty_http_edge::errors::method_not_allowed)
+        .layer(axum::middleware::from_fn(
+            loyalty_http_edge::errors::json_errors,
+        ))
         .with_state(state)
 }

@@ -92,7 +92,7 @@ fn valid<T>(id: &str, parsed: Option<Result<T, Vec<String>>>) -> Option<T> {
     match parsed? {
         Ok(c) => Some(c),
         Err(problems) => {
-            warn!(campaign = %id, problems = ?problems, "An HQ campaign is invalid; it is ignored.");
+            warn!(campaign = %id, problems = %problems.join("; "), "An HQ campaign is invalid; it is ignored.");
             None
         }
     }

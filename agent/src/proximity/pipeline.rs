@@ -270,7 +270,7 @@ async fn record_facts(
                 for g in &gifts {
                     let campaign = g["campaign_id"].as_str().unwrap_or("?");
                     metrics.gift_issued(campaign);
-                    info!(member = %member, campaign, gift = ?g["gift"].as_str(), expires_at = ?g["expires_at"].as_str(), "Gift issued.");
+                    info!(member = %member, campaign, gift = g["gift"].as_str(), expires_at = g["expires_at"].as_str(), "Gift issued.");
                 }
                 health.update(|h| {
                     h.facts_recorded += 1;

@@ -1,12 +1,15 @@
 //! Admin endpoints: stores, members, campaigns, reconciliation. All need the admin token.
+//! A PUT logs at debug: a member import is thousands of them, one info line each drowned the
+//! log.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
+use loyalty_http_edge::Path;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -61,7 +64,7 @@ pub async fn put_store(
     let st = state.clone();
     let id = store_id.clone();
     blocking(move || Ok(st.store.put_store(&id, input.token.trim())?)).await?;
-    tracing::info!(store = %store_id, "Registered store.");
+    tracing::debug!(store = %store_id, "Registered store.");
     Ok(Json(json!({ "store_id": store_id })))
 }
 
@@ -135,7 +138,7 @@ pub async fn put_campaign(
     let st = state.clone();
     let id = campaign_id.clone();
     let version = blocking(move || Ok(st.store.put_campaign(&id, &body)?)).await?;
-    tracing::info!(campaign = %campaign_id, version, "Saved campaign.");
+    tracing::debug!(campaign = %campaign_id, version, "Saved campaign.");
     Ok(Json(
         json!({ "campaign_id": campaign_id, "version": version }),
     ))

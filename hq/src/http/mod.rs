@@ -1,4 +1,5 @@
 //! The HTTP API of CONTRACT.md (`loyalty-hq` table), plus `DELETE` of a campaign and `/healthz`.
+//! Every error body is JSON, axum's own rejections included (`loyalty_http_edge::errors`).
 
 mod admin;
 mod auth;
@@ -56,7 +57,12 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             put(admin::put_campaign).delete(admin::delete_campaign),
         )
         .route("/v1/admin/reconciliation", get(admin::reconciliation))
+        .fallback(loyalty_http_edge::errors::not_found)
+        .method_not_allowed_fallback(loyalty_http_edge::errors::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(
+            loyalty_http_edge::errors::json_errors,
+        ))
         .layer(axum::middleware::map_response(protocol_header))
         .with_state(Arc::new(state))
 }

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
+use loyalty_http_edge::Path;
 use loyalty_protocol::{
     check_version, ChangesPage, LedgerBinding, LedgerState, PushResponse, PROTOCOL_HEADER,
     PROTOCOL_VERSION,

@@ -1,0 +1,20 @@
+//! The HTTP edge both Loyalty Edge servers (the agent's local API and `loyalty-hq`) share.
+//!
+//! - [`serve`]: the accept loop. Header, body and idle timeouts; a connection cap below the
+//!   open-file limit that sheds the longest-waiting connection (one without a complete
+//!   request) before it refuses a new one; graceful shutdown. `axum::serve` has none of these,
+//!   and a few hundred half-sent requests used to lock the tills out.
+//! - [`errors`]: every error answer in the contract's JSON shape.
+//! - [`probe`]: a loopback `/healthz` request, the watchdog's proof that the server answers.
+
+mod body;
+pub mod errors;
+mod io;
+mod limits;
+pub mod probe;
+mod registry;
+mod serve;
+
+pub use errors::Path;
+pub use limits::Limits;
+pub use serve::serve;

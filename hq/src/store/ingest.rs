@@ -317,7 +317,7 @@ fn apply(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![flag, event_id, store_id, flag_member, reason, now])?;
-        tracing::warn!(flag, event = %event_id, store = %store_id, member = ?flag_member, %reason, "Flagged event.");
+        tracing::warn!(flag, event = %event_id, store = %store_id, member = flag_member.as_deref(), %reason, "Flagged event.");
         if here {
             names.push(flag.to_owned());
         }

@@ -189,17 +189,17 @@ fn changes_page_round_trips_with_type_tags() {
 #[test]
 fn version_mismatch_names_both_versions() {
     assert_eq!(check_version(PROTOCOL_VERSION), Ok(()));
-    let err = check_version(2).unwrap_err();
+    let err = check_version(3).unwrap_err();
     assert_eq!(
         err,
         VersionMismatch {
-            found: 2,
-            expected: 1
+            found: 3,
+            expected: 2
         }
     );
     assert_eq!(
         err.to_string(),
-        "protocol version mismatch: the other end speaks 2, this end speaks 1"
+        "protocol version mismatch: the other end speaks 3, this end speaks 2"
     );
 }
 

@@ -229,12 +229,13 @@ impl Identifier {
     pub async fn identify(&self, code: &ScannedCode) -> Result<LaneIdentity, IdentifyError> {
         match code {
             ScannedCode::Card(card) => {
-                let readers = self.ledger.readers().clone();
                 let number = card.as_str().to_owned();
                 let lookup = number.clone();
-                let member = tokio::task::spawn_blocking(move || readers.member_for_card(&lookup))
+                let member = self
+                    .ledger
+                    .readers()
+                    .run(move |r| r.member_for_card(&lookup))
                     .await
-                    .map_err(|e| IdentifyError::Ledger(e.to_string()))?
                     .map_err(|e| IdentifyError::Ledger(e.to_string()))?;
                 Ok(LaneIdentity::card(number, member))
             }
@@ -243,14 +244,13 @@ impl Identifier {
     }
 
     async fn identify_qr(&self, token: &AppQr) -> Result<LaneIdentity, IdentifyError> {
-        let readers = self.ledger.readers().clone();
         let member_id = token.member_id.clone();
-        let (member, skew_ms) = tokio::task::spawn_blocking(move || {
-            Ok::<_, rusqlite::Error>((readers.member(&member_id)?, readers.skew_ms()?))
-        })
-        .await
-        .map_err(|e| IdentifyError::Ledger(e.to_string()))?
-        .map_err(|e| IdentifyError::Ledger(e.to_string()))?;
+        let (member, skew_ms) = self
+            .ledger
+            .readers()
+            .run(move |r| Ok((r.member(&member_id)?, r.skew_ms()?)))
+            .await
+            .map_err(|e| IdentifyError::Ledger(e.to_string()))?;
         let Some(member) = member else {
             self.metrics.qr_rejected("unknown_member");
             warn!(member = %token.member_id, "App QR for an unknown member refused.");

@@ -72,8 +72,8 @@ pub async fn import_members(config: &Config, file: &Path) -> anyhow::Result<Stri
         .context("the ledger writer did not stop cleanly")?;
     Ok(format!(
         "imported {} members and {} cards into {}",
-        answer["members"],
-        answer["cards"],
+        answer.members,
+        answer.cards,
         config.ledger_path().display()
     ))
 }

@@ -3,7 +3,8 @@
 use chrono::Utc;
 use loyalty_agent::engine::Rules;
 use loyalty_agent::ledger::{
-    Identity, Ledger, LedgerError, MemberRecord, RedeemRequest, RefundRequest, SaleRequest,
+    Identity, Ledger, LedgerError, MemberRecord, RedeemRequest, Redeemed, RefundRequest, Refusal,
+    SaleRequest,
 };
 use std::sync::Arc;
 
@@ -42,8 +43,8 @@ async fn a_repeated_receipt_returns_the_first_answer_and_credits_once() {
         .sale(sale("r1", 1250, Identity::Card("4006381333931".into())))
         .await
         .unwrap();
-    assert_eq!(first["member_id"], "m1");
-    assert_eq!(first["points_earned"], 12);
+    assert_eq!(first.member_id.as_deref(), Some("m1"));
+    assert_eq!(first.points_earned, 12);
     let again = ledger
         .sale(sale("r1", 9999, Identity::Card("4006381333931".into())))
         .await
@@ -60,8 +61,8 @@ async fn unknown_card_earns_under_its_number() {
         .sale(sale("r2", 500, Identity::Card("5901234123457".into())))
         .await
         .unwrap();
-    assert!(a["member_id"].is_null());
-    assert_eq!(a["card"], "5901234123457");
+    assert_eq!(a.member_id, None);
+    assert_eq!(a.card.as_deref(), Some("5901234123457"));
     assert_eq!(ledger.readers().balance("card:5901234123457").unwrap(), 5);
 }
 
@@ -81,11 +82,11 @@ async fn refund_and_redemption_rules_hold() {
         at: Utc::now(),
     };
     let half = ledger.refund(refund("f1", 1000)).await.unwrap();
-    assert_eq!(half["points_taken_back"], 10);
+    assert_eq!(half.points_taken_back, 10);
     assert_eq!(ledger.refund(refund("f1", 1000)).await.unwrap(), half);
     assert!(matches!(
         ledger.refund(refund("f2", 1500)).await,
-        Err(LedgerError::Refused { .. })
+        Err(LedgerError::Refused(Refusal::RefundRefused(_)))
     ));
     let spend = |id: &str, points| RedeemRequest {
         lane: "1".into(),
@@ -97,13 +98,20 @@ async fn refund_and_redemption_rules_hold() {
     };
     assert!(matches!(
         ledger.redeem(spend("x1", 11)).await,
-        Err(LedgerError::Refused {
-            code: "insufficient_balance",
-            ..
-        })
+        Err(LedgerError::Refused(Refusal::InsufficientBalance(_)))
     ));
-    assert_eq!(ledger.redeem(spend("x2", 10)).await.unwrap()["balance"], 0);
-    assert_eq!(ledger.redeem(spend("x2", 10)).await.unwrap()["balance"], 0);
+    let balance_after = |r: Redeemed| match r {
+        Redeemed::Points(p) => p.balance,
+        Redeemed::Gift(g) => panic!("a gift answered a points redemption: {g:?}"),
+    };
+    assert_eq!(
+        balance_after(ledger.redeem(spend("x2", 10)).await.unwrap()),
+        0
+    );
+    assert_eq!(
+        balance_after(ledger.redeem(spend("x2", 10)).await.unwrap()),
+        0
+    );
     assert_eq!(ledger.readers().balance("m1").unwrap(), 0);
 }
 
@@ -131,9 +139,9 @@ async fn new_rules_apply_to_the_sales_after_them() {
         .sale(sale("r-rules-2", 1000, Identity::Member("m1".into())))
         .await
         .unwrap();
-    assert_eq!(before["points_earned"], 10);
+    assert_eq!(before.points_earned, 10);
     assert_eq!(
-        after["points_earned"], 20,
+        after.points_earned, 20,
         "HQ's double-points campaign applies"
     );
 }
@@ -187,7 +195,7 @@ async fn an_upgrade_backs_the_ledger_up_then_migrates_it_keeping_every_sale() {
         .sale(sale("r-old", 1250, Identity::Member("m1".into())))
         .await
         .unwrap();
-    assert_eq!(again["points_earned"], 12);
+    assert_eq!(again.points_earned, 12);
     let refund = ledger
         .refund(RefundRequest {
             lane: "1".into(),
@@ -198,7 +206,7 @@ async fn an_upgrade_backs_the_ledger_up_then_migrates_it_keeping_every_sale() {
         })
         .await
         .unwrap();
-    assert_eq!(refund["points_taken_back"], 12);
+    assert_eq!(refund.points_taken_back, 12);
     // A second start finds a current schema: no second copy.
     drop(ledger);
     tokio::task::spawn_blocking(move || writer.join().unwrap())
@@ -230,8 +238,9 @@ async fn a_credit_past_the_bounds_is_refused_and_records_nothing() {
         .sale(sale("huge", 10_000_000_000, Identity::Member("m1".into())))
         .await;
     match refused {
-        Err(LedgerError::Refused { code, message }) => {
-            assert_eq!(code, "points_out_of_bounds");
+        Err(LedgerError::Refused(refusal @ Refusal::PointsOutOfBounds(_))) => {
+            assert_eq!(refusal.code(), "points_out_of_bounds");
+            let message = refusal.to_string();
             assert!(message.contains("nothing was recorded"), "{message}");
         }
         other => panic!("expected a refusal, got {other:?}"),
@@ -242,6 +251,6 @@ async fn a_credit_past_the_bounds_is_refused_and_records_nothing() {
         .sale(sale("small", 100, Identity::Member("m1".into())))
         .await
         .unwrap();
-    assert_eq!(next["points_earned"], 1000);
+    assert_eq!(next.points_earned, 1000);
     assert_eq!(ledger.readers().balance("m1").unwrap(), 1000);
 }

@@ -33,11 +33,25 @@ enum Sent {
     Redeem(RedeemRequest),
 }
 
+/// The answer as the API would send it: the contract is the JSON, whatever the type.
 async fn send(ledger: &Ledger, s: &Sent) -> Option<Value> {
+    let json = |v: Result<serde_json::Value, serde_json::Error>| v.expect("answers serialize");
     match s {
-        Sent::Sale(r) => ledger.sale(r.clone()).await.ok(),
-        Sent::Refund(r) => ledger.refund(r.clone()).await.ok(),
-        Sent::Redeem(r) => ledger.redeem(r.clone()).await.ok(),
+        Sent::Sale(r) => ledger
+            .sale(r.clone())
+            .await
+            .ok()
+            .map(|o| json(serde_json::to_value(o))),
+        Sent::Refund(r) => ledger
+            .refund(r.clone())
+            .await
+            .ok()
+            .map(|o| json(serde_json::to_value(o))),
+        Sent::Redeem(r) => ledger
+            .redeem(r.clone())
+            .await
+            .ok()
+            .map(|o| json(serde_json::to_value(o))),
     }
 }
 

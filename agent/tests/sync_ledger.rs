@@ -133,7 +133,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     })
                     .await
                     .unwrap();
-                *local.entry(MEMBERS[member]).or_default() += a["points_earned"].as_i64().unwrap();
+                *local.entry(MEMBERS[member]).or_default() += a.points_earned;
             }
             Op::Redeem { member, points } => {
                 receipts += 1;

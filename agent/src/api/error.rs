@@ -1,6 +1,6 @@
 //! The API's error body: `{"error": "<code>", "message": "<human sentence>"}`.
 
-use crate::ledger::LedgerError;
+use crate::ledger::{LedgerError, Refusal};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -36,13 +36,13 @@ impl ApiError {
 impl From<LedgerError> for ApiError {
     fn from(e: LedgerError) -> Self {
         match e {
-            LedgerError::Refused { code, message } => {
-                let status = match code {
-                    "unknown_receipt" => StatusCode::NOT_FOUND,
-                    "points_out_of_bounds" => StatusCode::UNPROCESSABLE_ENTITY,
+            LedgerError::Refused(refusal) => {
+                let status = match &refusal {
+                    Refusal::UnknownReceipt(_) => StatusCode::NOT_FOUND,
+                    Refusal::PointsOutOfBounds(_) => StatusCode::UNPROCESSABLE_ENTITY,
                     _ => StatusCode::CONFLICT,
                 };
-                ApiError::new(status, code, message)
+                ApiError::new(status, refusal.code(), refusal.to_string())
             }
             other => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

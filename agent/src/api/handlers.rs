@@ -5,7 +5,7 @@ use super::replay;
 use super::{ApiError, AppState};
 use crate::checkout::{LaneIdentity, Spend};
 use crate::ledger::{
-    card_account, GiftRedeemRequest, Readers, RedeemRequest, RefundRequest, SaleRequest,
+    card_account, GiftRedeemRequest, Readers, RedeemRequest, Redeemed, RefundRequest, SaleRequest,
 };
 use crate::scan::{classify, qr, CardNumber, ScannedCode};
 use axum::extract::rejection::JsonRejection;
@@ -44,13 +44,7 @@ async fn read_ledger<T: Send + 'static>(
     state: &AppState,
     read: impl FnOnce(&Readers) -> rusqlite::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let readers = state.ledger.readers().clone();
-    let unavailable =
-        |e: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", e);
-    tokio::task::spawn_blocking(move || read(&readers))
-        .await
-        .map_err(|e| unavailable(e.to_string()))?
-        .map_err(|e| unavailable(e.to_string()))
+    Ok(state.ledger.readers().run(read).await?)
 }
 
 fn known_lane(state: &AppState, lane: &str) -> Result<(), ApiError> {
@@ -134,8 +128,8 @@ pub async fn sale(
         ));
     }
     // A retry must not end the session of the customer now at the lane.
-    if let Some(first) = replay::first_answer(&state, replay::sale_key(&b.receipt_id)).await? {
-        return Ok(Json(first));
+    if let Some(first) = replay::sale(&state, &b.receipt_id).await? {
+        return Ok(Json(json!(first)));
     }
     let from_pos = identify_from_pos(&state, b.card.as_deref(), b.qr.as_deref()).await?;
     let who = from_pos.or_else(|| state.lanes.current(&lane));
@@ -151,16 +145,16 @@ pub async fn sale(
         .await?;
     // The sale is done: the next customer at this lane starts without a member.
     state.lanes.clear(&lane);
-    let points = answer["points_earned"].as_i64().unwrap_or(0);
+    let points = answer.points_earned;
     if points > 0 {
         state.metrics.credited(points);
     }
     state
         .metrics
         .observe_sale_latency(started.elapsed().as_secs_f64());
-    info!(lane = %lane, receipt = %b.receipt_id, member = answer["member_id"].as_str(), points, "Sale recorded.");
+    info!(lane = %lane, receipt = %b.receipt_id, member = answer.member_id.as_deref(), points, "Sale recorded.");
     state.live.recorded(&lane, Recorded::Sale(&answer));
-    Ok(Json(answer))
+    Ok(Json(json!(answer)))
 }
 
 pub async fn lane(State(state): State<AppState>, Path(lane): Path<String>) -> ApiResult {
@@ -218,10 +212,8 @@ pub async fn redeem(
     known_lane(&state, &lane)?;
     let b = body(payload)?;
     check_id("redemption_id", &b.redemption_id)?;
-    if let Some(first) =
-        replay::first_answer(&state, replay::redemption_key(&b.redemption_id)).await?
-    {
-        return Ok(Json(first));
+    if let Some(first) = replay::redemption(&state, &b.redemption_id).await? {
+        return Ok(Json(json!(first)));
     }
     let points = match (b.points, &b.gift_id) {
         (Some(p), None) => p,
@@ -287,7 +279,7 @@ pub async fn redeem(
         }
     };
     state.live.recorded(&lane, Recorded::Redemption(&answer));
-    Ok(Json(answer))
+    Ok(Json(json!(answer)))
 }
 
 /// A gift is handed to the member identified at the lane, by card or app QR: it was issued to
@@ -320,9 +312,11 @@ async fn redeem_gift(
             at: chrono::Utc::now(),
         })
         .await?;
-    info!(lane = %lane, gift = answer["gift_id"].as_str(), "Gift handed over.");
+    if let Redeemed::Gift(g) = &answer {
+        info!(lane = %lane, gift = %g.gift_id, "Gift handed over.");
+    }
     state.live.recorded(lane, Recorded::Redemption(&answer));
-    Ok(Json(answer))
+    Ok(Json(json!(answer)))
 }
 
 #[derive(Deserialize)]
@@ -348,8 +342,8 @@ pub async fn refund(
             "`total_cents` must be more than 0",
         ));
     }
-    if let Some(first) = replay::first_answer(&state, replay::refund_key(&b.refund_id)).await? {
-        return Ok(Json(first));
+    if let Some(first) = replay::refund(&state, &b.refund_id).await? {
+        return Ok(Json(json!(first)));
     }
     let answer = state
         .ledger
@@ -362,7 +356,7 @@ pub async fn refund(
         })
         .await?;
     state.live.recorded(&lane, Recorded::Refund(&answer));
-    Ok(Json(answer))
+    Ok(Json(json!(answer)))
 }
 
 pub async fn member(State(state): State<AppState>, Path(member_id): Path<String>) -> ApiResult {

@@ -17,6 +17,7 @@
 //! [`Lanes::subscribe`]: crate::checkout::Lanes::subscribe
 
 use super::{handlers, ApiError, AppState};
+use crate::ledger::{Redeemed, RefundOutcome, SaleOutcome};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -40,9 +41,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(3);
 
 /// What a handler recorded on a lane, with the answer it gave.
 pub enum Recorded<'a> {
-    Sale(&'a Value),
-    Redemption(&'a Value),
-    Refund(&'a Value),
+    Sale(&'a SaleOutcome),
+    Redemption(&'a Redeemed),
+    Refund(&'a RefundOutcome),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -78,21 +79,20 @@ impl LivePages {
             match what {
                 Recorded::Sale(a) => {
                     entry.last_sale = Some(json!({
-                        "receipt_id": a["receipt_id"],
-                        "member_id": a["member_id"],
-                        "card": a["card"],
-                        "points_earned": a["points_earned"],
-                        "balance": a["balance"],
+                        "receipt_id": a.receipt_id,
+                        "member_id": a.member_id,
+                        "card": a.card,
+                        "points_earned": a.points_earned,
+                        "balance": a.balance,
                         "at": now,
                     }));
                 }
                 Recorded::Redemption(a) => {
-                    let text = match a["gift"].as_str() {
-                        Some(gift) => format!("Handed over: {gift}"),
-                        None => format!(
-                            "{} points spent; balance {}",
-                            a["points_spent"], a["balance"]
-                        ),
+                    let text = match a {
+                        Redeemed::Gift(g) => format!("Handed over: {}", g.gift),
+                        Redeemed::Points(p) => {
+                            format!("{} points spent; balance {}", p.points_spent, p.balance)
+                        }
                     };
                     entry.last_action =
                         Some(json!({"kind": "redemption", "text": text, "at": now}));
@@ -100,9 +100,10 @@ impl LivePages {
                 Recorded::Refund(a) => {
                     let text = format!(
                         "Refund on receipt {}: {} points taken back; balance {}",
-                        a["receipt_id"].as_str().unwrap_or("?"),
-                        a["points_taken_back"],
-                        a["balance"]
+                        a.receipt_id,
+                        a.points_taken_back,
+                        a.balance
+                            .map_or_else(|| "null".to_owned(), |b| b.to_string())
                     );
                     entry.last_action = Some(json!({"kind": "refund", "text": text, "at": now}));
                 }

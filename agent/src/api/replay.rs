@@ -5,38 +5,29 @@
 //! skip what no longer applies to a retry (identifying, freshness, the lane's session).
 
 use super::{ApiError, AppState};
-use axum::http::StatusCode;
-use rusqlite::OptionalExtension;
-use serde_json::Value;
+use crate::ledger::{Readers, Redeemed, RefundOutcome, SaleOutcome};
 
-/// The ledger's idempotency keys (`ledger/commands.rs`, `ledger/gifts.rs`).
-pub fn sale_key(receipt_id: &str) -> String {
-    format!("sale:{receipt_id}")
+async fn first<T: Send + 'static>(
+    state: &AppState,
+    read: impl FnOnce(&Readers) -> rusqlite::Result<Option<T>> + Send + 'static,
+) -> Result<Option<T>, ApiError> {
+    Ok(state.ledger.readers().run(read).await?)
 }
 
-pub fn refund_key(refund_id: &str) -> String {
-    format!("refund:{refund_id}")
+pub async fn sale(state: &AppState, receipt_id: &str) -> Result<Option<SaleOutcome>, ApiError> {
+    let id = receipt_id.to_owned();
+    first(state, move |r| r.sale_answer(&id)).await
 }
 
-/// Points and gifts share one redemption id space.
-pub fn redemption_key(redemption_id: &str) -> String {
-    format!("redeem:{redemption_id}")
+pub async fn refund(state: &AppState, refund_id: &str) -> Result<Option<RefundOutcome>, ApiError> {
+    let id = refund_id.to_owned();
+    first(state, move |r| r.refund_answer(&id)).await
 }
 
-/// The answer recorded for `key`, if the request was already done.
-pub async fn first_answer(state: &AppState, key: String) -> Result<Option<Value>, ApiError> {
-    let readers = state.ledger.readers().clone();
-    let unavailable =
-        |e: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", e);
-    let stored = tokio::task::spawn_blocking(move || {
-        readers.with(|c| {
-            c.prepare_cached("SELECT response FROM events WHERE idempotency_key = ?1")?
-                .query_row([&key], |row| row.get::<_, String>(0))
-                .optional()
-        })
-    })
-    .await
-    .map_err(|e| unavailable(e.to_string()))?
-    .map_err(|e| unavailable(e.to_string()))?;
-    Ok(stored.and_then(|s| serde_json::from_str(&s).ok()))
+pub async fn redemption(
+    state: &AppState,
+    redemption_id: &str,
+) -> Result<Option<Redeemed>, ApiError> {
+    let id = redemption_id.to_owned();
+    first(state, move |r| r.redemption_answer(&id)).await
 }

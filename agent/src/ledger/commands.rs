@@ -1,10 +1,14 @@
 //! What callers ask the writer to record, and how each is applied inside the transaction.
 
+use super::outcome::{
+    keys, Answer, ImportSummary, PointsRedeemed, Redeemed, RefundOutcome, Refusal, SaleOutcome,
+};
 use super::LedgerError;
 use crate::engine::{self, MemberProfile, Rules, SaleRecord};
 use chrono::{DateTime, SecondsFormat, Utc};
 use loyalty_protocol::bounds;
 use rusqlite::{params, Connection, OptionalExtension};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -141,12 +145,22 @@ pub(super) fn add_points(
     }
 }
 
-pub(super) fn first_answer(tx: &Connection, key: &str) -> rusqlite::Result<Option<Value>> {
+/// The answer stored with the event recorded under `key`, if any.
+pub(super) fn first_answer<T: DeserializeOwned>(
+    tx: &Connection,
+    key: &str,
+) -> rusqlite::Result<Option<T>> {
     let stored: Option<String> = tx
         .prepare_cached("SELECT response FROM events WHERE idempotency_key = ?1")?
         .query_row([key], |r| r.get(0))
         .optional()?;
-    Ok(stored.and_then(|s| serde_json::from_str(&s).ok()))
+    stored
+        .map(|s| {
+            serde_json::from_str(&s).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+            })
+        })
+        .transpose()
 }
 
 pub(super) struct NewEvent<'a> {
@@ -156,7 +170,7 @@ pub(super) struct NewEvent<'a> {
     pub lane: Option<&'a str>,
     pub points: i64,
     pub payload: Value,
-    pub response: &'a Value,
+    pub response: String,
     pub rule_version: Option<&'a str>,
     pub at: &'a str,
 }
@@ -175,7 +189,7 @@ pub(super) fn append(tx: &Connection, e: NewEvent<'_>) -> rusqlite::Result<i64> 
         e.lane,
         e.points,
         e.payload.to_string(),
-        e.response.to_string(),
+        e.response,
         e.rule_version,
         e.at
     ])?;
@@ -185,12 +199,17 @@ pub(super) fn append(tx: &Connection, e: NewEvent<'_>) -> rusqlite::Result<i64> 
 
 /// An outcome inside the transaction: a SQL failure aborts this command's savepoint; a refusal
 /// is an answer that writes nothing.
-pub(super) type Applied = Result<Result<Value, LedgerError>, rusqlite::Error>;
+pub(super) type Applied = Result<Result<Answer, LedgerError>, rusqlite::Error>;
+
+/// A typed answer as stored with its event.
+pub(super) fn stored<T: Serialize>(answer: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(answer).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))
+}
 
 pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
-    let key = format!("sale:{}", r.receipt_id);
+    let key = keys::sale(&r.receipt_id);
     if let Some(first) = first_answer(tx, &key)? {
-        return Ok(Ok(first));
+        return Ok(Ok(Answer::Sale(first)));
     }
     let at = ts(r.at);
     let resolved = r
@@ -212,32 +231,24 @@ pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
             // Checked before anything is written: an out-of-bounds credit would poison this
             // member's balance here and at HQ (protocol::bounds).
             if let Err(why) = bounds::add_to_balance(balance(tx, account)?, earning.points) {
-                return Ok(Err(LedgerError::refused(
-                    "points_out_of_bounds",
-                    format!(
-                        "{why}; nothing was recorded: check the sale total and the points rules"
-                    ),
-                )));
+                return Ok(Err(Refusal::PointsOutOfBounds(why.to_string()).into()));
             }
             let b = add_points(tx, account, earning.points, Some(&at))?;
             (earning.points, Some(earning.rule_version), Some(b))
         }
         None => (0, None, None),
     };
-    let mut response = json!({
-        "receipt_id": r.receipt_id,
-        "member_id": member_id,
-        "points_earned": points,
-        "balance": balance_after,
-        // The member's open gifts, so the POS can remind the cashier to hand them over.
-        "gifts": match &member_id {
+    let response = SaleOutcome {
+        receipt_id: r.receipt_id.clone(),
+        member_id: member_id.clone(),
+        card: card.clone(),
+        points_earned: points,
+        balance: balance_after,
+        gifts: match &member_id {
             Some(m) => super::read::open_gifts(tx, m)?,
             None => Vec::new(),
         },
-    });
-    if let Some(card) = &card {
-        response["card"] = json!(card);
-    }
+    };
     let seq = append(
         tx,
         NewEvent {
@@ -247,7 +258,7 @@ pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
             lane: Some(&r.lane),
             points,
             payload: json!({"receipt_id": r.receipt_id, "total_cents": r.total_cents, "card": card, "member_id": member_id}),
-            response: &response,
+            response: stored(&response)?,
             rule_version: rule_version.as_deref(),
             at: &at,
         },
@@ -256,20 +267,20 @@ pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
         "INSERT INTO sales (seq, account, total_cents, points_earned) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![seq, account, r.total_cents, points])?;
-    Ok(Ok(response))
+    Ok(Ok(Answer::Sale(response)))
 }
 
 pub(super) fn refund(tx: &Connection, r: &RefundRequest) -> Applied {
-    let key = format!("refund:{}", r.refund_id);
+    let key = keys::refund(&r.refund_id);
     if let Some(first) = first_answer(tx, &key)? {
-        return Ok(Ok(first));
+        return Ok(Ok(Answer::Refund(first)));
     }
     let sale: Option<(i64, Option<String>, SaleRecord)> = tx
         .prepare_cached(
             "SELECT s.seq, s.account, s.total_cents, s.points_earned, s.refunded_cents, s.points_due_back
              FROM events e JOIN sales s ON s.seq = e.seq WHERE e.idempotency_key = ?1",
         )?
-        .query_row([format!("sale:{}", r.receipt_id)], |row| {
+        .query_row([keys::sale(&r.receipt_id)], |row| {
             Ok((
                 row.get(0)?,
                 row.get(1)?,
@@ -283,13 +294,7 @@ pub(super) fn refund(tx: &Connection, r: &RefundRequest) -> Applied {
         })
         .optional()?;
     let Some((sale_seq, account, record)) = sale else {
-        return Ok(Err(LedgerError::refused(
-            "unknown_receipt",
-            format!(
-                "no sale with receipt_id {} was recorded in this store",
-                r.receipt_id
-            ),
-        )));
+        return Ok(Err(Refusal::UnknownReceipt(r.receipt_id.clone()).into()));
     };
     let current = match &account {
         Some(a) => balance(tx, a)?,
@@ -297,7 +302,7 @@ pub(super) fn refund(tx: &Connection, r: &RefundRequest) -> Applied {
     };
     let decision = match engine::refund(record, r.total_cents, current) {
         Ok(d) => d,
-        Err(e) => return Ok(Err(LedgerError::refused("refund_refused", e.to_string()))),
+        Err(e) => return Ok(Err(Refusal::RefundRefused(e.to_string()).into())),
     };
     let balance_after = match &account {
         Some(a) => Some(add_points(tx, a, -decision.points_taken, None)?),
@@ -307,13 +312,13 @@ pub(super) fn refund(tx: &Connection, r: &RefundRequest) -> Applied {
         "UPDATE sales SET refunded_cents = refunded_cents + ?2, points_due_back = points_due_back + ?3 WHERE seq = ?1",
     )?
     .execute(params![sale_seq, r.total_cents, decision.points_due])?;
-    let response = json!({
-        "refund_id": r.refund_id,
-        "receipt_id": r.receipt_id,
-        "points_taken_back": decision.points_taken,
-        "points_uncollected": decision.uncollected,
-        "balance": balance_after,
-    });
+    let response = RefundOutcome {
+        refund_id: r.refund_id.clone(),
+        receipt_id: r.receipt_id.clone(),
+        points_taken_back: decision.points_taken,
+        points_uncollected: decision.uncollected,
+        balance: balance_after,
+    };
     append(
         tx,
         NewEvent {
@@ -323,18 +328,18 @@ pub(super) fn refund(tx: &Connection, r: &RefundRequest) -> Applied {
             lane: Some(&r.lane),
             points: -decision.points_taken,
             payload: json!({"refund_id": r.refund_id, "receipt_id": r.receipt_id, "total_cents": r.total_cents, "points_due": decision.points_due, "uncollected": decision.uncollected}),
-            response: &response,
+            response: stored(&response)?,
             rule_version: None,
             at: &ts(r.at),
         },
     )?;
-    Ok(Ok(response))
+    Ok(Ok(Answer::Refund(response)))
 }
 
 pub(super) fn redeem(tx: &Connection, r: &RedeemRequest) -> Applied {
-    let key = format!("redeem:{}", r.redemption_id);
+    let key = keys::redemption(&r.redemption_id);
     if let Some(first) = first_answer(tx, &key)? {
-        return Ok(Ok(first));
+        return Ok(Ok(Answer::Redeemed(first)));
     }
     let (current, allowance, spent): (i64, Option<i64>, i64) = tx
         .prepare_cached(
@@ -346,31 +351,23 @@ pub(super) fn redeem(tx: &Connection, r: &RedeemRequest) -> Applied {
         .optional()?
         .unwrap_or((0, None, 0));
     if let Err(e) = engine::redeem(current, r.points) {
-        return Ok(Err(LedgerError::refused(
-            "insufficient_balance",
-            e.to_string(),
-        )));
+        return Ok(Err(Refusal::InsufficientBalance(e.to_string()).into()));
     }
     if r.offline {
         if let Some(allowance) = allowance {
-            if spent + r.points > allowance {
-                return Ok(Err(LedgerError::refused(
-                    "offline_allowance",
-                    format!(
-                        "HQ is unreachable and this store may spend at most {allowance} of this member's points until it is back ({spent} already spent here); the points stay on the account"
-                    ),
-                )));
+            if spent.saturating_add(r.points) > allowance {
+                return Ok(Err(Refusal::OfflineAllowance { allowance, spent }.into()));
             }
         }
     }
     let balance_after = add_points(tx, &r.member_id, -r.points, None)?;
     tx.prepare_cached("UPDATE balances SET pending_spent = pending_spent + ?2 WHERE account = ?1")?
         .execute(params![r.member_id, r.points])?;
-    let response = json!({
-        "redemption_id": r.redemption_id,
-        "member_id": r.member_id,
-        "points_spent": r.points,
-        "balance": balance_after,
+    let response = Redeemed::Points(PointsRedeemed {
+        redemption_id: r.redemption_id.clone(),
+        member_id: r.member_id.clone(),
+        points_spent: r.points,
+        balance: balance_after,
     });
     append(
         tx,
@@ -381,12 +378,12 @@ pub(super) fn redeem(tx: &Connection, r: &RedeemRequest) -> Applied {
             lane: Some(&r.lane),
             points: -r.points,
             payload: json!({"redemption_id": r.redemption_id, "points": r.points}),
-            response: &response,
+            response: stored(&response)?,
             rule_version: None,
             at: &ts(r.at),
         },
     )?;
-    Ok(Ok(response))
+    Ok(Ok(Answer::Redeemed(response)))
 }
 
 /// A member's profile as imported or pulled from HQ: the fields, not the cards.
@@ -443,7 +440,10 @@ pub(super) fn import(tx: &Connection, members: &[MemberRecord]) -> Applied {
             cards += link_card(tx, card, &m.member_id)?;
         }
     }
-    Ok(Ok(json!({"members": members.len(), "cards": cards})))
+    Ok(Ok(Answer::Imported(ImportSummary {
+        members: members.len(),
+        cards,
+    })))
 }
 
 pub(super) fn see_nonce(tx: &Connection, nonce: &str, member_id: &str, unix: i64) -> Applied {
@@ -452,5 +452,5 @@ pub(super) fn see_nonce(tx: &Connection, nonce: &str, member_id: &str, unix: i64
             "INSERT INTO qr_nonces (nonce, member_id, seen_at) VALUES (?1, ?2, ?3) ON CONFLICT(nonce) DO NOTHING",
         )?
         .execute(params![nonce, member_id, unix])?;
-    Ok(Ok(Value::Bool(inserted == 1)))
+    Ok(Ok(Answer::Nonce(inserted == 1)))
 }

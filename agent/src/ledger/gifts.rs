@@ -6,7 +6,7 @@
 //! continues the visit instead of opening a new one.
 
 use super::commands::{self, Applied, NewEvent};
-use super::LedgerError;
+use super::outcome::{keys, Answer, GiftHandedOver, GiftsIssued, IssuedGift, Redeemed, Refusal};
 use crate::engine::gifts::{self, GiftHistory, GiftLimit, Presence, PresenceFact};
 use crate::engine::Rules;
 use chrono::{DateTime, Utc};
@@ -106,7 +106,10 @@ pub(super) fn presence(tx: &Connection, rules: &Rules, r: &PresenceRequest) -> A
     ])?;
 
     let Some(profile) = commands::profile(tx, &r.member_id)? else {
-        return Ok(Ok(json!({"member_id": r.member_id, "gifts": []})));
+        return Ok(Ok(Answer::Gifts(GiftsIssued {
+            member_id: r.member_id.clone(),
+            gifts: Vec::new(),
+        })));
     };
     let day = gifts::local_day(r.at, rules.local_offset).to_string();
     let zone = match &r.fact {
@@ -133,23 +136,23 @@ pub(super) fn presence(tx: &Connection, rules: &Rules, r: &PresenceRequest) -> A
         }
         let gift_id = uuid::Uuid::now_v7().to_string();
         let expires_at = commands::ts(grant.expires_at);
-        let gift = json!({
-            "gift_id": gift_id,
-            "campaign_id": campaign.id,
-            "campaign_version": campaign.version,
-            "gift": campaign.gift,
-            "zone": zone,
-            "issued_at": at_text,
-            "expires_at": expires_at,
-            "points": campaign.points,
-        });
+        let gift = IssuedGift {
+            gift_id: gift_id.clone(),
+            campaign_id: campaign.id.clone(),
+            campaign_version: campaign.version,
+            gift: campaign.gift.clone(),
+            zone: zone.map(str::to_owned),
+            issued_at: at_text.clone(),
+            expires_at: expires_at.clone(),
+            points: campaign.points,
+        };
         if campaign.points > 0 {
             commands::add_points(tx, &r.member_id, campaign.points, None)?;
         }
         let seq = commands::append(
             tx,
             NewEvent {
-                key: &format!("gift:{gift_id}"),
+                key: &keys::gift(&gift_id),
                 kind: "gift_issued",
                 account: Some(&r.member_id),
                 lane: None,
@@ -164,7 +167,7 @@ pub(super) fn presence(tx: &Connection, rules: &Rules, r: &PresenceRequest) -> A
                     "zone": zone,
                     "gift": campaign.gift,
                 }),
-                response: &gift,
+                response: commands::stored(&gift)?,
                 rule_version: Some(&format!("{}@{}", campaign.id, campaign.version)),
                 at: &at_text,
             },
@@ -187,13 +190,16 @@ pub(super) fn presence(tx: &Connection, rules: &Rules, r: &PresenceRequest) -> A
         ])?;
         issued.push(gift);
     }
-    Ok(Ok(json!({"member_id": r.member_id, "gifts": issued})))
+    Ok(Ok(Answer::Gifts(GiftsIssued {
+        member_id: r.member_id.clone(),
+        gifts: issued,
+    })))
 }
 
 pub(super) fn redeem_gift(tx: &Connection, r: &GiftRedeemRequest) -> Applied {
-    let key = format!("redeem:{}", r.redemption_id);
+    let key = keys::redemption(&r.redemption_id);
     if let Some(first) = commands::first_answer(tx, &key)? {
-        return Ok(Ok(first));
+        return Ok(Ok(Answer::Redeemed(first)));
     }
     let gift: Option<(String, String, String, Option<String>)> = tx
         .prepare_cached(
@@ -204,38 +210,26 @@ pub(super) fn redeem_gift(tx: &Connection, r: &GiftRedeemRequest) -> Applied {
         })
         .optional()?;
     let Some((owner, what, expires_at, redeemed_at)) = gift else {
-        return Ok(Err(LedgerError::refused(
-            "unknown_gift",
-            format!("this store has issued no gift {}", r.gift_id),
-        )));
+        return Ok(Err(Refusal::UnknownGift(r.gift_id.clone()).into()));
     };
     if owner != r.member_id {
-        return Ok(Err(LedgerError::refused(
-            "not_this_members_gift",
-            "this gift belongs to another member than the one at the lane",
-        )));
+        return Ok(Err(Refusal::NotThisMembersGift.into()));
     }
     if let Some(when) = redeemed_at {
-        return Ok(Err(LedgerError::refused(
-            "gift_already_redeemed",
-            format!("this gift was already handed over ({when})"),
-        )));
+        return Ok(Err(Refusal::GiftAlreadyRedeemed(when).into()));
     }
     if parse_time(Some(expires_at.clone())).is_none_or(|e| e <= r.at) {
-        return Ok(Err(LedgerError::refused(
-            "gift_expired",
-            format!("this gift expired at {expires_at}"),
-        )));
+        return Ok(Err(Refusal::GiftExpired(expires_at).into()));
     }
     let at = commands::ts(r.at);
     tx.prepare_cached("UPDATE gifts SET redeemed_at = ?2, redemption_id = ?3 WHERE gift_id = ?1")?
         .execute(params![r.gift_id, at, r.redemption_id])?;
-    let response = json!({
-        "redemption_id": r.redemption_id,
-        "member_id": r.member_id,
-        "gift_id": r.gift_id,
-        "gift": what,
-        "redeemed": true,
+    let response = Redeemed::Gift(GiftHandedOver {
+        redemption_id: r.redemption_id.clone(),
+        member_id: r.member_id.clone(),
+        gift_id: r.gift_id.clone(),
+        gift: what,
+        redeemed: true,
     });
     commands::append(
         tx,
@@ -246,12 +240,12 @@ pub(super) fn redeem_gift(tx: &Connection, r: &GiftRedeemRequest) -> Applied {
             lane: Some(&r.lane),
             points: 0,
             payload: json!({"gift_id": r.gift_id, "redemption_id": r.redemption_id}),
-            response: &response,
+            response: commands::stored(&response)?,
             rule_version: None,
             at: &at,
         },
     )?;
-    Ok(Ok(response))
+    Ok(Ok(Answer::Redeemed(response)))
 }
 
 /// A gift redeemed at another store (HQ's changes feed): no longer open here.

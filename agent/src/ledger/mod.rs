@@ -21,6 +21,7 @@ mod checkpoint;
 mod commands;
 mod gifts;
 pub mod identity;
+pub mod outcome;
 mod read;
 pub mod rebase;
 pub mod schema;
@@ -32,12 +33,16 @@ pub use commands::{
 };
 pub use gifts::{GiftRedeemRequest, PresenceRequest};
 pub use identity::OpenOptions;
+use outcome::Answer;
+pub use outcome::{
+    keys, ChangesApplied, GiftHandedOver, GiftsIssued, ImportSummary, IssuedGift, OpenGift,
+    PointsRedeemed, PushRecorded, Redeemed, RefundOutcome, Refusal, SaleOutcome,
+};
 pub use read::{MemberView, Outbox, Readers, SyncStatus, UnsyncedEvent};
 pub use sync::PushAck;
 pub use writer::MAX_BATCH;
 
 use crate::engine::Rules;
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
@@ -46,9 +51,9 @@ use tokio::sync::{mpsc, oneshot};
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum LedgerError {
-    /// The command is not allowed (insufficient balance, unknown receipt, ...). HTTP 409/404.
-    #[error("{message}")]
-    Refused { code: &'static str, message: String },
+    /// The command is not allowed (insufficient balance, unknown receipt, ...); nothing written.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// Nothing was written; the ledger may accept the same command later. HTTP 503.
     #[error("the ledger cannot record right now: {0}")]
     Unavailable(String),
@@ -56,13 +61,10 @@ pub enum LedgerError {
     Open { path: PathBuf, message: String },
 }
 
-impl LedgerError {
-    fn refused(code: &'static str, message: impl Into<String>) -> Self {
-        LedgerError::Refused {
-            code,
-            message: message.into(),
-        }
-    }
+/// The writer answered with another kind of answer than the command's: a bug, reported as the
+/// ledger being unavailable rather than a panic on the caller's task.
+fn mismatched() -> LedgerError {
+    LedgerError::Unavailable("the ledger writer answered another command's answer".into())
 }
 
 pub(crate) enum Command {
@@ -92,7 +94,7 @@ pub(crate) enum Command {
 
 pub(crate) struct Job {
     command: Command,
-    reply: oneshot::Sender<Result<Value, LedgerError>>,
+    reply: oneshot::Sender<Result<Answer, LedgerError>>,
 }
 
 /// A cheap handle to the writer, shareable across tasks.
@@ -163,7 +165,7 @@ impl Ledger {
         &self.readers
     }
 
-    async fn submit(&self, command: Command) -> Result<Value, LedgerError> {
+    async fn submit(&self, command: Command) -> Result<Answer, LedgerError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Job { command, reply })
@@ -174,27 +176,46 @@ impl Ledger {
             .map_err(|_| LedgerError::Unavailable("the ledger writer has stopped".into()))?
     }
 
-    /// Records a sale; the answer is the CONTRACT's sale response (the first one for a receipt).
-    pub async fn sale(&self, request: SaleRequest) -> Result<Value, LedgerError> {
-        self.submit(Command::Sale(request)).await
+    /// Records a sale; the answer is the first one recorded for the receipt.
+    pub async fn sale(&self, request: SaleRequest) -> Result<SaleOutcome, LedgerError> {
+        match self.submit(Command::Sale(request)).await? {
+            Answer::Sale(o) => Ok(o),
+            _ => Err(mismatched()),
+        }
     }
 
-    pub async fn refund(&self, request: RefundRequest) -> Result<Value, LedgerError> {
-        self.submit(Command::Refund(request)).await
+    pub async fn refund(&self, request: RefundRequest) -> Result<RefundOutcome, LedgerError> {
+        match self.submit(Command::Refund(request)).await? {
+            Answer::Refund(o) => Ok(o),
+            _ => Err(mismatched()),
+        }
     }
 
-    pub async fn redeem(&self, request: RedeemRequest) -> Result<Value, LedgerError> {
-        self.submit(Command::Redeem(request)).await
+    /// Spends points; a retried redemption id answers what it first did (points or a gift).
+    pub async fn redeem(&self, request: RedeemRequest) -> Result<Redeemed, LedgerError> {
+        match self.submit(Command::Redeem(request)).await? {
+            Answer::Redeemed(o) => Ok(o),
+            _ => Err(mismatched()),
+        }
     }
 
-    /// Inserts or replaces members and their cards; answers `{"members": N, "cards": M}`.
-    pub async fn import_members(&self, members: Vec<MemberRecord>) -> Result<Value, LedgerError> {
-        self.submit(Command::Import(members)).await
+    /// Inserts or replaces members and their cards.
+    pub async fn import_members(
+        &self,
+        members: Vec<MemberRecord>,
+    ) -> Result<ImportSummary, LedgerError> {
+        match self.submit(Command::Import(members)).await? {
+            Answer::Imported(o) => Ok(o),
+            _ => Err(mismatched()),
+        }
     }
 
-    /// Records a member's presence and issues the gifts it earns: `{"member_id", "gifts": [...]}`.
-    pub async fn presence(&self, request: PresenceRequest) -> Result<Value, LedgerError> {
-        self.submit(Command::Presence(request)).await
+    /// Records a member's presence and issues the gifts it earns.
+    pub async fn presence(&self, request: PresenceRequest) -> Result<GiftsIssued, LedgerError> {
+        match self.submit(Command::Presence(request)).await? {
+            Answer::Gifts(o) => Ok(o),
+            _ => Err(mismatched()),
+        }
     }
 
     /// Round trip through the writer (a transaction that writes nothing).
@@ -208,13 +229,19 @@ impl Ledger {
     }
 
     /// Hands over a gift at a lane; idempotent by `redemption_id`.
-    pub async fn redeem_gift(&self, request: GiftRedeemRequest) -> Result<Value, LedgerError> {
-        self.submit(Command::RedeemGift(request)).await
+    pub async fn redeem_gift(&self, request: GiftRedeemRequest) -> Result<Redeemed, LedgerError> {
+        match self.submit(Command::RedeemGift(request)).await? {
+            Answer::Redeemed(o) => Ok(o),
+            _ => Err(mismatched()),
+        }
     }
 
     /// Records HQ's answer to a push: the new watermark and the events it rejected for good.
-    pub async fn push_acked(&self, ack: PushAck) -> Result<Value, LedgerError> {
-        self.submit(Command::PushAcked(ack)).await
+    pub async fn push_acked(&self, ack: PushAck) -> Result<PushRecorded, LedgerError> {
+        match self.submit(Command::PushAcked(ack)).await? {
+            Answer::Pushed(o) => Ok(o),
+            _ => Err(mismatched()),
+        }
     }
 
     /// Applies one page of HQ changes and moves the cursor, in one transaction.
@@ -223,9 +250,14 @@ impl Ledger {
         page: loyalty_protocol::ChangesPage,
         skew_ms: Option<i64>,
         at: String,
-    ) -> Result<Value, LedgerError> {
-        self.submit(Command::ChangesPulled { page, skew_ms, at })
-            .await
+    ) -> Result<ChangesApplied, LedgerError> {
+        match self
+            .submit(Command::ChangesPulled { page, skew_ms, at })
+            .await?
+        {
+            Answer::Pulled(o) => Ok(o),
+            _ => Err(mismatched()),
+        }
     }
 
     /// True when this QR nonce was never seen before (and is now recorded durably).
@@ -235,13 +267,16 @@ impl Ledger {
         member_id: String,
         unix: i64,
     ) -> Result<bool, LedgerError> {
-        let v = self
+        match self
             .submit(Command::SeeNonce {
                 nonce,
                 member_id,
                 unix,
             })
-            .await?;
-        Ok(v.as_bool().unwrap_or(false))
+            .await?
+        {
+            Answer::Nonce(new) => Ok(new),
+            _ => Err(mismatched()),
+        }
     }
 }

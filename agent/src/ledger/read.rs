@@ -1,5 +1,6 @@
 //! Reads on their own connections, so that a slow reader never holds up the writer (WAL).
 
+use super::outcome::{keys, OpenGift, Redeemed, RefundOutcome, SaleOutcome};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -20,7 +21,7 @@ pub struct MemberView {
     pub tier: Option<String>,
     pub balance: i64,
     pub pending_events: i64,
-    pub gifts: Vec<serde_json::Value>,
+    pub gifts: Vec<OpenGift>,
     pub last_visit: Option<String>,
     #[serde(skip)]
     pub qr_public_key: Option<String>,
@@ -158,7 +159,7 @@ impl Readers {
     }
 
     /// Gifts issued to the member, not handed over, not expired.
-    pub fn open_gifts(&self, member_id: &str) -> rusqlite::Result<Vec<serde_json::Value>> {
+    pub fn open_gifts(&self, member_id: &str) -> rusqlite::Result<Vec<OpenGift>> {
         self.with(|c| open_gifts(c, member_id))
     }
 
@@ -262,6 +263,32 @@ impl Readers {
         })
     }
 
+    /// The answer first recorded for a sale's receipt, if it was recorded.
+    pub fn sale_answer(&self, receipt_id: &str) -> rusqlite::Result<Option<SaleOutcome>> {
+        self.with(|c| super::commands::first_answer(c, &keys::sale(receipt_id)))
+    }
+
+    pub fn refund_answer(&self, refund_id: &str) -> rusqlite::Result<Option<RefundOutcome>> {
+        self.with(|c| super::commands::first_answer(c, &keys::refund(refund_id)))
+    }
+
+    /// Points and gifts share one redemption id space.
+    pub fn redemption_answer(&self, redemption_id: &str) -> rusqlite::Result<Option<Redeemed>> {
+        self.with(|c| super::commands::first_answer(c, &keys::redemption(redemption_id)))
+    }
+
+    /// Runs `f` on these readers off the async threads: the readers block on SQLite.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Readers) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, super::LedgerError> {
+        let readers = self.clone();
+        tokio::task::spawn_blocking(move || f(&readers))
+            .await
+            .map_err(|e| super::LedgerError::Unavailable(format!("a ledger read stopped: {e}")))?
+            .map_err(|e| super::LedgerError::Unavailable(format!("reading the ledger: {e}")))
+    }
+
     /// HQ's clock minus this box's, as last measured (0 before any contact).
     pub fn skew_ms(&self) -> rusqlite::Result<i64> {
         self.with(|c| {
@@ -289,25 +316,22 @@ impl Readers {
     }
 }
 
-pub(super) fn open_gifts(
-    c: &Connection,
-    member_id: &str,
-) -> rusqlite::Result<Vec<serde_json::Value>> {
+pub(super) fn open_gifts(c: &Connection, member_id: &str) -> rusqlite::Result<Vec<OpenGift>> {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut stmt = c.prepare_cached(
         "SELECT gift_id, gift, campaign_id, campaign_version, zone, issued_at, expires_at FROM gifts
          WHERE member_id = ?1 AND redeemed_at IS NULL AND expires_at > ?2 ORDER BY issued_at",
     )?;
     let rows = stmt.query_map(rusqlite::params![member_id, now], |r| {
-        Ok(serde_json::json!({
-            "gift_id": r.get::<_, String>(0)?,
-            "gift": r.get::<_, String>(1)?,
-            "campaign_id": r.get::<_, String>(2)?,
-            "campaign_version": r.get::<_, i64>(3)?,
-            "zone": r.get::<_, Option<String>>(4)?,
-            "issued_at": r.get::<_, String>(5)?,
-            "expires_at": r.get::<_, String>(6)?,
-        }))
+        Ok(OpenGift {
+            gift_id: r.get(0)?,
+            gift: r.get(1)?,
+            campaign_id: r.get(2)?,
+            campaign_version: r.get(3)?,
+            zone: r.get(4)?,
+            issued_at: r.get(5)?,
+            expires_at: r.get(6)?,
+        })
     })?;
     rows.collect()
 }

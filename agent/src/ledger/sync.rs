@@ -15,9 +15,9 @@
 //! event is counted once whether the next pull comes before or after HQ acknowledges it.
 
 use super::commands::Applied;
+use super::outcome::{Answer, ChangesApplied, PushRecorded};
 use loyalty_protocol::{bounds, Change, ChangesPage, MemberRecord as HqMember, MAX_BALANCE};
 use rusqlite::{params, Connection, OptionalExtension};
-use serde_json::json;
 
 /// HQ's answer to one push, as the ledger needs it.
 #[derive(Debug, Clone)]
@@ -70,9 +70,10 @@ pub(super) fn push_acked(tx: &Connection, ack: &PushAck) -> Applied {
         "UPDATE sync_state SET last_push_at = ?1, skew_ms = COALESCE(?2, skew_ms) WHERE id = 1",
     )?
     .execute(params![ack.at, ack.skew_ms])?;
-    Ok(Ok(
-        json!({"acked_seq": acked, "dead_lettered": ack.rejected.len()}),
-    ))
+    Ok(Ok(Answer::Pushed(PushRecorded {
+        acked_seq: acked,
+        dead_lettered: ack.rejected.len(),
+    })))
 }
 
 pub(super) fn changes_pulled(
@@ -117,9 +118,12 @@ pub(super) fn changes_pulled(
         "UPDATE sync_state SET cursor = ?1, last_pull_at = ?2, skew_ms = COALESCE(?3, skew_ms) WHERE id = 1",
     )?
     .execute(params![page.next_cursor, at, skew_ms])?;
-    Ok(Ok(
-        json!({"members": members, "skipped": skipped, "campaigns": campaigns, "cursor": page.next_cursor}),
-    ))
+    Ok(Ok(Answer::Pulled(ChangesApplied {
+        members,
+        skipped,
+        campaigns,
+        cursor: page.next_cursor.clone(),
+    })))
 }
 
 /// Applies one member from HQ; `Ok(Err(why))` when its balance is out of bounds (nothing of it

@@ -2,6 +2,7 @@
 
 use super::commands::{self, Applied};
 use super::identity::{self, OpenOptions};
+use super::outcome::Answer;
 use super::schema;
 use super::{Command, Job, LedgerError};
 use crate::engine::Rules;
@@ -63,7 +64,7 @@ pub fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, mut rules: Arc<Rul
             if let Command::SetRules(new) = job.command {
                 rules = new;
             }
-            let _ = job.reply.send(Ok(serde_json::Value::Null));
+            let _ = job.reply.send(Ok(Answer::Done));
             batch = rest;
         }
         commit_batch(&mut conn, &rules, &mut batch);
@@ -82,7 +83,7 @@ fn commit_batch(conn: &mut Connection, rules: &Rules, batch: &mut Vec<Job>) {
     if batch.is_empty() {
         return;
     }
-    let mut answers: Vec<Result<serde_json::Value, LedgerError>> = Vec::with_capacity(batch.len());
+    let mut answers: Vec<Result<Answer, LedgerError>> = Vec::with_capacity(batch.len());
     let outcome = (|| -> rusqlite::Result<()> {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for job in batch.iter() {
@@ -101,8 +102,8 @@ fn commit_batch(conn: &mut Connection, rules: &Rules, batch: &mut Vec<Job>) {
                 Command::Presence(r) => super::gifts::presence(&sp, rules, r),
                 Command::RedeemGift(r) => super::gifts::redeem_gift(&sp, r),
                 // Taken out of the batch before it is committed (see `run`).
-                Command::SetRules(_) => Ok(Ok(serde_json::Value::Null)),
-                Command::Ping => Ok(Ok(serde_json::Value::Null)),
+                Command::SetRules(_) => Ok(Ok(Answer::Done)),
+                Command::Ping => Ok(Ok(Answer::Done)),
                 Command::ChangesPulled { page, skew_ms, at } => {
                     super::sync::changes_pulled(&sp, page, *skew_ms, at)
                 }

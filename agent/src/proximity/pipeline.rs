@@ -96,12 +96,7 @@ async fn build_resolver(ledger: &Ledger, interval: u64) -> Option<ResolverMap> {
 }
 
 async fn skew_ms(ledger: &Ledger) -> i64 {
-    let readers = ledger.readers().clone();
-    tokio::task::spawn_blocking(move || readers.skew_ms())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or(0)
+    ledger.readers().run(|r| r.skew_ms()).await.unwrap_or(0)
 }
 
 /// Runs until `stop` or until every sighting source is gone.
@@ -266,15 +261,13 @@ async fn record_facts(
         let what = fact.fact.clone();
         match ledger.presence(fact).await {
             Ok(answer) => {
-                let gifts = answer["gifts"].as_array().cloned().unwrap_or_default();
-                for g in &gifts {
-                    let campaign = g["campaign_id"].as_str().unwrap_or("?");
-                    metrics.gift_issued(campaign);
-                    info!(member = %member, campaign, gift = g["gift"].as_str(), expires_at = g["expires_at"].as_str(), "Gift issued.");
+                for g in &answer.gifts {
+                    metrics.gift_issued(&g.campaign_id);
+                    info!(member = %member, campaign = %g.campaign_id, gift = %g.gift, expires_at = %g.expires_at, "Gift issued.");
                 }
                 health.update(|h| {
                     h.facts_recorded += 1;
-                    h.gifts_issued += gifts.len() as u64;
+                    h.gifts_issued += answer.gifts.len() as u64;
                 });
             }
             Err(e) => {

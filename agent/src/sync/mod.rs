@@ -214,10 +214,10 @@ async fn apply_campaigns(
     ledger: &Ledger,
     base_rules: &crate::engine::Rules,
 ) -> Result<(), HqError> {
-    let readers = ledger.readers().clone();
-    let stored = tokio::task::spawn_blocking(move || readers.campaigns())
+    let stored = ledger
+        .readers()
+        .run(|r| r.campaigns())
         .await
-        .map_err(|e| HqError::Local(format!("reading campaigns: {e}")))?
         .map_err(|e| HqError::Local(format!("reading campaigns: {e}")))?;
     let rules = crate::config::hq_campaigns::effective_rules(base_rules, &stored);
     info!(
@@ -231,10 +231,10 @@ async fn apply_campaigns(
 }
 
 async fn push_once(client: &HqClient, ledger: &Ledger, batch: usize) -> Result<bool, HqError> {
-    let readers = ledger.readers().clone();
-    let outbox = tokio::task::spawn_blocking(move || readers.unsynced(batch))
+    let outbox = ledger
+        .readers()
+        .run(move |r| r.unsynced(batch))
         .await
-        .map_err(|e| HqError::Local(format!("reading the queue: {e}")))?
         .map_err(|e| HqError::Local(format!("reading the queue: {e}")))?;
     let events = outbox.events;
     if events.is_empty() {
@@ -303,10 +303,10 @@ async fn push_once(client: &HqClient, ledger: &Ledger, batch: usize) -> Result<b
 
 /// Pulls every pending page; returns how many campaign changes were applied.
 async fn pull_all(client: &HqClient, ledger: &Ledger) -> Result<usize, HqError> {
-    let readers = ledger.readers().clone();
-    let mut cursor = tokio::task::spawn_blocking(move || readers.sync_status())
+    let mut cursor = ledger
+        .readers()
+        .run(|r| r.sync_status())
         .await
-        .map_err(|e| HqError::Local(format!("reading the cursor: {e}")))?
         .map_err(|e| HqError::Local(format!("reading the cursor: {e}")))?
         .cursor;
     let mut campaigns = 0;

@@ -248,6 +248,18 @@ impl Hq {
         rows.map(|r| r.expect("HQ event row")).collect()
     }
 
+    /// Straight from HQ's database: the last seq HQ holds from the ledger `store` pushes from
+    /// now (`stores.watermark`; a re-base moves it back to where the new ledger continues).
+    pub fn watermark(&self, store: &str) -> i64 {
+        self.peek()
+            .query_row(
+                "SELECT watermark FROM stores WHERE store_id = ?1",
+                [store],
+                |r| r.get(0),
+            )
+            .expect("HQ's watermark of the store")
+    }
+
     /// Straight from HQ's database: how many flags of each kind HQ raised on `store`'s events.
     pub fn flags_held(&self, store: &str) -> BTreeMap<String, i64> {
         let conn = self.peek();

@@ -28,9 +28,10 @@
 //! equals the sum of the acknowledged facts (plus those dropped-but-recorded).
 //!
 //! Bounded: `CHAOS_SECS` of chaos (default 30, about a minute in all in a debug build);
-//! `CHAOS_SECS=600` for a long soak. `CHAOS_SEED` replays a schedule: the seed fixes every
-//! choice (faults, their order and pauses, the POS's operations); the interleaving with the
-//! processes' own timing still varies from run to run.
+//! `CHAOS_SECS=600` for a long soak. `CHAOS_SEED` replays a schedule: the seed fixes the
+//! sequence of faults (which, where, their pauses), the scripted steps' stores and the POS
+//! threads' random draws; how these meet the processes' own timing still varies from run to
+//! run, so a failure names its seed and keeps its logs.
 
 use loyalty_e2e::fault_proxy::{FaultProxy, Mode};
 use loyalty_e2e::{agent_binary, wait_until, Agent, AppKey, Hq, Store};
@@ -508,6 +509,8 @@ struct Counts {
     disk_full: u32,
     backups: u32,
     restores: u32,
+    /// Events HQ held past the backup when it was restored: gone from the store's ledger.
+    only_at_hq: i64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -808,8 +811,8 @@ fn chaos_soak_every_acknowledged_fact_reaches_hq_once_and_balances_agree() {
         counts.restores,
     );
     eprintln!(
-        "chaos: chaos phase {chaos_secs} s, backups {}, retried and acknowledged {retried}, dropped {dropped} ({dropped_recorded} recorded all the same), refused {refused}, requests unanswered {unreachable}, 503 ledger unavailable {ledger_unavailable}",
-        counts.backups
+        "chaos: chaos phase {chaos_secs} s, backups {}, events only at HQ after the restores {}, retried and acknowledged {retried}, dropped {dropped} ({dropped_recorded} recorded all the same), refused {refused}, requests unanswered {unreachable}, 503 ledger unavailable {ledger_unavailable}",
+        counts.backups, counts.only_at_hq
     );
     assert!(
         problems.is_empty(),
@@ -902,49 +905,79 @@ fn chaos(
         } else if now >= deadline {
             break;
         }
+        // Drawn whole before the clock has a say, so that a seed fixes the sequence of faults
+        // whatever the timing (only how many fit in the run varies).
+        let fault = Fault::draw(rng, rigs.len());
+        let pause = rng.millis(150, 900);
         let next = script.front().map_or(deadline, |s| s.0.min(deadline));
-        std::thread::sleep(
-            rng.millis(150, 900)
-                .min(next.saturating_duration_since(now)),
-        );
+        std::thread::sleep(pause.min(next.saturating_duration_since(now)));
         if Instant::now() >= next {
             continue;
         }
-        let roll = rng.below(100);
-        if roll < 55 {
-            let rig = &rigs[rng.below(rigs.len() as u64) as usize];
-            let mode = match rng.below(8) {
-                0 | 1 => Mode::Pass,
-                2 => Mode::Refuse,
-                3 => Mode::ResetMidRequest,
-                4 => Mode::CutResponse(0),
-                5 => Mode::CutResponse(150),
-                6 => Mode::CutResponse(600),
-                _ => Mode::Delay(rng.millis(50, 1_500)),
-            };
-            rig.proxy.set(mode);
-            counts.proxy_switches += 1;
-        } else if roll < 65 {
-            // Let the lines heal now and then, or backlogs only drain at the end.
-            for rig in rigs {
-                rig.proxy.set(Mode::Pass);
+        match fault {
+            Fault::Line(i, mode) => {
+                rigs[i].proxy.set(mode);
                 counts.proxy_switches += 1;
             }
-        } else if roll < 88 {
-            let rig = &rigs[rng.below(rigs.len() as u64) as usize];
-            let mut slot = rig.agent();
-            if let Some(agent) = slot.as_mut() {
-                agent.kill9();
+            Fault::HealLines => {
+                for rig in rigs {
+                    rig.proxy.set(Mode::Pass);
+                    counts.proxy_switches += 1;
+                }
             }
-            counts.agent_kills += 1;
-            // Down a while: the POS meets refused connections meanwhile.
-            std::thread::sleep(rng.millis(0, 800));
-            rig.start(&mut slot, |_| {});
-        } else {
-            hq.kill9();
-            counts.hq_kills += 1;
-            std::thread::sleep(rng.millis(100, 2_000));
-            hq.launch();
+            Fault::KillAgent(i, down) => {
+                let rig = &rigs[i];
+                let mut slot = rig.agent();
+                if let Some(agent) = slot.as_mut() {
+                    agent.kill9();
+                }
+                counts.agent_kills += 1;
+                // Down a while: the POS meets refused connections meanwhile.
+                std::thread::sleep(down);
+                rig.start(&mut slot, |_| {});
+            }
+            Fault::KillHq(down) => {
+                hq.kill9();
+                counts.hq_kills += 1;
+                std::thread::sleep(down);
+                hq.launch();
+            }
+        }
+    }
+}
+
+/// One random fault: which, where, and for how long.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// A store's line to HQ switches mode.
+    Line(usize, Mode),
+    /// Every line passes again: without it, backlogs would only drain at the end.
+    HealLines,
+    /// kill -9 of a store's agent, restarted after this long.
+    KillAgent(usize, Duration),
+    /// kill -9 of HQ, restarted after this long.
+    KillHq(Duration),
+}
+
+impl Fault {
+    fn draw(rng: &mut Rng, stores: usize) -> Fault {
+        let store = rng.below(stores as u64) as usize;
+        match rng.below(100) {
+            0..=54 => Fault::Line(
+                store,
+                match rng.below(8) {
+                    0 | 1 => Mode::Pass,
+                    2 => Mode::Refuse,
+                    3 => Mode::ResetMidRequest,
+                    4 => Mode::CutResponse(0),
+                    5 => Mode::CutResponse(150),
+                    6 => Mode::CutResponse(600),
+                    _ => Mode::Delay(rng.millis(50, 1_500)),
+                },
+            ),
+            55..=64 => Fault::HealLines,
+            65..=87 => Fault::KillAgent(store, rng.millis(0, 800)),
+            _ => Fault::KillHq(rng.millis(100, 2_000)),
         }
     }
 }
@@ -1083,12 +1116,14 @@ fn restore(hq: &Hq, rig: &Rig, members: &[Member], backup: &Backup, counts: &mut
         "everything since the backup to reach HQ before the restore",
     );
     let held = hq.events_held(rig.id);
+    let watermark = hq.watermark(rig.id);
     assert!(
-        held > backup.last_seq,
-        "{}: HQ ({held} events) is ahead of the backup (seq {})",
+        watermark > backup.last_seq,
+        "{}: HQ (up to seq {watermark}) is ahead of the backup (up to seq {})",
         rig.id,
         backup.last_seq
     );
+    counts.only_at_hq += watermark - backup.last_seq;
     let mut slot = rig.agent();
     let code = slot.as_mut().and_then(Agent::terminate);
     assert_eq!(

@@ -221,6 +221,68 @@ impl Hq {
             .expect("count HQ events")
     }
 
+    /// Straight from HQ's database: every fact HQ holds from `store`, keyed by the idempotency
+    /// key the store gave it (`sale:<receipt_id>`, `refund:<refund_id>`, `redeem:<redemption_id>`).
+    /// Exactly-once means every `count` is 1; `points` is summed over the events of that key.
+    pub fn facts_held(&self, store: &str) -> BTreeMap<String, HeldFact> {
+        let conn = self.peek();
+        let mut stmt = conn
+            .prepare(
+                "SELECT idempotency_key, kind, COUNT(*), SUM(points), MIN(account) FROM events
+                 WHERE store_id = ?1 GROUP BY idempotency_key",
+            )
+            .expect("query HQ events by key");
+        let rows = stmt
+            .query_map([store], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    HeldFact {
+                        kind: r.get(1)?,
+                        count: r.get(2)?,
+                        points: r.get(3)?,
+                        account: r.get(4)?,
+                    },
+                ))
+            })
+            .expect("HQ events by key");
+        rows.map(|r| r.expect("HQ event row")).collect()
+    }
+
+    /// Straight from HQ's database: the last seq HQ holds from the ledger `store` pushes from
+    /// now (`stores.watermark`; a re-base moves it back to where the new ledger continues).
+    pub fn watermark(&self, store: &str) -> i64 {
+        self.peek()
+            .query_row(
+                "SELECT watermark FROM stores WHERE store_id = ?1",
+                [store],
+                |r| r.get(0),
+            )
+            .expect("HQ's watermark of the store")
+    }
+
+    /// Straight from HQ's database: how many flags of each kind HQ raised on `store`'s events.
+    pub fn flags_held(&self, store: &str) -> BTreeMap<String, i64> {
+        let conn = self.peek();
+        let mut stmt = conn
+            .prepare("SELECT flag, COUNT(*) FROM flags WHERE store_id = ?1 GROUP BY flag")
+            .expect("query HQ flags");
+        let rows = stmt
+            .query_map([store], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("HQ flags");
+        rows.map(|r| r.expect("HQ flag row")).collect()
+    }
+
+    /// Events from `store` HQ refused for good (kept in `rejections`, never stored as facts).
+    pub fn rejections_held(&self, store: &str) -> i64 {
+        self.peek()
+            .query_row(
+                "SELECT COUNT(*) FROM rejections WHERE store_id = ?1",
+                [store],
+                |r| r.get(0),
+            )
+            .expect("count HQ rejections")
+    }
+
     fn peek(&self) -> rusqlite::Connection {
         let conn = rusqlite::Connection::open_with_flags(
             self.db_path(),
@@ -243,6 +305,18 @@ impl Drop for Hq {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// What HQ holds under one idempotency key of one store ([`Hq::facts_held`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldFact {
+    /// `sale`, `refund`, `redemption`, ...
+    pub kind: String,
+    /// Events stored under the key: 1 when exactly once.
+    pub count: i64,
+    /// Their points, summed.
+    pub points: i64,
+    pub account: Option<String>,
 }
 
 /// A member's app key: signs `LE1.` QR tokens like the phone app.

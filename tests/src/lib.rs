@@ -5,7 +5,7 @@
 pub mod fault_proxy;
 mod hq;
 
-pub use hq::{AppKey, Hq, ADMIN_TOKEN};
+pub use hq::{AppKey, HeldFact, Hq, ADMIN_TOKEN};
 
 use serde_json::Value;
 use std::io::Write;

@@ -12,7 +12,9 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod doctor;
-pub mod engine;
+/// The pure rules, a crate of their own (`rules/`, `loyalty-rules`), under the name the agent's
+/// modules have always used.
+pub use loyalty_rules as engine;
 pub mod import;
 pub mod ledger;
 pub mod lock;

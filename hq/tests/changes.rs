@@ -156,3 +156,32 @@ async fn a_gift_redeemed_at_one_store_reaches_the_others() {
         .iter()
         .any(|c| matches!(c, Change::RedemptionElsewhere(_))));
 }
+
+/// HQ checks a campaign with the stores' own rules: a misspelt key is refused with the
+/// sentences a store would have logged, and nothing reaches the stores.
+#[tokio::test]
+async fn a_campaign_no_store_could_run_is_refused_with_the_stores_words() {
+    let hq = Hq::start().await;
+    let t = hq.add_store("s1").await;
+    let (status, body) = hq
+        .admin_put(
+            "/v1/admin/campaigns/triple",
+            json!({"kind": "points", "multipler": 3}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "invalid_campaign");
+    assert_eq!(
+        body["message"],
+        "campaign.multipler: unknown key; campaign: a campaign has either `multiplier` or `bonus`"
+    );
+    let (status, body) = hq
+        .admin_put(
+            "/v1/admin/campaigns/coffee",
+            json!({"kind": "gift", "gift": "Free coffee", "trigger": "dwelled"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let page = page(&hq, "s1", &t, "").await;
+    assert!(page.changes.is_empty(), "{:?}", page.changes);
+}

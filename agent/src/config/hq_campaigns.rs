@@ -15,32 +15,8 @@ use tracing::warn;
 /// A campaign row as stored: id, HQ version, JSON body, deleted.
 pub type StoredCampaign = (String, i64, String, bool);
 
-fn to_toml(id: &str, version: i64, body: &Value) -> Option<toml::Value> {
-    let Value::Object(map) = body else {
-        return None;
-    };
-    let mut table = toml::Table::new();
-    for (key, value) in map {
-        if key == "kind" || key == "id" || key == "version" {
-            continue;
-        }
-        let converted = match (key.as_str(), value) {
-            ("starts" | "ends", Value::String(s)) => {
-                toml::Value::Datetime(s.parse::<toml::value::Datetime>().ok()?)
-            }
-            _ => toml::Value::try_from(value).ok()?,
-        };
-        table.insert(key.clone(), converted);
-    }
-    table.insert("id".into(), toml::Value::String(id.to_owned()));
-    table.insert(
-        "version".into(),
-        toml::Value::Integer(version.clamp(0, i64::from(u32::MAX))),
-    );
-    Some(toml::Value::Table(table))
-}
-
-/// An HQ points campaign, or `None` when the body is another kind of campaign.
+/// An HQ points campaign, or `None` when the body is another kind of campaign; checked by
+/// `loyalty_rules::campaign`, as HQ checks it before accepting it.
 pub fn points_campaign(
     id: &str,
     version: i64,
@@ -49,12 +25,7 @@ pub fn points_campaign(
     if body.get("kind").and_then(Value::as_str) != Some("points") {
         return None;
     }
-    Some(match to_toml(id, version, body) {
-        Some(table) => super::validate::points_campaign(table),
-        None => Err(vec![
-            "not a campaign table (dates must be RFC 3339 strings)".into(),
-        ]),
-    })
+    Some(loyalty_rules::campaign::points_from_hq(id, version, body))
 }
 
 /// `base` (agent.toml's rules) with HQ's points and gift campaigns applied.

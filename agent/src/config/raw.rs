@@ -120,20 +120,5 @@ pub struct RawPoints {
     pub campaigns: Vec<RawCampaign>,
 }
 
-#[derive(Debug, Deserialize)]
-pub struct RawCampaign {
-    pub id: Option<String>,
-    pub version: Option<u32>,
-    pub multiplier: Option<f64>,
-    pub bonus: Option<i64>,
-    pub starts: Option<toml::value::Datetime>,
-    pub ends: Option<toml::value::Datetime>,
-    #[serde(default)]
-    pub weekdays: Vec<String>,
-    pub hours: Option<String>,
-    #[serde(default)]
-    pub tiers: Vec<String>,
-    #[serde(default)]
-    pub segments: Vec<String>,
-    pub min_total_cents: Option<i64>,
-}
+/// Shared with HQ's validation of published campaigns.
+pub use loyalty_rules::campaign::RawCampaign;

@@ -6,9 +6,9 @@ use super::{
     BluetoothSensor, CheckoutSettings, Config, HqConfig, LaneConfig, Problem, ProximityConfig,
     SensorConfig,
 };
-use crate::engine::{Boost, DailyHours, Multiplier, PointsCampaign, Rules};
+use crate::engine::{Multiplier, PointsCampaign, Rules};
 use crate::scan::{PortSource, ScannerSettings, Terminator};
-use chrono::{DateTime, FixedOffset, NaiveTime, Utc, Weekday};
+use chrono::{DateTime, FixedOffset, Utc};
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -688,121 +688,13 @@ fn build_rules(raw: &RawConfig, local_offset: FixedOffset, c: &mut Collector) ->
     Some(rules)
 }
 
-/// A points campaign written as a `[[points.campaigns]]` table (HQ's campaigns arrive as JSON
-/// and are turned into one): the same validation as the file's, every problem as a sentence.
-pub(super) fn points_campaign(table: toml::Value) -> Result<PointsCampaign, Vec<String>> {
-    // Through text: toml's in-memory Value hands datetimes to serde as plain strings, which
-    // `toml::value::Datetime` refuses; parsed text keeps them datetimes.
-    let text = toml::to_string(&table).map_err(|e| vec![e.to_string()])?;
-    let raw: RawCampaign = toml::from_str(&text).map_err(|e| vec![e.to_string()])?;
-    let mut c = Collector { found: Vec::new() };
-    match build_campaign(&raw, "campaign", &mut c) {
-        Some(campaign) if c.found.is_empty() => Ok(campaign),
-        _ => Err(c
-            .found
-            .into_iter()
-            .map(|(path, _, message)| format!("{path}: {message}"))
-            .collect()),
-    }
-}
-
 fn build_campaign(raw: &RawCampaign, here: &str, c: &mut Collector) -> Option<PointsCampaign> {
-    let id = match raw.id.as_deref() {
-        Some(id) if is_identifier(id, 64) => Some(id.to_owned()),
-        Some(_) => {
-            c.value(
-                format!("{here}.id"),
-                "a campaign id is 1 to 64 letters, digits, `-` or `_`",
-            );
-            None
-        }
-        None => {
-            c.value(here, "a campaign needs an `id`");
-            None
-        }
-    };
-    let boost = match (raw.multiplier, raw.bonus) {
-        (Some(m), None) => match Multiplier::from_factor(m) {
-            Some(m) => Some(Boost::Multiply(m)),
-            None => {
-                c.value(
-                    format!("{here}.multiplier"),
-                    "multiplier is a number from 0 to 100",
-                );
-                None
-            }
-        },
-        (None, Some(b)) if (0..=1_000_000).contains(&b) => Some(Boost::Bonus(b)),
-        (None, Some(_)) => {
-            c.value(
-                format!("{here}.bonus"),
-                "bonus is a number of points from 0 to 1000000",
-            );
-            None
-        }
-        _ => {
-            c.value(here, "a campaign has either `multiplier` or `bonus`");
-            None
-        }
-    };
-    let mut datetime = |key: &str, value: &Option<toml::value::Datetime>| {
-        value
-            .as_ref()
-            .and_then(|d| match DateTime::parse_from_rfc3339(&d.to_string()) {
-                Ok(t) => Some(t.with_timezone(&Utc)),
-                Err(_) => {
-                    c.value(
-                        format!("{here}.{key}"),
-                        "a full date and time with offset, like 2026-12-01T00:00:00Z",
-                    );
-                    None
-                }
-            })
-    };
-    let starts = datetime("starts", &raw.starts);
-    let ends = datetime("ends", &raw.ends);
-    if let (Some(s), Some(e)) = (starts, ends) {
-        if e <= s {
-            c.value(format!("{here}.ends"), "the campaign ends before it starts");
-        }
+    let mut problems = Vec::new();
+    let campaign = loyalty_rules::campaign::build_points_campaign(raw, here, &mut problems);
+    for (path, message) in problems {
+        c.value(path, message);
     }
-    let mut weekdays = Vec::new();
-    for (j, day) in raw.weekdays.iter().enumerate() {
-        match day.parse::<Weekday>() {
-            Ok(d) => weekdays.push(d),
-            Err(_) => c.value(
-                format!("{here}.weekdays.{j}"),
-                format!("`{day}` is not a weekday (mon, tue, ...)"),
-            ),
-        }
-    }
-    let hours = raw.hours.as_deref().and_then(|text| {
-        let parsed = text.split_once('-').and_then(|(a, b)| {
-            Some(DailyHours {
-                from: NaiveTime::parse_from_str(a.trim(), "%H:%M").ok()?,
-                to: NaiveTime::parse_from_str(b.trim(), "%H:%M").ok()?,
-            })
-        });
-        if parsed.is_none() {
-            c.value(
-                format!("{here}.hours"),
-                "hours look like \"17:00-20:00\" (store-local time)",
-            );
-        }
-        parsed
-    });
-    Some(PointsCampaign {
-        id: id?,
-        version: raw.version.unwrap_or(1),
-        boost: boost?,
-        starts,
-        ends,
-        weekdays,
-        hours,
-        tiers: raw.tiers.clone(),
-        segments: raw.segments.clone(),
-        min_total_cents: raw.min_total_cents.unwrap_or(0).max(0),
-    })
+    campaign
 }
 
 /// `lanes.0.scanner.port`: serde_ignored's path without its `?` marks for options and newtypes.
@@ -834,13 +726,7 @@ fn parse_offset(text: &str) -> Option<FixedOffset> {
     Some(*dt.offset())
 }
 
-/// Ids appear in URLs, file names and log lines: keep them plain.
-pub fn is_identifier(s: &str, max: usize) -> bool {
-    !s.is_empty()
-        && s.len() <= max
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
+pub use loyalty_rules::is_identifier;
 
 #[cfg(test)]
 mod tests {

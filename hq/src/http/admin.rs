@@ -122,7 +122,8 @@ pub async fn get_member(
         .ok_or_else(|| ApiError::not_found(format!("no member {member_id}")))
 }
 
-/// `PUT /v1/admin/campaigns/{campaign_id}`: any JSON object, stored as-is, version bumped.
+/// `PUT /v1/admin/campaigns/{campaign_id}`: a points or gift campaign, checked with the stores'
+/// rules (422 `invalid_campaign` with every problem), stored as-is, version bumped.
 pub async fn put_campaign(
     State(state): State<Arc<AppState>>,
     Path(campaign_id): Path<String>,
@@ -134,6 +135,15 @@ pub async fn put_campaign(
     let body: Value = parse(body, "a JSON object")?;
     if !body.is_object() {
         return Err(ApiError::bad_request("a campaign must be a JSON object"));
+    }
+    // The stores' own checks: a campaign HQ accepts is one every store runs, and HQ staff read
+    // the sentences a store would otherwise only have logged.
+    if let Err(problems) = loyalty_rules::campaign::validate(&campaign_id, 1, &body) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_campaign",
+            problems.join("; "),
+        ));
     }
     let st = state.clone();
     let id = campaign_id.clone();

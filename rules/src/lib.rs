@@ -6,8 +6,13 @@
 //!
 //! Main types: [`Rules`] (earn rate, tier multipliers, bonus campaigns), [`earn`] for a sale,
 //! [`refund`] for a full or partial refund of a sale, [`redeem`] for spending points,
-//! [`gifts::decide`] for location-triggered gifts.
+//! [`gifts::decide`] for location-triggered gifts, [`campaign::validate`] for a campaign body
+//! as HQ publishes it (the agent's `[[points.campaigns]]` tables go through the same checks).
+//!
+//! A crate of its own so that "the rules do no I/O" is a compile-time fact (its dependencies are
+//! chrono, serde and toml), and so that HQ validates a campaign with the code the stores run.
 
+pub mod campaign;
 mod earn;
 pub mod gift_spec;
 pub mod gifts;
@@ -17,3 +22,11 @@ mod rules;
 pub use earn::{earn, Earning};
 pub use refund::{redeem, refund, RedeemError, RefundDecision, RefundError, SaleRecord};
 pub use rules::{Boost, DailyHours, MemberProfile, Multiplier, PointsCampaign, Rules};
+
+/// Ids appear in URLs, file names and log lines: keep them plain (letters, digits, `-`, `_`).
+pub fn is_identifier(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}

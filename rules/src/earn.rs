@@ -84,7 +84,7 @@ fn gcd(mut a: i128, mut b: i128) -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{DailyHours, PointsCampaign};
+    use crate::{DailyHours, PointsCampaign};
     use chrono::{NaiveTime, TimeZone, Weekday};
     use proptest::prelude::*;
 

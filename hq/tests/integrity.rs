@@ -245,3 +245,31 @@ async fn another_ledger_a_gap_or_a_conflict_is_refused_whole_until_a_re_base() {
     );
     assert_eq!(rec["ledger_bindings"][0]["previous_watermark"], 2, "{rec}");
 }
+
+/// A store ledger restored from a backup forgets a refund it made after the backup; the same
+/// sale refunded again adds up to more than the sale. Both refunds stand (they happened), the
+/// second is flagged for a person.
+#[tokio::test]
+async fn refunds_past_their_sale_are_flagged() {
+    let hq = Hq::start().await;
+    let t = hq.add_store("s1").await;
+    hq.add_member("m1", &[]).await;
+    let r = hq
+        .push(
+            "s1",
+            &t,
+            &[
+                sale("s1", 1, "m1", 10, "r1"),
+                refund("s1", 2, "m1", 6, "r1"),
+                refund("s1", 3, "m1", 4, "r1"),
+            ],
+        )
+        .await;
+    assert!(r.outcomes.iter().all(|o| o.flags.is_empty()), "{r:?}");
+    let again = hq.push("s1", &t, &[refund("s1", 4, "m1", 6, "r1")]).await;
+    assert_eq!(
+        again.outcomes[0].flags,
+        ["refund_exceeds_sale", "overdraft"]
+    );
+    assert_eq!(hq.member("m1").await["balance"], -6);
+}

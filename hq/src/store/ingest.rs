@@ -15,7 +15,9 @@
 //!   [`Plausibility`] allows for its total (`implausible_points`), a gift above its bound, a
 //!   credit to a member HQ never registered (`unknown_member`: held under that id until the
 //!   member exists), an `event_id` pushed again with other content (`conflicting_duplicate`:
-//!   the first stands), a receipt a store already sold (`duplicate_receipt`).
+//!   the first stands), a receipt a store already sold (`duplicate_receipt`), refunds adding up
+//!   to more than their sale (`refund_exceeds_sale`, as after a restored store ledger forgot an
+//!   earlier refund).
 //! - A batch that does not come from the store's ledger, or does not follow on, is refused
 //!   whole before anything is written (see [`super::ledgers`]).
 
@@ -41,6 +43,7 @@ pub const IMPLAUSIBLE_POINTS: &str = "implausible_points";
 pub const UNKNOWN_MEMBER: &str = "unknown_member";
 pub const CONFLICTING_DUPLICATE: &str = "conflicting_duplicate";
 pub const DUPLICATE_RECEIPT: &str = "duplicate_receipt";
+pub const REFUND_EXCEEDS_SALE: &str = "refund_exceeds_sale";
 
 pub fn ingest(
     w: &mut Writer,
@@ -195,17 +198,41 @@ fn apply(
 
     let link = if e.kind == EventKind::Refund {
         let receipt = e.payload_str("receipt_id").unwrap_or_default();
-        let sale: Option<String> = tx
-            .prepare_cached("SELECT event_id FROM sales WHERE store_id = ?1 AND receipt_id = ?2")?
-            .query_row(params![e.store_id, receipt], |r| r.get(0))
+        let sale: Option<(String, i64, i64)> = tx
+            .prepare_cached(
+                "SELECT event_id, total_cents, refunded_cents FROM sales
+                 WHERE store_id = ?1 AND receipt_id = ?2",
+            )?
+            .query_row(params![e.store_id, receipt], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .optional()?;
-        if sale.is_none() {
-            flags.push(PendingFlag::here(
+        match &sale {
+            None => flags.push(PendingFlag::here(
                 REFUND_WITHOUT_SALE,
                 format!("no sale with receipt {receipt} at store {}", e.store_id),
-            ));
+            )),
+            Some((sale_id, total, refunded)) => {
+                let cents = e
+                    .payload
+                    .get("total_cents")
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or(0);
+                let now_refunded = refunded.saturating_add(cents);
+                tx.prepare_cached("UPDATE sales SET refunded_cents = ?2 WHERE event_id = ?1")?
+                    .execute(params![sale_id, now_refunded])?;
+                if now_refunded > *total {
+                    flags.push(PendingFlag::here(
+                        REFUND_EXCEEDS_SALE,
+                        format!(
+                            "refunds of receipt {receipt} at store {} add up to {now_refunded} cents, the sale was {total}",
+                            e.store_id
+                        ),
+                    ));
+                }
+            }
         }
-        sale
+        sale.map(|(id, _, _)| id)
     } else {
         None
     };
@@ -233,12 +260,17 @@ fn apply(
     match e.kind {
         EventKind::Sale => {
             if let Some(receipt) = e.payload_str("receipt_id") {
+                let total = e
+                    .payload
+                    .get("total_cents")
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or(0);
                 let fresh = tx
                     .prepare_cached(
-                        "INSERT INTO sales (store_id, receipt_id, event_id) VALUES (?1, ?2, ?3)
-                         ON CONFLICT DO NOTHING",
+                        "INSERT INTO sales (store_id, receipt_id, event_id, total_cents)
+                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
                     )?
-                    .execute(params![e.store_id, receipt, e.event_id])?;
+                    .execute(params![e.store_id, receipt, e.event_id, total])?;
                 if fresh == 0 {
                     // A ledger that lost its receipts (replaced, restored) credits a retried
                     // receipt again under a new event id: both stand, a person decides.

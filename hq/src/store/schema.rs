@@ -123,6 +123,17 @@ pub const MIGRATIONS: &[&str] = &[
     UPDATE OR REPLACE cards SET card_number = '0' || card_number
         WHERE length(card_number) = 12 AND card_number NOT GLOB '*[^0-9]*';
 "#,
+    // 3: what a sale's refunds add up to, so a refund past the sale's total (a restored store
+    // ledger that forgot an earlier refund) is flagged, not silently kept.
+    r#"
+    ALTER TABLE sales ADD COLUMN total_cents INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sales ADD COLUMN refunded_cents INTEGER NOT NULL DEFAULT 0;
+    UPDATE sales SET total_cents = COALESCE(
+        (SELECT json_extract(payload, '$.total_cents') FROM events WHERE events.event_id = sales.event_id), 0);
+    UPDATE sales SET refunded_cents = COALESCE(
+        (SELECT SUM(json_extract(payload, '$.total_cents')) FROM events
+         WHERE events.link_event_id = sales.event_id AND events.kind = 'refund'), 0);
+"#,
 ];
 
 /// Brings the database to the latest schema, one transaction per migration.

@@ -2,8 +2,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::accounts::member_totals;
-use super::sqlite::{bump, Writer};
+use super::accounts::{member_base, member_totals};
+use super::writer::{bump, Writer};
 use super::{
     Flag, LedgerBindingRecord, MemberInput, MemberView, Reconciliation, Rejection, StoreError,
 };
@@ -115,44 +115,6 @@ pub fn member(conn: &mut Connection, member_id: &str) -> Result<Option<MemberVie
         events,
         flags,
     }))
-}
-
-/// A member's profile and cards, without the balance.
-pub struct MemberBase {
-    pub tier: Option<String>,
-    pub segments: Vec<String>,
-    pub cards: Vec<String>,
-    pub qr_public_key: Option<String>,
-    pub proximity_key: Option<String>,
-}
-
-pub fn member_base(conn: &Connection, member_id: &str) -> rusqlite::Result<Option<MemberBase>> {
-    let row = conn
-        .prepare_cached(
-            "SELECT tier, segments, qr_public_key, proximity_key FROM members WHERE member_id = ?1",
-        )?
-        .query_row([member_id], |r| {
-            let segments: String = r.get(1)?;
-            Ok(MemberBase {
-                tier: r.get(0)?,
-                // Written by put_member from a Vec<String>; unreadable only if edited by hand.
-                segments: serde_json::from_str(&segments).unwrap_or_default(),
-                cards: Vec::new(),
-                qr_public_key: r.get(2)?,
-                proximity_key: r.get(3)?,
-            })
-        })
-        .optional()?;
-    let Some(mut base) = row else {
-        return Ok(None);
-    };
-    let mut stmt = conn.prepare_cached(
-        "SELECT card_number FROM cards WHERE member_id = ?1 ORDER BY card_number",
-    )?;
-    base.cards = stmt
-        .query_map([member_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(Some(base))
 }
 
 pub fn put_campaign(

@@ -9,8 +9,7 @@ use loyalty_protocol::{
 };
 use rusqlite::{params, Connection};
 
-use super::accounts::member_totals;
-use super::admin::member_base;
+use super::accounts::{member_base, member_totals};
 use super::StoreError;
 use crate::allowance::AllowancePolicy;
 use crate::clock;

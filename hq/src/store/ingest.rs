@@ -31,7 +31,7 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use super::accounts::{balance_for_account, member_of};
 use super::ledgers;
 use super::plausibility::Plausibility;
-use super::sqlite::{bump, Writer};
+use super::writer::{bump, Writer};
 use super::{Incoming, IngestResult, Push, StoreError};
 use crate::clock;
 

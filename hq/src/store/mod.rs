@@ -24,6 +24,7 @@ mod ledgers;
 pub mod plausibility;
 mod schema;
 mod sqlite;
+mod writer;
 
 use loyalty_protocol::{ChangesPage, Event, EventOutcome, LedgerBinding, LedgerState};
 use serde::{Deserialize, Serialize};

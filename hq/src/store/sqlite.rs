@@ -11,6 +11,7 @@ use loyalty_protocol::{ChangesPage, LedgerBinding, LedgerState};
 use rusqlite::Connection;
 
 use super::plausibility::Plausibility;
+use super::writer::Writer;
 use super::{
     admin, changes, ingest, ledgers, schema, IngestResult, MemberInput, MemberView, Push,
     Reconciliation, Store, StoreError,
@@ -26,27 +27,6 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     allowance: AllowancePolicy,
     plausibility: Plausibility,
-}
-
-/// The single writer and the last change sequence number it handed out.
-pub(super) struct Writer {
-    pub conn: Connection,
-    pub last_change: i64,
-}
-
-impl Writer {
-    /// The next change sequence number. Only the writer assigns them, under its mutex, so they
-    /// are committed in increasing order: a reader never sees seq n+1 without seq n. A rolled
-    /// back batch leaves a gap, which the feed tolerates.
-    pub fn next_change(&mut self) -> i64 {
-        bump(&mut self.last_change)
-    }
-}
-
-/// [`Writer::next_change`] for code that already borrows the writer's connection.
-pub(super) fn bump(last_change: &mut i64) -> i64 {
-    *last_change += 1;
-    *last_change
 }
 
 fn open_conn(path: &Path) -> rusqlite::Result<Connection> {

@@ -50,7 +50,7 @@ pub async fn run_with(
         .campaigns()
         .context("reading HQ's campaigns from the ledger")?;
     if !stored.is_empty() {
-        let rules = crate::config::hq_campaigns::effective_rules(&base_rules, &stored);
+        let rules = crate::sync::campaigns::effective_rules(&base_rules, &stored);
         ledger
             .set_rules(Arc::new(rules))
             .await

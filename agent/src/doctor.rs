@@ -208,7 +208,7 @@ async fn ledger_at_hq(config: &Config, client: &HqClient) -> Check {
     }
 }
 
-fn serial_port(name: &str, source: &crate::scan::PortSource) -> Check {
+fn serial_port(name: &str, source: &crate::serial::PortSource) -> Check {
     match port::resolve(source) {
         Ok(path) if path.exists() => match std::fs::OpenOptions::new()
             .read(true)

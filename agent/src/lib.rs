@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod app;
+pub mod backoff;
 pub mod checkout;
 pub mod cli;
 pub mod config;
@@ -23,5 +24,6 @@ pub mod ops;
 pub mod proximity;
 pub mod rebase;
 pub mod scan;
+pub mod serial;
 pub mod sync;
 pub mod systemd;

@@ -169,7 +169,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                         stop.cancel();
                     });
                 }
-                loyalty_agent::proximity::record::record(&config, &out, shutdown).await
+                loyalty_agent::proximity::record::record(&config.sensors, &out, shutdown).await
             })?;
             eprintln!("{written} sightings written to {}", out.display());
             Ok(ExitCode::SUCCESS)

@@ -4,7 +4,8 @@
 use crate::config::Config;
 use crate::import;
 use crate::ledger::Ledger;
-use crate::scan::{port, PortSource};
+use crate::scan::port;
+use crate::serial::PortSource;
 use anyhow::Context;
 use std::path::Path;
 use std::sync::Arc;

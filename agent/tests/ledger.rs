@@ -123,7 +123,7 @@ async fn new_rules_apply_to_the_sales_after_them() {
         .sale(sale("r-rules-1", 1000, Identity::Member("m1".into())))
         .await
         .unwrap();
-    let double = loyalty_agent::config::hq_campaigns::points_campaign(
+    let double = loyalty_agent::sync::campaigns::points_campaign(
         "double",
         3,
         &serde_json::json!({"kind": "points", "multiplier": 2.0}),

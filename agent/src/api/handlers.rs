@@ -1,11 +1,12 @@
 //! One function per route.
 
 use super::lane_page::Recorded;
+use super::lane_view;
 use super::replay;
 use super::{ApiError, AppState};
 use crate::checkout::{LaneIdentity, Spend};
 use crate::ledger::{
-    card_account, GiftRedeemRequest, Readers, RedeemRequest, Redeemed, RefundRequest, SaleRequest,
+    GiftRedeemRequest, Readers, RedeemRequest, Redeemed, RefundRequest, SaleRequest,
 };
 use crate::scan::{classify, qr, CardNumber, ScannedCode};
 use axum::extract::rejection::JsonRejection;
@@ -159,40 +160,8 @@ pub async fn sale(
 
 pub async fn lane(State(state): State<AppState>, Path(lane): Path<String>) -> ApiResult {
     known_lane(&state, &lane)?;
-    let member = lane_member(&state, &lane).await?;
+    let member = lane_view::lane_member(&state, &lane).await?;
     Ok(Json(json!({"lane": lane, "member": member})))
-}
-
-/// The member at the lane as `GET /v1/lanes/{lane}` shows it, or null; the lane page too.
-pub(super) async fn lane_member(state: &AppState, lane: &str) -> Result<Value, ApiError> {
-    let Some(who) = state.lanes.current(lane) else {
-        return Ok(Value::Null);
-    };
-    let account = match (&who.member_id, &who.card) {
-        (Some(m), _) => m.clone(),
-        (None, Some(card)) => card_account(card),
-        (None, None) => String::new(),
-    };
-    let member_id = who.member_id.clone();
-    let (balance, view) = read_ledger(state, move |readers| {
-        let balance = readers.balance(&account)?;
-        let view = match &member_id {
-            Some(m) => readers.member(m)?,
-            None => None,
-        };
-        Ok((balance, view))
-    })
-    .await?;
-    Ok(json!({
-        "member_id": who.member_id,
-        "card": who.card,
-        "known": who.member_id.is_some(),
-        "tier": view.as_ref().and_then(|v| v.tier.clone()),
-        "balance": balance,
-        "gifts": view.map(|v| v.gifts).unwrap_or_default(),
-        "can_spend": who.can_spend,
-        "spend_refused": who.spend_refused,
-    }))
 }
 
 #[derive(Deserialize)]

@@ -16,7 +16,7 @@
 //!
 //! [`Lanes::subscribe`]: crate::checkout::Lanes::subscribe
 
-use super::{handlers, ApiError, AppState};
+use super::{lane_view, ApiError, AppState};
 use crate::ledger::{Redeemed, RefundOutcome, SaleOutcome};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -143,7 +143,7 @@ pub fn lane_state(member: &Value) -> (&'static str, Option<String>) {
 
 /// Everything the page shows, as one JSON object.
 pub async fn snapshot(state: &AppState, lane: &str) -> Value {
-    let member = match handlers::lane_member(state, lane).await {
+    let member = match lane_view::lane_member(state, lane).await {
         Ok(m) => m,
         Err(e) => {
             warn!(lane = %lane, error = %e.message, "Lane page snapshot failed.");

@@ -5,6 +5,7 @@
 mod error;
 mod handlers;
 pub mod lane_page;
+mod lane_view;
 mod replay;
 
 pub use error::ApiError;

@@ -5,13 +5,12 @@
 //! each reported as `PATH:LINE:COL: message` (see [`Problem`]). A value of the wrong type stops
 //! serde, so only the first such error is reported, still with its position.
 
-pub mod hq_campaigns;
 mod locate;
 mod raw;
 mod validate;
 
 use crate::engine::Rules;
-use crate::scan::{PortSource, ScannerSettings};
+use crate::scan::ScannerSettings;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,28 +33,7 @@ pub struct Config {
     pub proximity: Option<ProximityConfig>,
 }
 
-#[derive(Debug, Clone)]
-pub struct ProximityConfig {
-    pub interval_secs: u64,
-    pub replay: Option<PathBuf>,
-    pub bluetooth: Vec<BluetoothSensor>,
-    pub tracker: crate::proximity::tracker::TrackerConfig,
-}
-
-/// The agent's own Bluetooth adapter, reporting as sensor `name`.
-#[derive(Debug, Clone)]
-pub struct BluetoothSensor {
-    pub name: String,
-    pub adapter: Option<String>,
-}
-
-/// A zone-sensor node the agent reads sightings from.
-#[derive(Debug, Clone)]
-pub struct SensorConfig {
-    pub name: String,
-    pub source: PortSource,
-    pub baud: u32,
-}
+pub use crate::proximity::settings::{BluetoothSensor, ProximityConfig, SensorConfig};
 
 #[derive(Debug, Clone)]
 pub struct HqConfig {

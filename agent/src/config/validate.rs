@@ -7,7 +7,8 @@ use super::{
     SensorConfig,
 };
 use crate::engine::{Multiplier, PointsCampaign, Rules};
-use crate::scan::{PortSource, ScannerSettings, Terminator};
+use crate::scan::{ScannerSettings, Terminator};
+use crate::serial::PortSource;
 use chrono::{DateTime, FixedOffset, Utc};
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;

@@ -47,7 +47,7 @@ pub use health::{BluetoothHealth, BluetoothState};
 use table::{classify, stall_deadline, Cause, DeviceTable, Verdict};
 
 use super::{Decoder, Sighting};
-use crate::scan::port::{backoff, STABLE_AFTER};
+use crate::serial::supervise::{DEVICE_BACKOFF, STABLE_AFTER};
 
 /// Devices not heard for this long leave the TTL map.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
@@ -190,7 +190,7 @@ pub async fn run_bluetooth(
             attempt = 0;
         }
         attempt = attempt.saturating_add(1);
-        let delay = backoff(attempt);
+        let delay = DEVICE_BACKOFF.equal_jitter(attempt, &mut rand::thread_rng());
         let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         warn!(
             sensor = %settings.sensor,

@@ -21,6 +21,7 @@ pub mod resolver;
 pub mod rf_model;
 pub mod rotating_id;
 pub mod sensor_node;
+pub mod settings;
 pub mod trace;
 pub mod tracker;
 

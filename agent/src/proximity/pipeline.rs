@@ -7,9 +7,9 @@
 
 use super::resolver::{MemberId, Resolution, ResolverMap};
 use super::rotating_id::{interval_number, ProximityKey};
+use super::settings::ProximityConfig;
 use super::tracker::{Observation, Tracker, ZoneEvent};
 use super::Sighting;
-use crate::config::ProximityConfig;
 use crate::engine::gifts::PresenceFact;
 use crate::ledger::{Ledger, PresenceRequest};
 use crate::metrics::Metrics;

@@ -3,8 +3,8 @@
 //! morning at the door and replay it against new tracking settings.
 
 use super::sensor_node::{supervise_node, NodeHealth};
+use super::settings::SensorConfig;
 use super::trace::TraceRecord;
-use crate::config::Config;
 use anyhow::Context;
 use std::io::Write;
 use std::path::Path;
@@ -14,8 +14,12 @@ use tokio_util::task::TaskTracker;
 
 /// Records until `stop`; returns the number of sightings written. Each line is flushed as it
 /// is written, so a recording cut short keeps everything up to its last line.
-pub async fn record(config: &Config, out: &Path, stop: CancellationToken) -> anyhow::Result<u64> {
-    if config.sensors.is_empty() {
+pub async fn record(
+    sensors: &[SensorConfig],
+    out: &Path,
+    stop: CancellationToken,
+) -> anyhow::Result<u64> {
+    if sensors.is_empty() {
         anyhow::bail!(
             "no serial sensor is configured under [[proximity.sensors]]: nothing to record"
         );
@@ -24,7 +28,7 @@ pub async fn record(config: &Config, out: &Path, stop: CancellationToken) -> any
     let mut file = std::io::LineWriter::new(file);
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     let tasks = TaskTracker::new();
-    for sensor in &config.sensors {
+    for sensor in sensors {
         tasks.spawn(supervise_node(
             sensor.name.clone(),
             sensor.source.clone(),

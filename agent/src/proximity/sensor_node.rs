@@ -24,11 +24,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Sighting;
-use crate::scan::port::{supervise_device, ScannerState, SerialDevice};
-use crate::scan::PortSource;
+use crate::serial::PortSource;
+use crate::serial::{supervise_device, DeviceState, SerialDevice};
 
 /// A node's connection state, for `/healthz`: the same states as a lane scanner's.
-pub type NodeState = ScannerState;
+pub type NodeState = DeviceState;
 
 /// Report interval assumed until the node says otherwise (Hello or a sightings batch).
 pub const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(1);

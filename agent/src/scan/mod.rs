@@ -41,6 +41,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+pub use crate::serial::PortSource;
 pub use aim::{split_aim, AimId};
 pub use codes::{classify, ean_check_digit_ok, CodeError};
 pub use framing::{DropReason, FrameEvent, Framer};
@@ -108,55 +109,6 @@ impl FromStr for CardNumber {
         match classify(None, s.trim())? {
             ScannedCode::Card(card) => Ok(card),
             ScannedCode::AppQr(_) => Err(CodeError::NotACard),
-        }
-    }
-}
-
-/// Where a lane's scanner is found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PortSource {
-    Path(PathBuf),
-    /// Found by USB vendor and product id (and serial number when several scanners of one model
-    /// are plugged in), so a scanner keeps its lane whichever `/dev/ttyACM*` it gets.
-    Usb {
-        vid: u16,
-        pid: u16,
-        serial: Option<String>,
-    },
-}
-
-impl PortSource {
-    /// `"0c2e:0b61"` (hex, as `lsusb` prints it) and an optional serial number; an empty serial
-    /// means none.
-    pub fn parse_usb(id: &str, serial: Option<String>) -> Result<Self, PortError> {
-        let bad = || PortError::BadUsbId(id.to_owned());
-        let (vid, pid) = id.trim().split_once(':').ok_or_else(bad)?;
-        let hex4 = |s: &str| {
-            if s.len() == 4 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                u16::from_str_radix(s, 16).ok()
-            } else {
-                None
-            }
-        };
-        Ok(PortSource::Usb {
-            vid: hex4(vid).ok_or_else(bad)?,
-            pid: hex4(pid).ok_or_else(bad)?,
-            serial: serial.filter(|s| !s.trim().is_empty()),
-        })
-    }
-}
-
-impl fmt::Display for PortSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PortSource::Path(path) => write!(f, "{}", path.display()),
-            PortSource::Usb { vid, pid, serial } => {
-                write!(f, "usb {vid:04x}:{pid:04x}")?;
-                if let Some(serial) = serial {
-                    write!(f, " serial {serial}")?;
-                }
-                Ok(())
-            }
         }
     }
 }

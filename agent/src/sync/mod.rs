@@ -7,13 +7,13 @@
 //! both treat as no-ops. A failure of any kind (refused connection, 500, garbage, a body cut
 //! mid-way, a timeout) is logged once per attempt and retried after a full-jitter backoff.
 
-pub mod backoff;
+pub mod campaigns;
 pub mod client;
 
 pub use client::{HqClient, HqError};
 
+use crate::backoff::Backoff;
 use crate::ledger::{Ledger, PushAck, UnsyncedEvent};
-use backoff::Backoff;
 use loyalty_protocol::{Event, EventBatch, EventKind, OutcomeStatus, PROTOCOL_VERSION};
 use rand::SeedableRng;
 use serde::Serialize;
@@ -219,7 +219,7 @@ async fn apply_campaigns(
         .run(|r| r.campaigns())
         .await
         .map_err(|e| HqError::Local(format!("reading campaigns: {e}")))?;
-    let rules = crate::config::hq_campaigns::effective_rules(base_rules, &stored);
+    let rules = crate::sync::campaigns::effective_rules(base_rules, &stored);
     info!(
         points_campaigns = rules.campaigns.len(),
         "Campaigns from HQ applied."

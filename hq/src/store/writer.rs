@@ -25,4 +25,3 @@ pub fn bump(last_change: &mut i64) -> i64 {
     *last_change += 1;
     *last_change
 }
-

@@ -1,6 +1,10 @@
-//! Exponential backoff with full jitter: after the n-th failure in a row, wait a uniformly
-//! random time in `[0, min(cap, base * 2^n))`. Full jitter spreads the stores of a fleet that
-//! all lost HQ at once, so they do not all come back in the same second.
+//! Exponential backoff, one for the whole agent: after the n-th failure in a row the ceiling is
+//! `min(cap, base * 2^(n-1))`.
+//!
+//! - [`Backoff::delay`], full jitter (a uniformly random wait up to the ceiling): the stores of
+//!   a fleet that all lost HQ at once do not all come back in the same second.
+//! - [`Backoff::equal_jitter`] (half the ceiling plus a random half): serial devices that went
+//!   away together retry spread out, and none sooner than half its step.
 
 use rand::Rng;
 use std::time::Duration;
@@ -20,6 +24,14 @@ impl Backoff {
         self.base.saturating_mul(factor).min(self.cap)
     }
 
+    /// Half the ceiling plus a uniformly random part of the other half.
+    pub fn equal_jitter(&self, failures: u32, rng: &mut impl Rng) -> Duration {
+        let half = self.ceiling(failures) / 2;
+        let millis = half.as_millis().min(u128::from(u64::MAX)) as u64;
+        half + Duration::from_millis(rng.gen_range(0..=millis))
+    }
+
+    /// Full jitter: a uniformly random wait up to the ceiling.
     pub fn delay(&self, failures: u32, rng: &mut impl Rng) -> Duration {
         let ceiling = self.ceiling(failures);
         let millis = ceiling.as_millis().min(u128::from(u64::MAX)) as u64;
@@ -58,5 +70,25 @@ mod tests {
             low > 300 && high > 300,
             "low {low}, high {high}: not full jitter"
         );
+    }
+
+    #[test]
+    fn serial_devices_back_off_from_250_ms_to_10_s_never_below_half_a_step() {
+        let b = Backoff {
+            base: Duration::from_millis(250),
+            cap: Duration::from_secs(10),
+        };
+        let steps: Vec<u128> = (1..=8).map(|a| b.ceiling(a).as_millis()).collect();
+        assert_eq!(steps, [250, 500, 1000, 2000, 4000, 8000, 10000, 10000]);
+        assert_eq!(b.ceiling(0), Duration::from_millis(250));
+        assert_eq!(b.ceiling(u32::MAX), Duration::from_secs(10));
+        let mut rng = StdRng::seed_from_u64(7);
+        for attempt in [1, 3, 10, u32::MAX] {
+            let step = b.ceiling(attempt);
+            for _ in 0..50 {
+                let d = b.equal_jitter(attempt, &mut rng);
+                assert!(d >= step / 2 && d <= step, "{attempt}: {d:?}");
+            }
+        }
     }
 }

@@ -44,12 +44,12 @@ failed=()
 summary=()
 for target in "${targets[@]}"; do
   found="target/corpus/$target"
-  mkdir -p "$found" "artifacts/$target"
+  mkdir -p "$found"
   echo "== $target: ${seconds}s"
   status=0
   cargo fuzz run "${flags[@]}" "$target" "$found" "corpus/$target" -- \
     -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
-    -artifact_prefix="artifacts/$target/" >"$logs/$target.log" 2>&1 || status=$?
+    >"$logs/$target.log" 2>&1 || status=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logs/$target.log" | tail -1)
   rate=$(grep -o 'exec/s: [0-9]*' "$logs/$target.log" | tail -1 | sed 's/exec\/s: //')
   cov=$(grep -o 'cov: [0-9]*' "$logs/$target.log" | tail -1 | sed 's/cov: //')

@@ -10,8 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use loyalty_agent::proximity::adverts::{
-    self, decode_payload, from_hex, to_hex, uuid16, uuid_from_16, Advert, Decoder,
-    EDDYSTONE_UUID16,
+    self, decode_payload, from_hex, to_hex, uuid16, uuid_from_16, Advert, Decoder, EDDYSTONE_UUID16,
 };
 use loyalty_firmware::token;
 
@@ -43,7 +42,9 @@ fuzz_target!(|data: &[u8]| {
         decoded.push(decoder.decode_service_data(uuid_from_16(EDDYSTONE_UUID16), data));
         if let [lo, hi, rest @ ..] = data {
             decoded.push(decoder.decode_manufacturer(u16::from_le_bytes([*lo, *hi]), rest));
-            decoded.push(decoder.decode_service_data(uuid_from_16(u16::from_le_bytes([*lo, *hi])), rest));
+            decoded.push(
+                decoder.decode_service_data(uuid_from_16(u16::from_le_bytes([*lo, *hi])), rest),
+            );
         }
     }
     for advert in decoded.into_iter().flatten() {
@@ -54,7 +55,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(token::encode_manufacturer_data(t).as_slice(), data);
     }
     if let Ok(t) = token::find_token(data) {
-        assert_eq!(adverts::decode_payload(&token::encode_advertisement(t.id, t.tx_power)), Ok(Advert::PhoneToken(t)));
+        assert_eq!(
+            adverts::decode_payload(&token::encode_advertisement(t.id, t.tx_power)),
+            Ok(Advert::PhoneToken(t))
+        );
     }
 
     if let Ok(uuid) = <[u8; 16]>::try_from(data.get(..16).unwrap_or(&[])) {
@@ -71,4 +75,3 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
-

@@ -60,7 +60,11 @@ fuzz_target!(|data: &[u8]| {
     let canonical = canonical_card(text);
     if let Ok(c) = &canonical {
         assert!(card_text_ok(c), "{c:?}");
-        assert_eq!(canonical_card(c).as_deref(), Ok(c.as_str()), "not idempotent");
+        assert_eq!(
+            canonical_card(c).as_deref(),
+            Ok(c.as_str()),
+            "not idempotent"
+        );
     }
 
     let plain = classify(None, text);

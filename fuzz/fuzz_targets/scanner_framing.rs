@@ -59,8 +59,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let settings = ScannerSettings {
-        terminator: [Terminator::Line, Terminator::Tab, Terminator::None, Terminator::Line]
-            [usize::from(mode & 3)],
+        terminator: [
+            Terminator::Line,
+            Terminator::Tab,
+            Terminator::None,
+            Terminator::Line,
+        ][usize::from(mode & 3)],
         prefix: PREFIXES[usize::from((mode >> 2) & 3)].to_owned(),
         suffix: SUFFIXES[usize::from((mode >> 4) & 3)].to_owned(),
         max_len: if *max_len == 0 {

@@ -21,7 +21,10 @@ use loyalty_firmware::wire::{
 
 const CRC: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
 
-fn decode_stream<M: Message + PartialEq + std::fmt::Debug>(line: &[u8], seed: u8) -> Vec<Result<M, DecodeError>> {
+fn decode_stream<M: Message + PartialEq + std::fmt::Debug>(
+    line: &[u8],
+    seed: u8,
+) -> Vec<Result<M, DecodeError>> {
     let whole: Vec<_> = FrameDecoder::<M>::new().feed(line).collect();
     let mut decoder = FrameDecoder::<M>::new();
     let mut pieces = Vec::new();

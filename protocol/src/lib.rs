@@ -13,6 +13,10 @@
 //! - [`bounds`]: the most points an event may move and a balance may hold, on both sides.
 //! - [`card`]: the one canonical text of a card number, for the scanner, imports and HQ.
 
+// Input and I/O never panic the process: an unwrap outside tests is an error (tests may).
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod bounds;
 pub mod card;
 mod changes;

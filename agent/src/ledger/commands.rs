@@ -70,10 +70,9 @@ pub(super) fn ts(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// The account a card's points are held under until HQ links the card to a member.
-pub fn card_account(card: &str) -> String {
-    format!("card:{card}")
-}
+/// The account a card's points are held under until HQ links the card to a member: the one
+/// definition in `loyalty_protocol`, which HQ reads the same way.
+pub use loyalty_protocol::card_account;
 
 /// The account points are held in: the member, or the card until HQ links it.
 fn resolve_account(

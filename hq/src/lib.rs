@@ -16,6 +16,8 @@ pub mod allowance;
 pub mod clock;
 pub mod config;
 pub mod cursor;
+#[cfg(feature = "fixture")]
+pub mod fixture;
 pub mod http;
 pub mod store;
 

@@ -298,3 +298,63 @@ pub fn type_on(master: &mut impl Write, bytes: &[u8]) {
     master.write_all(bytes).expect("writing to the scanner pty");
     master.flush().expect("flushing the scanner pty");
 }
+
+/// A disk that fills up, for the process `cmd` starts: writes past `bytes` in any one file fail
+/// as they do on a full disk (RLIMIT_FSIZE, with SIGXFSZ ignored so the write returns an error
+/// instead of killing the process).
+pub fn limit_file_size(cmd: &mut Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only async-signal-safe calls: signal(2) and setrlimit(2).
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGXFSZ,
+                nix::sys::signal::SigHandler::SigIgn,
+            )
+            .map_err(std::io::Error::from)?;
+            nix::sys::resource::setrlimit(
+                nix::sys::resource::Resource::RLIMIT_FSIZE,
+                bytes,
+                nix::sys::resource::RLIM_INFINITY,
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// `[proximity]` for a shop door replayed from the trace at `trace`: one zone, `door`, with an
+/// inside and an outside sensor (`door-inside`, `door-outside`), as the RF model's shop front
+/// places them. Tests add their own `[[gifts]]`.
+pub fn door_proximity_toml(trace: &Path) -> String {
+    format!(
+        r#"[proximity]
+interval_secs = 600
+visit_timeout_secs = 60
+replay = "{trace}"
+
+[[proximity.zones]]
+name = "door"
+enter_distance_m = 2.0
+exit_distance_m = 4.0
+min_dwell_secs = 0
+exit_timeout_secs = 20
+
+[[proximity.sensors]]
+name = "door-inside"
+source = "replay"
+zone = "door"
+role = "inside"
+rssi_at_1m = -59
+path_loss_exponent = 2.2
+
+[[proximity.sensors]]
+name = "door-outside"
+source = "replay"
+zone = "door"
+role = "outside"
+rssi_at_1m = -59
+path_loss_exponent = 2.2
+"#,
+        trace = trace.display()
+    )
+}

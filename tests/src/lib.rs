@@ -17,13 +17,20 @@ use std::time::{Duration, Instant};
 /// The agent binary, built on demand so that `cargo test -p loyalty-e2e` works alone.
 pub fn agent_binary() -> PathBuf {
     static BUILD: std::sync::Once = std::sync::Once::new();
-    built_binary("loyalty-agent", "loyalty-agent", &BUILD)
+    built_binary("loyalty-agent", "loyalty-agent", &[], &BUILD)
 }
 
 /// The reference HQ binary, built on demand like [`agent_binary`].
 pub fn hq_binary() -> PathBuf {
     static BUILD: std::sync::Once = std::sync::Once::new();
-    built_binary("loyalty-hq", "loyalty-hq", &BUILD)
+    built_binary("loyalty-hq", "loyalty-hq", &[], &BUILD)
+}
+
+/// The zone-sensor node simulator (`loyalty-firmware`'s `sensor-sim`, feature `sim`), built on
+/// demand in this test binary's profile like [`agent_binary`].
+pub fn sensor_sim_binary() -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    built_binary("loyalty-firmware", "sensor-sim", &["sim"], &BUILD)
 }
 
 /// `target/<profile>`, where cargo puts the binaries it builds.
@@ -36,7 +43,12 @@ pub fn target_profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-fn built_binary(package: &str, bin: &str, once: &'static std::sync::Once) -> PathBuf {
+fn built_binary(
+    package: &str,
+    bin: &str,
+    features: &[&str],
+    once: &'static std::sync::Once,
+) -> PathBuf {
     let profile_dir = target_profile_dir();
     // The target dir may be shared with other checkouts of this workspace, whose builds
     // replace target/<profile>/<bin>. Right after building, hard-link it into a directory of
@@ -53,6 +65,9 @@ fn built_binary(package: &str, bin: &str, once: &'static std::sync::Once) -> Pat
         let release = profile_dir.ends_with("release");
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args(["build", "-q", "-p", package, "--bin", bin]);
+        if !features.is_empty() {
+            cmd.args(["--features", &features.join(",")]);
+        }
         if release {
             cmd.arg("--release");
         }

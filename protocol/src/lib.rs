@@ -29,7 +29,9 @@ mod version;
 
 pub use bounds::{MAX_BALANCE, MAX_EVENT_POINTS};
 pub use card::{canonical_card, CardError};
-pub use changes::{CampaignRecord, Change, ChangesPage, GiftRedeemedElsewhere, MemberRecord};
+pub use changes::{
+    CampaignRecord, Change, ChangesPage, GiftRedeemedElsewhere, MemberProfile, MemberRecord,
+};
 pub use error_body::ErrorBody;
 pub use event::{card_account, Event, EventKind, CARD_ACCOUNT_PREFIX};
 pub use ledger::{LedgerBinding, LedgerState, LEDGER_CONFLICT, SEQ_CONFLICT, SEQ_GAP};

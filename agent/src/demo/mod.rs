@@ -10,7 +10,7 @@ mod door;
 mod hq;
 
 use crate::config::Config;
-use crate::ledger::{Ledger, MemberRecord};
+use crate::ledger::{Ledger, MemberProfile, MemberRecord};
 use crate::scan::qr;
 use anyhow::{bail, Context};
 use base64::Engine;
@@ -131,35 +131,43 @@ tiers = {{ gold = 1.5 }}
             .import_members(vec![
                 MemberRecord {
                     member_id: "anna".into(),
-                    tier: Some("gold".into()),
-                    segments: vec![],
-                    cards: vec![ANNA_CARD.into()],
-                    qr_public_key: None,
-                    proximity_key: None,
+                    profile: MemberProfile {
+                        tier: Some("gold".into()),
+                        segments: vec![],
+                        cards: vec![ANNA_CARD.into()],
+                        qr_public_key: None,
+                        proximity_key: None,
+                    },
                 },
                 MemberRecord {
                     member_id: "bob".into(),
-                    tier: None,
-                    segments: vec!["students".into()],
-                    cards: vec![],
-                    qr_public_key: Some(bob_public.clone()),
-                    proximity_key: None,
+                    profile: MemberProfile {
+                        tier: None,
+                        segments: vec!["students".into()],
+                        cards: vec![],
+                        qr_public_key: Some(bob_public.clone()),
+                        proximity_key: None,
+                    },
                 },
                 MemberRecord {
                     member_id: "carla".into(),
-                    tier: None,
-                    segments: vec![],
-                    cards: vec![CARLA_CARD.into()],
-                    qr_public_key: None,
-                    proximity_key: Some(door::CARLA_KEY.into()),
+                    profile: MemberProfile {
+                        tier: None,
+                        segments: vec![],
+                        cards: vec![CARLA_CARD.into()],
+                        qr_public_key: None,
+                        proximity_key: Some(door::CARLA_KEY.into()),
+                    },
                 },
                 MemberRecord {
                     member_id: "dave".into(),
-                    tier: None,
-                    segments: vec![],
-                    cards: vec![],
-                    qr_public_key: None,
-                    proximity_key: Some(door::DAVE_KEY.into()),
+                    profile: MemberProfile {
+                        tier: None,
+                        segments: vec![],
+                        cards: vec![],
+                        qr_public_key: None,
+                        proximity_key: Some(door::DAVE_KEY.into()),
+                    },
                 },
             ])
             .await?;

@@ -91,21 +91,8 @@ pub struct IngestResult {
     pub watermark: i64,
 }
 
-/// The admin's view of a member: `PUT /v1/admin/members/{id}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemberInput {
-    #[serde(default)]
-    pub tier: Option<String>,
-    #[serde(default)]
-    pub segments: Vec<String>,
-    #[serde(default)]
-    pub cards: Vec<String>,
-    #[serde(default)]
-    pub qr_public_key: Option<String>,
-    #[serde(default)]
-    pub proximity_key: Option<String>,
-}
+/// The admin's view of a member: `PUT /v1/admin/members/{id}`, the profile every store gets.
+pub type MemberInput = loyalty_protocol::MemberProfile;
 
 /// `GET /v1/admin/members/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

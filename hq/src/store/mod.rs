@@ -49,6 +49,8 @@ pub enum StoreError {
     TokenTaken,
     #[error("a storage lock was poisoned by an earlier panic")]
     Poisoned,
+    #[error("migrating the database: {0}")]
+    Migration(String),
     #[error("store {store} pushes from ledger {pushed}, but HQ holds its events from ledger {held}: if this box's ledger was restored or replaced, re-base it (loyalty-agent rebase); if another box uses this store's id and token, stop it")]
     LedgerConflict {
         store: String,

@@ -177,6 +177,7 @@ pub async fn run_with(
         tracking,
         adapters: Arc::new(adapters),
         live: Arc::new(api::lane_page::LivePages::new(shutdown.clone())),
+        in_flight: Arc::default(),
     };
     let ledger_for_watchdog = ledger.clone();
     drop(ledger);

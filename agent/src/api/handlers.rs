@@ -6,7 +6,7 @@ use super::replay;
 use super::{ApiError, AppState};
 use crate::checkout::{LaneIdentity, Spend};
 use crate::ledger::{
-    GiftRedeemRequest, Readers, RedeemRequest, Redeemed, RefundRequest, SaleRequest,
+    keys, GiftRedeemRequest, Readers, RedeemRequest, Redeemed, RefundRequest, SaleRequest,
 };
 use crate::scan::{classify, qr, CardNumber, ScannedCode};
 use axum::extract::rejection::JsonRejection;
@@ -128,6 +128,7 @@ pub async fn sale(
             "`total_cents` must be between 0 and 10000000000",
         ));
     }
+    let _turn = state.in_flight.turn(keys::sale(&b.receipt_id)).await;
     // A retry must not end the session of the customer now at the lane.
     if let Some(first) = replay::sale(&state, &b.receipt_id).await? {
         return Ok(Json(json!(first)));
@@ -181,6 +182,10 @@ pub async fn redeem(
     known_lane(&state, &lane)?;
     let b = body(payload)?;
     check_id("redemption_id", &b.redemption_id)?;
+    let _turn = state
+        .in_flight
+        .turn(keys::redemption(&b.redemption_id))
+        .await;
     if let Some(first) = replay::redemption(&state, &b.redemption_id).await? {
         return Ok(Json(json!(first)));
     }
@@ -311,6 +316,7 @@ pub async fn refund(
             "`total_cents` must be more than 0",
         ));
     }
+    let _turn = state.in_flight.turn(keys::refund(&b.refund_id)).await;
     if let Some(first) = replay::refund(&state, &b.refund_id).await? {
         return Ok(Json(json!(first)));
     }

@@ -4,6 +4,7 @@
 
 mod error;
 mod handlers;
+pub mod in_flight;
 pub mod lane_page;
 mod lane_view;
 mod replay;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub adapters: Arc<BTreeMap<String, Arc<crate::proximity::BluetoothHealth>>>,
     /// The cashier pages' live feeds.
     pub live: Arc<lane_page::LivePages>,
+    /// Requests with the same id take turns (a retry waits for the first, then replays it).
+    pub in_flight: Arc<in_flight::InFlight>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -22,6 +22,9 @@ async fn start_hq(dir: &Path) -> (String, CancellationToken) {
         max_body_bytes: 1 << 20,
         allowance: Default::default(),
         plausibility: Default::default(),
+        max_connections: 4096,
+        webhooks: Default::default(),
+        app: Default::default(),
     };
     let stop = CancellationToken::new();
     let s = stop.clone();

@@ -13,6 +13,7 @@
 //! - [`bounds`]: the most points an event may move and a balance may hold, on both sides.
 //! - [`card`]: the one canonical text of a card number, for the scanner, imports and HQ.
 
+pub mod app;
 pub mod bounds;
 pub mod card;
 mod changes;
@@ -23,6 +24,7 @@ mod push;
 mod validate;
 mod version;
 
+pub use app::{app_signed_text, APP_AUTH_CONTEXT, APP_AUTH_SCHEME};
 pub use bounds::{MAX_BALANCE, MAX_EVENT_POINTS};
 pub use card::{canonical_card, CardError};
 pub use changes::{CampaignRecord, Change, ChangesPage, GiftRedeemedElsewhere, MemberRecord};

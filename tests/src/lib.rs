@@ -4,6 +4,8 @@
 
 pub mod fault_proxy;
 mod hq;
+pub mod sse;
+pub mod webhook_receiver;
 
 pub use hq::{AppKey, HeldFact, Hq, ADMIN_TOKEN};
 

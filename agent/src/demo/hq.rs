@@ -37,6 +37,9 @@ impl DemoHq {
             max_body_bytes: loyalty_hq::config::DEFAULT_MAX_BODY_BYTES,
             allowance: Default::default(),
             plausibility: Default::default(),
+            max_connections: 4096,
+            webhooks: Default::default(),
+            app: Default::default(),
         };
         let stop = CancellationToken::new();
         let shutdown = stop.clone();

@@ -2,6 +2,7 @@
 //! directory, config and member file of its own; a real `loyalty-hq` ([`Hq`]); a fault proxy
 //! between them ([`fault_proxy`]).
 
+pub mod cdp;
 pub mod fault_proxy;
 mod hq;
 pub mod sse;

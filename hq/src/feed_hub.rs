@@ -67,6 +67,19 @@ impl FeedHub {
         }
     }
 
+    /// Raises `member`'s newest id to at least `latest` (read from the database).
+    pub fn note(&self, member: &str, latest: i64) {
+        if let Ok(members) = self.members.lock() {
+            if let Some(tx) = members.get(member) {
+                tx.send_if_modified(|v| {
+                    let newer = latest > *v;
+                    *v = (*v).max(latest);
+                    newer
+                });
+            }
+        }
+    }
+
     /// Tells the watchers of each member touched, and the webhook sender if anything was queued.
     pub fn publish(&self, posted: &[FeedPosted]) {
         if posted.is_empty() {

@@ -112,11 +112,14 @@ pub async fn feed(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
         .or(q.after);
+    // Subscribed before reading the newest id: a row committed in between is either counted in
+    // `latest` or announced to this receiver, never neither.
+    let rx = state.hub.subscribe(&member, 0);
     let st = state.clone();
     let m = member.clone();
     let latest = blocking(move || Ok(st.store.feed_latest(&m)?)).await?;
+    state.hub.note(&member, latest);
     let position = resume.unwrap_or(latest).max(0);
-    let rx = state.hub.subscribe(&member, latest);
     let stopped = Box::pin(state.hub.stopped());
     tracing::debug!(member = %member, position, "Member feed opened.");
     let feed = Feed {

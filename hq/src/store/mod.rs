@@ -276,7 +276,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Vec<webhooks::Message>>, StoreError>;
     fn redeliver(&self, endpoint_id: &str, message_id: i64) -> Result<bool, StoreError>;
     fn webhooks_due(&self, now_ms: i64, limit: usize) -> Result<Vec<webhooks::Due>, StoreError>;
-    fn webhooks_next_due(&self) -> Result<Option<i64>, StoreError>;
+    /// Each (endpoint, member) queue's head, soonest due first: `(message id, due at ms)`.
+    fn webhook_heads(&self, limit: usize) -> Result<Vec<(i64, i64)>, StoreError>;
     /// Records attempts; returns the messages that went dead.
     fn record_deliveries(&self, outcomes: &[webhooks::Outcome]) -> Result<Vec<i64>, StoreError>;
 }

@@ -295,8 +295,8 @@ impl Store for SqliteStore {
         self.read(|conn| webhooks::due(conn, now_ms, limit))
     }
 
-    fn webhooks_next_due(&self) -> Result<Option<i64>, StoreError> {
-        self.read(|conn| webhooks::next_due(conn))
+    fn webhook_heads(&self, limit: usize) -> Result<Vec<(i64, i64)>, StoreError> {
+        self.read(|conn| webhooks::heads(conn, limit))
     }
 
     fn record_deliveries(&self, outcomes: &[webhooks::Outcome]) -> Result<Vec<i64>, StoreError> {

@@ -244,11 +244,20 @@ pub fn due(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<Due>, Sto
         .collect::<rusqlite::Result<_>>()?)
 }
 
-/// When the next pending message falls due, if any.
-pub fn next_due(conn: &Connection) -> Result<Option<i64>, StoreError> {
+/// The head of each (endpoint, member) queue, soonest first: `(message id, due at ms)`. The
+/// sender skips the ones in flight to know when to look again.
+pub fn heads(conn: &Connection, limit: usize) -> Result<Vec<(i64, i64)>, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT MIN(next_attempt_ms) FROM webhook_queue WHERE state = 'pending'")?
-        .query_row([], |r| r.get(0))?)
+        .prepare_cached(
+            "SELECT q.id, q.next_attempt_ms FROM webhook_queue q
+             WHERE q.state = 'pending'
+               AND q.id = (SELECT MIN(p.id) FROM webhook_queue p
+                           WHERE p.endpoint_id = q.endpoint_id AND p.member_id = q.member_id
+                             AND p.state = 'pending')
+             ORDER BY q.next_attempt_ms LIMIT ?1",
+        )?
+        .query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?)
 }
 
 /// Records attempts and moves each message on: delivered, retried later, or dead once its

@@ -81,10 +81,13 @@ pub async fn run(
                 Ok(Err(e)) => tracing::error!(error = %e, "Reading the webhook queue failed."),
                 Err(e) => tracing::error!(error = %e, "Reading the webhook queue failed."),
             }
-            let st = store.clone();
-            if let Ok(Ok(Some(at))) =
-                tokio::task::spawn_blocking(move || st.webhooks_next_due()).await
-            {
+        }
+        // When the next message not already in flight falls due (a message in flight is due
+        // on paper: counting it would spin).
+        let st = store.clone();
+        let limit = in_flight.len() + 1;
+        if let Ok(Ok(heads)) = tokio::task::spawn_blocking(move || st.webhook_heads(limit)).await {
+            if let Some((_, at)) = heads.iter().find(|(id, _)| !in_flight.contains(id)) {
                 let wait = u64::try_from(at - now_ms()).unwrap_or(0);
                 next_look = next_look.min(Duration::from_millis(wait));
             }

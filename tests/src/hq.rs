@@ -112,6 +112,11 @@ impl Hq {
         }
     }
 
+    /// The running HQ's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
@@ -392,6 +397,13 @@ pub struct AppKey(SigningKey);
 impl AppKey {
     pub fn from_seed(seed: u8) -> AppKey {
         AppKey(SigningKey::from_bytes(&[seed; 32]))
+    }
+
+    /// One key per `n`, for tests with many members.
+    pub fn numbered(n: u32) -> AppKey {
+        let mut seed = [7u8; 32];
+        seed[..4].copy_from_slice(&n.to_be_bytes());
+        AppKey(SigningKey::from_bytes(&seed))
     }
 
     /// The public half, base64, as HQ registers it (`qr_public_key`).

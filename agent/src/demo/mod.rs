@@ -429,6 +429,8 @@ tiers = {{ gold = 1.5 }}
         handed["redeemed"]
     )?;
 
+    // The handover just recorded leaves at once; the day ends once HQ holds it.
+    wait_for_sync(&pos).await?;
     let anna = pos.get("/v1/members/anna").await?;
     let bob = pos.get("/v1/members/bob").await?;
     let health = pos.get("/healthz").await?;

@@ -55,7 +55,7 @@ pub fn describe(item: &FeedItem) -> String {
     match item.kind.as_str() {
         "gift.issued" => {
             let after = seconds_since(&s("issued_at"))
-                .map(|t| format!(", {t:.2} s after the sighting that decided it"))
+                .map(|t| format!(", {t:.3} s after the sighting that decided it"))
                 .unwrap_or_default();
             format!(
                 "GIFT  {} from store {} (valid until {}){after}",

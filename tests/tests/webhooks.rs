@@ -269,3 +269,40 @@ fn endpoints_with_a_bad_url_type_or_secret_are_refused() {
         assert_eq!((s, answer["error"].clone()), (422, json!(code)), "{body}");
     }
 }
+
+/// A receiver that takes 20 s to answer holds HQ's sender, never a store's push: every push
+/// answers at ingestion speed while 32 deliveries hang, and the queue holds them all.
+#[test]
+fn a_slow_receiver_never_slows_a_stores_push() {
+    let hq = Hq::start_with_config("[webhooks]\ntimeout_secs = 30\n");
+    hq.add_store(STORE, TOKEN);
+    let receiver = Receiver::start();
+    receiver.set(Mode::Slow(Duration::from_secs(20)));
+    let members: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
+    for m in &members {
+        hq.put_member(m, &json!({}));
+    }
+    register(&hq, "slow", &receiver.url(), &["points.credited"]);
+    let mut slowest = Duration::ZERO;
+    for (i, m) in members.iter().enumerate() {
+        let seq = i as i64 + 1;
+        let started = Instant::now();
+        let (s, body) = hq.push(STORE, TOKEN, LEDGER, seq - 1, &[sale(seq, m, 5)]);
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(s, 200, "{body}");
+    }
+    wait_for(
+        "deliveries hanging at the receiver",
+        Duration::from_secs(5),
+        || receiver.received().len() >= 32,
+    );
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a push took {slowest:?} while deliveries hung"
+    );
+    assert_eq!(
+        messages(&hq, "slow", "pending").len(),
+        40,
+        "all queued, none lost"
+    );
+}

@@ -165,3 +165,59 @@ pub fn enrol(
     .execute(params![public_key, member, now])?;
     Ok(Ok(member))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        conn.execute(
+            "INSERT INTO members (member_id, change_seq) VALUES ('carla', 1)",
+            [],
+        )
+        .unwrap();
+        conn
+    }
+
+    #[test]
+    fn an_enrolment_code_is_refused_once_expired_and_once_used() {
+        let mut conn = db();
+        assert!(create_enrolment(&conn, "carla", "late", 1_000).unwrap());
+        assert!(create_enrolment(&conn, "carla", "fresh", 10_000).unwrap());
+        assert!(!create_enrolment(&conn, "nobody", "x", 10_000).unwrap());
+        let tx = conn.transaction().unwrap();
+        assert_eq!(
+            enrol(&tx, "late", "key-1", 2_000, "now").unwrap(),
+            Err(EnrolRefusal::Expired)
+        );
+        assert_eq!(
+            enrol(&tx, "fresh", "key-2", 2_000, "now").unwrap(),
+            Ok("carla".to_owned())
+        );
+        assert_eq!(
+            enrol(&tx, "fresh", "key-3", 2_001, "now").unwrap(),
+            Err(EnrolRefusal::Used)
+        );
+        tx.commit().unwrap();
+        assert_eq!(
+            keys(&conn, "carla").unwrap(),
+            Some(vec!["key-2".to_owned()])
+        );
+    }
+
+    #[test]
+    fn a_nonce_is_taken_once_and_forgotten_after_it_expired() {
+        let conn = db();
+        assert!(use_nonce(&conn, "carla", "n1", 5_000, 1_000).unwrap());
+        assert!(!use_nonce(&conn, "carla", "n1", 5_000, 1_001).unwrap());
+        assert!(use_nonce(&conn, "dave", "n1", 5_000, 1_002).unwrap());
+        // Past its expiry the row is gone; a signature that old is refused as expired anyway.
+        assert!(use_nonce(&conn, "carla", "n2", 9_000, 6_000).unwrap());
+        let left: i64 = conn
+            .query_row("SELECT COUNT(*) FROM app_nonces", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 1);
+    }
+}

@@ -193,6 +193,20 @@ fn post(
     for (endpoint, types) in endpoints {
         let types: Vec<String> = serde_json::from_str(&types).unwrap_or_default();
         if types.iter().any(|t| t == kind) {
+            // Behind a message of the same member still pending, this one waits its turn.
+            let behind = tx
+                .prepare_cached(
+                    "SELECT 1 FROM webhook_queue
+                     WHERE endpoint_id = ?1 AND member_id = ?2 AND state = 'pending' LIMIT 1",
+                )?
+                .query_row(params![endpoint, member], |_| Ok(()))
+                .optional()?
+                .is_some();
+            let due = if behind {
+                super::webhooks::WAITING
+            } else {
+                now_ms
+            };
             tx.prepare_cached(
                 "INSERT INTO webhook_queue (endpoint_id, feed_id, member_id, next_attempt_ms, dead_after_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -201,7 +215,7 @@ fn post(
                 endpoint,
                 feed_id,
                 member,
-                now_ms,
+                due,
                 now_ms.saturating_add(dead_after_ms)
             ])?;
             queued = true;

@@ -182,6 +182,8 @@ pub const MIGRATIONS: &[&str] = &[
         done_ms         INTEGER
     );
     CREATE INDEX webhook_queue_pending ON webhook_queue(endpoint_id, member_id, id) WHERE state = 'pending';
+    -- Only a member's head message is due at a time; the others wait at WAITING (i64::MAX).
+    CREATE INDEX webhook_queue_due ON webhook_queue(next_attempt_ms) WHERE state = 'pending';
     CREATE INDEX webhook_queue_by_endpoint ON webhook_queue(endpoint_id, state, id);
     CREATE TABLE webhook_attempts (
         id          INTEGER PRIMARY KEY,

@@ -1,6 +1,10 @@
-//! Webhook endpoints and the durable delivery queue: what is due (the oldest pending message
-//! of each member and endpoint, so each member's events arrive in order), each attempt's
-//! outcome, dead letters and redelivery.
+//! Webhook endpoints and the durable delivery queue: what is due, each attempt's outcome, dead
+//! letters and redelivery.
+//!
+//! Each member's events arrive in order: of a member's pending messages to an endpoint only the
+//! oldest (the head) has a due time; the others wait at [`WAITING`] and the next is promoted
+//! when the head is delivered or goes dead. So "what is due" is a range of one index, however
+//! long the queue behind a receiver that is down.
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
@@ -75,6 +79,9 @@ pub struct Outcome {
     /// `None` when delivered; otherwise when to try again, or dead if past its deadline.
     pub retry_at_ms: Option<i64>,
 }
+
+/// The due time of a message waiting behind its member's head.
+pub const WAITING: i64 = i64::MAX;
 
 pub fn webhook_id(message_id: i64) -> String {
     format!("msg_{message_id}")
@@ -191,8 +198,9 @@ pub fn messages(
     Ok(Some(out))
 }
 
-/// Puts a message back in the queue (delivered or dead alike) with a fresh deadline; false when
-/// the endpoint has no such message.
+/// Puts a message back in the queue (delivered or dead alike), due now, with a fresh deadline;
+/// false when the endpoint has no such message. It goes out beside its member's queue, not
+/// behind it: the admin asked for it now.
 pub fn redeliver(
     conn: &Connection,
     endpoint: &str,
@@ -215,8 +223,7 @@ pub fn redeliver(
     Ok(n > 0)
 }
 
-/// The oldest pending message of each (endpoint, member), when due: a member's later event
-/// waits until the earlier one is delivered or dead.
+/// The head messages due by `now_ms`, soonest first.
 pub fn due(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<Due>, StoreError> {
     Ok(conn
         .prepare_cached(
@@ -225,9 +232,6 @@ pub fn due(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<Due>, Sto
              JOIN webhook_endpoints e ON e.endpoint_id = q.endpoint_id
              JOIN member_feed f ON f.id = q.feed_id
              WHERE q.state = 'pending' AND q.next_attempt_ms <= ?1
-               AND q.id = (SELECT MIN(p.id) FROM webhook_queue p
-                           WHERE p.endpoint_id = q.endpoint_id AND p.member_id = q.member_id
-                             AND p.state = 'pending')
              ORDER BY q.next_attempt_ms, q.id LIMIT ?2",
         )?
         .query_map(params![now_ms, limit as i64], |r| {
@@ -244,20 +248,33 @@ pub fn due(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<Due>, Sto
         .collect::<rusqlite::Result<_>>()?)
 }
 
-/// The head of each (endpoint, member) queue, soonest first: `(message id, due at ms)`. The
-/// sender skips the ones in flight to know when to look again.
+/// The head messages, soonest due first: `(message id, due at ms)`. The sender skips the ones
+/// in flight to know when to look again.
 pub fn heads(conn: &Connection, limit: usize) -> Result<Vec<(i64, i64)>, StoreError> {
     Ok(conn
         .prepare_cached(
-            "SELECT q.id, q.next_attempt_ms FROM webhook_queue q
-             WHERE q.state = 'pending'
-               AND q.id = (SELECT MIN(p.id) FROM webhook_queue p
-                           WHERE p.endpoint_id = q.endpoint_id AND p.member_id = q.member_id
-                             AND p.state = 'pending')
-             ORDER BY q.next_attempt_ms LIMIT ?1",
+            "SELECT id, next_attempt_ms FROM webhook_queue
+             WHERE state = 'pending' AND next_attempt_ms < ?1
+             ORDER BY next_attempt_ms LIMIT ?2",
         )?
-        .query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![WAITING, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<rusqlite::Result<_>>()?)
+}
+
+/// The member's next message to the endpoint becomes due, once `message_id` left the queue.
+fn promote_next(tx: &Transaction<'_>, message_id: i64, now_ms: i64) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE webhook_queue SET next_attempt_ms = ?2
+         WHERE id = (SELECT p.id FROM webhook_queue p, webhook_queue m
+                     WHERE m.id = ?1 AND p.endpoint_id = m.endpoint_id
+                       AND p.member_id = m.member_id AND p.state = 'pending'
+                     ORDER BY p.id LIMIT 1)
+           AND next_attempt_ms = ?3",
+    )?
+    .execute(params![message_id, now_ms, WAITING])?;
+    Ok(())
 }
 
 /// Records attempts and moves each message on: delivered, retried later, or dead once its
@@ -283,6 +300,7 @@ pub fn record(tx: &Transaction<'_>, outcomes: &[Outcome]) -> Result<Vec<i64>, St
                        done_ms = ?2, last_error = NULL WHERE id = ?1 AND state = 'pending'",
                 )?
                 .execute(params![o.message_id, o.at_ms])?;
+                promote_next(tx, o.message_id, o.at_ms)?;
             }
             Some(at) => {
                 let n = tx
@@ -294,6 +312,7 @@ pub fn record(tx: &Transaction<'_>, outcomes: &[Outcome]) -> Result<Vec<i64>, St
                     .execute(params![o.message_id, o.at_ms, o.error, at])?;
                 if n > 0 {
                     dead.push(o.message_id);
+                    promote_next(tx, o.message_id, o.at_ms)?;
                 } else {
                     tx.prepare_cached(
                         "UPDATE webhook_queue SET attempts = attempts + 1, next_attempt_ms = ?2,

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --exclude loyalty-firmware -- -D warnings
+# The store box's build (the .deb): no demo, no simulation.
+cargo clippy -p loyalty-agent --no-default-features -- -D warnings
 cargo clippy -p loyalty-firmware --all-targets --features mock-time -- -D warnings
 cargo clippy -p loyalty-firmware --all-targets --features sim -- -D warnings
 cargo test --workspace --exclude loyalty-firmware

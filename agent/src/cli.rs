@@ -51,6 +51,7 @@ pub enum Command {
         out: Option<PathBuf>,
     },
     /// The whole store on one machine with simulated devices: plays a short day.
+    #[cfg(feature = "demo")]
     Demo,
     /// Validate a configuration file; every problem as PATH:LINE:COL: message.
     CheckConfig {

@@ -17,7 +17,7 @@
 //! member in the list, counted from 1), so that whoever maintains the file fixes it in one pass.
 //! Nothing is imported unless the whole file is valid.
 
-use crate::ledger::MemberRecord;
+use crate::ledger::{MemberProfile, MemberRecord};
 use crate::scan::qr::{self, is_member_id, MEMBER_ID_MAX};
 use crate::scan::CardNumber;
 use serde_json::{Map, Value};
@@ -228,11 +228,14 @@ impl Members {
         if let Some(member_id) = member_id {
             self.records.push(MemberRecord {
                 member_id,
-                tier: row.tier,
-                segments: row.segments,
-                cards,
-                qr_public_key: row.qr_public_key,
-                proximity_key: row.proximity_key,
+                profile: MemberProfile {
+                    tier: row.tier,
+                    segments: row.segments,
+                    cards,
+                    qr_public_key: row.qr_public_key,
+                    proximity_key: row.proximity_key,
+                    display_name: None,
+                },
             });
         }
     }
@@ -503,20 +506,25 @@ mod tests {
             vec![
                 MemberRecord {
                     member_id: "M-1".into(),
-                    tier: Some("gold".into()),
-                    segments: vec!["staff".into(), "vip".into()],
-                    // UPC-A is stored as its EAN-13 form, as the lanes look it up.
-                    cards: vec!["4006381333931".into(), "0036000291452".into()],
-                    qr_public_key: Some(key.clone()),
-                    proximity_key: Some("00112233445566778899AABBCCDDEEFF".into()),
+                    profile: MemberProfile {
+                        tier: Some("gold".into()),
+                        segments: vec!["staff".into(), "vip".into()], // UPC-A is stored as its EAN-13 form, as the lanes look it up.
+                        cards: vec!["4006381333931".into(), "0036000291452".into()],
+                        qr_public_key: Some(key.clone()),
+                        proximity_key: Some("00112233445566778899AABBCCDDEEFF".into()),
+                        display_name: None,
+                    }
                 },
                 MemberRecord {
                     member_id: "M_2".into(),
-                    tier: None,
-                    segments: vec![],
-                    cards: vec!["AB-12".into()],
-                    qr_public_key: None,
-                    proximity_key: None,
+                    profile: MemberProfile {
+                        tier: None,
+                        segments: vec![],
+                        cards: vec!["AB-12".into()],
+                        qr_public_key: None,
+                        proximity_key: None,
+                        display_name: None,
+                    }
                 },
             ]
         );
@@ -540,27 +548,36 @@ mod tests {
             vec![
                 MemberRecord {
                     member_id: "M-1".into(),
-                    tier: Some("gold".into()),
-                    segments: vec!["staff".into(), "vip".into()],
-                    cards: vec!["4006381333931".into(), "0036000291452".into()],
-                    qr_public_key: Some(key),
-                    proximity_key: None,
+                    profile: MemberProfile {
+                        tier: Some("gold".into()),
+                        segments: vec!["staff".into(), "vip".into()],
+                        cards: vec!["4006381333931".into(), "0036000291452".into()],
+                        qr_public_key: Some(key),
+                        proximity_key: None,
+                        display_name: None,
+                    }
                 },
                 MemberRecord {
                     member_id: "M-2".into(),
-                    tier: None,
-                    segments: vec![],
-                    cards: vec!["96385074".into()],
-                    qr_public_key: None,
-                    proximity_key: None,
+                    profile: MemberProfile {
+                        tier: None,
+                        segments: vec![],
+                        cards: vec!["96385074".into()],
+                        qr_public_key: None,
+                        proximity_key: None,
+                        display_name: None,
+                    }
                 },
                 MemberRecord {
                     member_id: "M-3".into(),
-                    tier: Some("silver".into()),
-                    segments: vec![],
-                    cards: vec![],
-                    qr_public_key: None,
-                    proximity_key: None,
+                    profile: MemberProfile {
+                        tier: Some("silver".into()),
+                        segments: vec![],
+                        cards: vec![],
+                        qr_public_key: None,
+                        proximity_key: None,
+                        display_name: None,
+                    }
                 },
             ]
         );

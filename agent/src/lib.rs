@@ -1,9 +1,20 @@
-//! Loyalty Edge store agent.
+//! Loyalty Edge store agent. `docs/ARCHITECTURE.md` draws how these fit together; start at
+//! [`app`].
 //!
-//! Modules follow DESIGN.md: [`config`] (agent.toml), [`scan`] (serial scanners, framing,
-//! card and app-QR decoding), [`checkout`] (who is at each lane), [`engine`] (pure points
-//! rules), [`ledger`] (SQLite, one group-committing writer), [`api`] (the local HTTP API),
-//! [`app`] (the running agent and its shutdown), [`ops`] and [`cli`] (operator commands).
+//! - [`app`]: the running agent, wired and stopped in order; [`lock`]: one agent per data dir.
+//! - [`config`]: agent.toml, every problem located.
+//! - [`serial`]: serial ports and the supervision every serial device shares; [`backoff`].
+//! - [`scan`]: lane scanners, framing, card and app-QR decoding; [`checkout`]: who is at a lane.
+//! - [`proximity`]: phone sightings, rotating ids, zone tracking, presence facts.
+//! - [`engine`]: the pure rules (the `loyalty-rules` crate).
+//! - [`ledger`]: SQLite, one group-committing writer, typed answers, identity, backup, re-base.
+//! - [`sync`]: HQ client and loop; [`rebase`]: the operator's re-base of a restored ledger.
+//! - [`api`]: the local HTTP API and the cashier's lane page; [`metrics`]; [`systemd`].
+//! - [`cli`], [`ops`], [`import`], [`doctor`]: operator commands; `demo` (feature `demo`).
+
+// Input and I/O never panic the process: an unwrap outside tests is an error (tests may).
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod api;
 pub mod app;
@@ -11,6 +22,7 @@ pub mod backoff;
 pub mod checkout;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod doctor;
 /// The pure rules, a crate of their own (`rules/`, `loyalty-rules`), under the name the agent's

@@ -1,5 +1,9 @@
 //! `loyalty-agent`: parses the command line, sets up logging and signals, calls the library.
 
+// Input and I/O never panic the process: an unwrap outside tests is an error (tests may).
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 use anyhow::Context;
 use clap::Parser;
 use loyalty_agent::cli::{Cli, Command, MemberCommand, MembersCommand, ProximityCommand};
@@ -11,7 +15,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo's story goes to stdout; only its warnings belong on the terminal beside it, and
     // HQ being down is part of the story (the demo prints it), not a warning to repeat.
-    let default_level = if matches!(cli.command, Command::Demo) {
+    #[cfg(feature = "demo")]
+    let is_demo = matches!(cli.command, Command::Demo);
+    #[cfg(not(feature = "demo"))]
+    let is_demo = false;
+    let default_level = if is_demo {
         "warn,loyalty_agent::sync=error"
     } else {
         "info"
@@ -87,6 +95,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", written.display());
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "demo")]
         Command::Demo => {
             let mut out = std::io::stdout();
             runtime()?.block_on(loyalty_agent::demo::run(&mut out))?;

@@ -3,49 +3,35 @@
 //! Tried: a scanner port that does not exist, a store token HQ refuses, a data dir that cannot
 //! be created (its parent is a file: permissions alone would not stop root).
 
+use loyalty_hq::fixture::LocalHq;
 use serialport::{SerialPort, TTYPort};
 use std::path::Path;
 use std::process::Command;
-use tokio_util::sync::CancellationToken;
 
 const ADMIN: &str = "doctor-admin-token-0123";
 const STORE_TOKEN: &str = "store-x-token";
 
-async fn start_hq(dir: &Path) -> (String, CancellationToken) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let listen = listener.local_addr().unwrap();
-    let settings = loyalty_hq::config::Settings {
-        listen,
-        db: dir.join("hq.db"),
-        admin_token: ADMIN.into(),
-        max_batch_events: 5000,
-        max_body_bytes: 1 << 20,
-        allowance: Default::default(),
-        plausibility: Default::default(),
-        max_connections: 4096,
-        webhooks: Default::default(),
-        app: Default::default(),
-    };
-    let stop = CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(loyalty_hq::serve(settings, listener, async move {
-        s.cancelled().await
-    }));
-    let base = format!("http://{listen}");
-    let client = reqwest::Client::new();
-    for _ in 0..100 {
-        let put = client
-            .put(format!("{base}/v1/admin/stores/store-x"))
-            .bearer_auth(ADMIN)
-            .json(&serde_json::json!({"token": STORE_TOKEN}))
-            .send()
-            .await;
-        if put.is_ok_and(|r| r.status().is_success()) {
-            return (base, stop);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("HQ did not start");
+/// HQ in-process with store-x registered.
+async fn start_hq(dir: &Path) -> LocalHq {
+    let hq = LocalHq::start(
+        "127.0.0.1:0".parse().unwrap(),
+        &dir.join("hq.db"),
+        ADMIN,
+        |raw| {
+            raw.max_body_bytes = Some(1 << 20);
+        },
+    )
+    .await
+    .unwrap();
+    let (status, body) = hq
+        .admin_put(
+            "/v1/admin/stores/store-x",
+            serde_json::json!({"token": STORE_TOKEN}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    hq
 }
 
 fn doctor(config: &Path) -> (i32, String) {
@@ -76,7 +62,8 @@ fn config(dir: &Path, data_dir: &str, hq: &str, token: &str, scanner: &str) -> s
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broken_setup_names_each_problem_and_a_healthy_one_passes() {
     let dir = tempfile::tempdir().unwrap();
-    let (hq, stop) = start_hq(dir.path()).await;
+    let local_hq = start_hq(dir.path()).await;
+    let hq = local_hq.url.clone();
 
     let blocker = dir.path().join("not-a-dir");
     std::fs::write(&blocker, "a file where the data dir should be").unwrap();
@@ -134,5 +121,5 @@ async fn a_broken_setup_names_each_problem_and_a_healthy_one_passes() {
             "no {check} line in:\n{out}"
         );
     }
-    stop.cancel();
+    local_hq.stop().await.unwrap();
 }

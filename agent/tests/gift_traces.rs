@@ -25,7 +25,9 @@ use chrono::{DateTime, Duration as Span, TimeZone, Utc};
 use loyalty_agent::config::Config;
 use loyalty_agent::engine::gifts::{GiftCampaign, GiftLimit, GiftTrigger, PresenceFact};
 use loyalty_agent::engine::Rules;
-use loyalty_agent::ledger::{Identity, Ledger, MemberRecord, PresenceRequest, SaleRequest};
+use loyalty_agent::ledger::{
+    Identity, Ledger, MemberProfile, MemberRecord, PresenceRequest, SaleRequest,
+};
 use loyalty_agent::proximity::pipeline::to_fact;
 use loyalty_agent::proximity::rf_model::{Point, RfModel, TokenSource, Walker, Waypoint};
 use loyalty_agent::proximity::{
@@ -205,11 +207,14 @@ fn coffee_dwell() -> GiftCampaign {
 fn member(i: u8, tier: Option<&str>, segments: &[&str]) -> MemberRecord {
     MemberRecord {
         member_id: name(i),
-        tier: tier.map(Into::into),
-        segments: segments.iter().map(|s| s.to_string()).collect(),
-        cards: vec![],
-        qr_public_key: None,
-        proximity_key: Some(key(i).to_hex()),
+        profile: MemberProfile {
+            tier: tier.map(Into::into),
+            segments: segments.iter().map(|s| s.to_string()).collect(),
+            cards: vec![],
+            qr_public_key: None,
+            proximity_key: Some(key(i).to_hex()),
+            display_name: None,
+        },
     }
 }
 
@@ -933,7 +938,7 @@ async fn returned_after_absence_only_for_the_long_absent() {
     let mut missed = campaign("we-missed-you", GiftTrigger::Returned { days: 30 });
     missed.limit = GiftLimit::OncePerMember;
     let mut m21 = member(21, None, &[]);
-    m21.cards = vec!["4006381333931".into()];
+    m21.profile.cards = vec!["4006381333931".into()];
     let store = Store::new(
         vec![missed],
         vec![

@@ -3,8 +3,8 @@
 use chrono::Utc;
 use loyalty_agent::engine::Rules;
 use loyalty_agent::ledger::{
-    Identity, Ledger, LedgerError, MemberRecord, RedeemRequest, Redeemed, RefundRequest, Refusal,
-    SaleRequest,
+    Identity, Ledger, LedgerError, MemberProfile, MemberRecord, RedeemRequest, Redeemed,
+    RefundRequest, Refusal, SaleRequest,
 };
 use std::sync::Arc;
 
@@ -24,11 +24,14 @@ async fn open(dir: &tempfile::TempDir) -> Ledger {
     ledger
         .import_members(vec![MemberRecord {
             member_id: "m1".into(),
-            tier: None,
-            segments: vec![],
-            cards: vec!["4006381333931".into()],
-            qr_public_key: None,
-            proximity_key: None,
+            profile: MemberProfile {
+                tier: None,
+                segments: vec![],
+                cards: vec!["4006381333931".into()],
+                qr_public_key: None,
+                proximity_key: None,
+                display_name: None,
+            },
         }])
         .await
         .unwrap();

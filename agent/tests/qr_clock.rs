@@ -8,7 +8,7 @@ use chrono::Utc;
 use ed25519_dalek::{Signer as _, SigningKey};
 use loyalty_agent::checkout::Identifier;
 use loyalty_agent::engine::Rules;
-use loyalty_agent::ledger::{Ledger, MemberRecord, PushAck};
+use loyalty_agent::ledger::{Ledger, MemberProfile, MemberRecord, PushAck};
 use loyalty_agent::metrics::Metrics;
 use loyalty_agent::scan::{qr, ScannedCode};
 use std::sync::Arc;
@@ -30,11 +30,14 @@ async fn qr_freshness_uses_hq_corrected_time() {
     ledger
         .import_members(vec![MemberRecord {
             member_id: "m1".into(),
-            tier: None,
-            segments: vec![],
-            cards: vec![],
-            qr_public_key: Some(STANDARD.encode(key.verifying_key().as_bytes())),
-            proximity_key: None,
+            profile: MemberProfile {
+                tier: None,
+                segments: vec![],
+                cards: vec![],
+                qr_public_key: Some(STANDARD.encode(key.verifying_key().as_bytes())),
+                proximity_key: None,
+                display_name: None,
+            },
         }])
         .await
         .unwrap();

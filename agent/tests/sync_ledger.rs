@@ -5,7 +5,9 @@
 
 use chrono::Utc;
 use loyalty_agent::engine::Rules;
-use loyalty_agent::ledger::{Identity, Ledger, MemberRecord, PushAck, RedeemRequest, SaleRequest};
+use loyalty_agent::ledger::{
+    Identity, Ledger, MemberProfile, MemberRecord, PushAck, RedeemRequest, SaleRequest,
+};
 use loyalty_protocol::{Change, ChangesPage, MemberRecord as HqMember, PROTOCOL_VERSION};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -72,11 +74,7 @@ impl ModelHq {
                 .map(|m| {
                     Change::Member(HqMember {
                         member_id: m.to_string(),
-                        tier: None,
-                        segments: vec![],
-                        cards: vec![],
-                        qr_public_key: None,
-                        proximity_key: None,
+                        profile: MemberProfile::default(),
                         balance: self.balance(m),
                         balance_watermark: self.watermark,
                         offline_allowance: 1_000_000,
@@ -102,11 +100,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 .iter()
                 .map(|m| MemberRecord {
                     member_id: m.to_string(),
-                    tier: None,
-                    segments: vec![],
-                    cards: vec![],
-                    qr_public_key: None,
-                    proximity_key: None,
+                    profile: MemberProfile::default(),
                 })
                 .collect(),
         )
@@ -255,11 +249,7 @@ async fn a_watermark_ahead_of_the_log_acknowledges_nothing_it_was_not_sent() {
     ledger
         .import_members(vec![MemberRecord {
             member_id: "m1".into(),
-            tier: None,
-            segments: vec![],
-            cards: vec![],
-            qr_public_key: None,
-            proximity_key: None,
+            profile: MemberProfile::default(),
         }])
         .await
         .unwrap();
@@ -336,11 +326,7 @@ async fn a_watermark_ahead_of_the_log_acknowledges_nothing_it_was_not_sent() {
             ChangesPage {
                 changes: vec![Change::Member(HqMember {
                     member_id: "m1".into(),
-                    tier: None,
-                    segments: vec![],
-                    cards: vec![],
-                    qr_public_key: None,
-                    proximity_key: None,
+                    profile: MemberProfile::default(),
                     balance: 20,
                     balance_watermark: 2,
                     offline_allowance: 0,

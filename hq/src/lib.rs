@@ -10,12 +10,18 @@
 //! - [`config`] turns hq.toml and flags into [`config::Settings`]; [`serve`] runs HQ on a
 //!   listener until a shutdown future completes (tests pass a listener on port 0).
 
+// Input and I/O never panic the process: an unwrap outside tests is an error (tests may).
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod allowance;
 pub mod clock;
 pub mod config;
 pub mod cursor;
 pub mod expiry;
 pub mod feed_hub;
+#[cfg(feature = "fixture")]
+pub mod fixture;
 pub mod http;
 pub mod store;
 pub mod webhooks;

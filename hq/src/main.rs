@@ -1,5 +1,9 @@
 //! `loyalty-hq serve`: parse arguments, set up logs and signals, run [`loyalty_hq::serve`].
 
+// Input and I/O never panic the process: an unwrap outside tests is an error (tests may).
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 use std::path::PathBuf;
 
 use anyhow::Context;

@@ -126,7 +126,7 @@ async fn a_card_credit_counts_once_the_card_is_attached() {
     let after = page(&hq, "s1", &t, &format!("cursor={}", before.next_cursor)).await;
     let rec = member(&after, "m1");
     assert_eq!(rec.balance, 25);
-    assert_eq!(rec.cards, vec!["4006381333931".to_string()]);
+    assert_eq!(rec.profile.cards, vec!["4006381333931".to_string()]);
 
     // Later credits on the card account land on the member straight away and bump it.
     hq.push("s1", &t, &[sale("s1", 2, "card:4006381333931", 5, "r2")])

@@ -4,9 +4,15 @@
 //!   open-file limit that sheds the longest-waiting connection (one without a complete
 //!   request) before it refuses a new one; graceful shutdown. `axum::serve` has none of these,
 //!   and a few hundred half-sent requests used to lock the tills out.
-//! - [`errors`]: every error answer in the contract's JSON shape.
+//! - [`errors`]: every error answer in the contract's JSON shape; [`ApiError`], the error both
+//!   servers answer with.
 //! - [`probe`]: a loopback `/healthz` request, the watchdog's proof that the server answers.
 
+// Input and I/O never panic the process: an unwrap outside tests is an error (tests may).
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod api_error;
 mod body;
 pub mod errors;
 mod io;
@@ -15,6 +21,7 @@ pub mod probe;
 mod registry;
 mod serve;
 
+pub use api_error::ApiError;
 pub use errors::Path;
 pub use limits::Limits;
 pub use serve::serve;

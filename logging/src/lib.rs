@@ -8,6 +8,10 @@
 //!   panic the task that logged (the signal handler among them).
 //! - Colour only when stderr is a terminal and `NO_COLOR` is unset or empty (no-color.org).
 
+// Input and I/O never panic the process: an unwrap outside tests is an error (tests may).
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 use std::io::IsTerminal;
 
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};

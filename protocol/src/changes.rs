@@ -33,21 +33,34 @@ pub enum Change {
     RedemptionElsewhere(GiftRedeemedElsewhere),
 }
 
-/// A member as HQ knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberRecord {
-    pub member_id: String,
+/// A member's profile: who they are to every store, as HQ's admin sets it, the agent imports
+/// it and the changes feed carries it. One definition for all three.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberProfile {
     #[serde(default)]
     pub tier: Option<String>,
     #[serde(default)]
     pub segments: Vec<String>,
-    /// Card numbers attached to the member.
+    /// Card numbers attached to the member, in their canonical text ([`crate::card`]).
     #[serde(default)]
     pub cards: Vec<String>,
+    /// The member app's Ed25519 public key (base64), which signs checkout QR codes.
     #[serde(default)]
     pub qr_public_key: Option<String>,
+    /// The member's proximity key (32 hex digits) their phone derives rotating ids from.
     #[serde(default)]
     pub proximity_key: Option<String>,
+    /// What the member's app and wallet page call them (HQ's member API); stores ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+/// A member as HQ knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub member_id: String,
+    #[serde(flatten)]
+    pub profile: MemberProfile,
     /// Sum of the points of every event HQ holds for the member, from all stores, card accounts
     /// of the member's cards included.
     pub balance: i64,

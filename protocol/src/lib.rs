@@ -13,6 +13,10 @@
 //! - [`bounds`]: the most points an event may move and a balance may hold, on both sides.
 //! - [`card`]: the one canonical text of a card number, for the scanner, imports and HQ.
 
+// Input and I/O never panic the process: an unwrap outside tests is an error (tests may).
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod app;
 pub mod bounds;
 pub mod card;
@@ -27,7 +31,9 @@ mod version;
 pub use app::{app_signed_text, APP_AUTH_CONTEXT, APP_AUTH_SCHEME};
 pub use bounds::{MAX_BALANCE, MAX_EVENT_POINTS};
 pub use card::{canonical_card, CardError};
-pub use changes::{CampaignRecord, Change, ChangesPage, GiftRedeemedElsewhere, MemberRecord};
+pub use changes::{
+    CampaignRecord, Change, ChangesPage, GiftRedeemedElsewhere, MemberProfile, MemberRecord,
+};
 pub use error_body::ErrorBody;
 pub use event::{card_account, Event, EventKind, CARD_ACCOUNT_PREFIX};
 pub use ledger::{LedgerBinding, LedgerState, LEDGER_CONFLICT, SEQ_CONFLICT, SEQ_GAP};

@@ -152,11 +152,14 @@ fn changes_page_round_trips_with_type_tags() {
         changes: vec![
             Change::Member(MemberRecord {
                 member_id: "m-1".into(),
-                tier: Some("gold".into()),
-                segments: vec!["family".into()],
-                cards: vec!["4006381333931".into()],
-                qr_public_key: None,
-                proximity_key: Some("k".into()),
+                profile: MemberProfile {
+                    tier: Some("gold".into()),
+                    segments: vec!["family".into()],
+                    cards: vec!["4006381333931".into()],
+                    qr_public_key: None,
+                    proximity_key: Some("k".into()),
+                    display_name: None,
+                },
                 balance: 120,
                 balance_watermark: 7,
                 offline_allowance: 60,

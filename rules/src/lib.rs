@@ -12,6 +12,10 @@
 //! A crate of its own so that "the rules do no I/O" is a compile-time fact (its dependencies are
 //! chrono, serde and toml), and so that HQ validates a campaign with the code the stores run.
 
+// Input and I/O never panic the process: an unwrap outside tests is an error (tests may).
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod campaign;
 mod earn;
 pub mod gift_spec;

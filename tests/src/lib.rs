@@ -20,13 +20,20 @@ use std::time::{Duration, Instant};
 /// The agent binary, built on demand so that `cargo test -p loyalty-e2e` works alone.
 pub fn agent_binary() -> PathBuf {
     static BUILD: std::sync::Once = std::sync::Once::new();
-    built_binary("loyalty-agent", "loyalty-agent", &BUILD)
+    built_binary("loyalty-agent", "loyalty-agent", &[], &BUILD)
 }
 
 /// The reference HQ binary, built on demand like [`agent_binary`].
 pub fn hq_binary() -> PathBuf {
     static BUILD: std::sync::Once = std::sync::Once::new();
-    built_binary("loyalty-hq", "loyalty-hq", &BUILD)
+    built_binary("loyalty-hq", "loyalty-hq", &[], &BUILD)
+}
+
+/// The zone-sensor node simulator (`loyalty-firmware`'s `sensor-sim`, feature `sim`), built on
+/// demand in this test binary's profile like [`agent_binary`].
+pub fn sensor_sim_binary() -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    built_binary("loyalty-firmware", "sensor-sim", &["sim"], &BUILD)
 }
 
 /// `target/<profile>`, where cargo puts the binaries it builds.
@@ -39,7 +46,12 @@ pub fn target_profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-fn built_binary(package: &str, bin: &str, once: &'static std::sync::Once) -> PathBuf {
+fn built_binary(
+    package: &str,
+    bin: &str,
+    features: &[&str],
+    once: &'static std::sync::Once,
+) -> PathBuf {
     let profile_dir = target_profile_dir();
     // The target dir may be shared with other checkouts of this workspace, whose builds
     // replace target/<profile>/<bin>. Right after building, hard-link it into a directory of
@@ -56,6 +68,9 @@ fn built_binary(package: &str, bin: &str, once: &'static std::sync::Once) -> Pat
         let release = profile_dir.ends_with("release");
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args(["build", "-q", "-p", package, "--bin", bin]);
+        if !features.is_empty() {
+            cmd.args(["--features", &features.join(",")]);
+        }
         if release {
             cmd.arg("--release");
         }
@@ -300,4 +315,64 @@ impl Drop for Agent {
 pub fn type_on(master: &mut impl Write, bytes: &[u8]) {
     master.write_all(bytes).expect("writing to the scanner pty");
     master.flush().expect("flushing the scanner pty");
+}
+
+/// A disk that fills up, for the process `cmd` starts: writes past `bytes` in any one file fail
+/// as they do on a full disk (RLIMIT_FSIZE, with SIGXFSZ ignored so the write returns an error
+/// instead of killing the process).
+pub fn limit_file_size(cmd: &mut Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only async-signal-safe calls: signal(2) and setrlimit(2).
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGXFSZ,
+                nix::sys::signal::SigHandler::SigIgn,
+            )
+            .map_err(std::io::Error::from)?;
+            nix::sys::resource::setrlimit(
+                nix::sys::resource::Resource::RLIMIT_FSIZE,
+                bytes,
+                nix::sys::resource::RLIM_INFINITY,
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// `[proximity]` for a shop door replayed from the trace at `trace`: one zone, `door`, with an
+/// inside and an outside sensor (`door-inside`, `door-outside`), as the RF model's shop front
+/// places them. Tests add their own `[[gifts]]`.
+pub fn door_proximity_toml(trace: &Path) -> String {
+    format!(
+        r#"[proximity]
+interval_secs = 600
+visit_timeout_secs = 60
+replay = "{trace}"
+
+[[proximity.zones]]
+name = "door"
+enter_distance_m = 2.0
+exit_distance_m = 4.0
+min_dwell_secs = 0
+exit_timeout_secs = 20
+
+[[proximity.sensors]]
+name = "door-inside"
+source = "replay"
+zone = "door"
+role = "inside"
+rssi_at_1m = -59
+path_loss_exponent = 2.2
+
+[[proximity.sensors]]
+name = "door-outside"
+source = "replay"
+zone = "door"
+role = "outside"
+rssi_at_1m = -59
+path_loss_exponent = 2.2
+"#,
+        trace = trace.display()
+    )
 }

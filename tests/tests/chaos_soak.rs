@@ -34,10 +34,9 @@
 //! run, so a failure names its seed and keeps its logs.
 
 use loyalty_e2e::fault_proxy::{FaultProxy, Mode};
-use loyalty_e2e::{agent_binary, wait_until, Agent, AppKey, Hq, Store};
+use loyalty_e2e::{agent_binary, limit_file_size, wait_until, Agent, AppKey, Hq, Store};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1013,25 +1012,7 @@ fn disk_full(rig: &Rig, counts: &mut Counts) {
         );
         let size = |name: &str| std::fs::metadata(rig.data().join(name)).map_or(0, |m| m.len());
         let limit = size("ledger.db") + size("ledger.db-wal") + 48 * 1024;
-        rig.start(&mut slot, |cmd| {
-            // SAFETY: between fork and exec only async-signal-safe calls: signal(2) and
-            // setrlimit(2).
-            unsafe {
-                cmd.pre_exec(move || {
-                    nix::sys::signal::signal(
-                        nix::sys::signal::Signal::SIGXFSZ,
-                        nix::sys::signal::SigHandler::SigIgn,
-                    )
-                    .map_err(std::io::Error::from)?;
-                    nix::sys::resource::setrlimit(
-                        nix::sys::resource::Resource::RLIMIT_FSIZE,
-                        limit,
-                        nix::sys::resource::RLIM_INFINITY,
-                    )
-                    .map_err(std::io::Error::from)
-                });
-            }
-        });
+        rig.start(&mut slot, |cmd| limit_file_size(cmd, limit));
     }
     // The POS keeps selling into it until the disk is full.
     wait_until(

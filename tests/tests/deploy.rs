@@ -720,4 +720,8 @@ fn deb_holds_the_agent_unit_conffile_udev_rules_and_scripts() {
         version.status.success() && text(&version.stdout).starts_with("loyalty-agent "),
         "{version:?}"
     );
+    // The store box's binary carries no demo and no simulation (built without `demo`).
+    let help = run(Command::new(tree.path().join("usr/bin/loyalty-agent")).arg("--help"));
+    let help = text(&help.stdout);
+    assert!(help.contains("rebase") && !help.contains("demo"), "{help}");
 }

@@ -5,9 +5,8 @@
 //! so that a write past it fails the way a write to a full disk does; `prlimit` (util-linux)
 //! lifts it later.
 
-use loyalty_e2e::Store;
+use loyalty_e2e::{limit_file_size, Store};
 use serde_json::{json, Value};
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 const LIMIT_BYTES: u64 = 600 * 1024;
@@ -16,24 +15,7 @@ const LIMIT_BYTES: u64 = 600 * 1024;
 fn a_full_disk_refuses_with_503_loses_nothing_and_recovers() {
     let store = Store::new("[[lanes]]\nid = \"1\"\n");
     store.import(r#"[{"member_id": "m-cleo", "cards": ["4006381333931"]}]"#);
-    let agent = store.start_with(|cmd| {
-        // SAFETY: between fork and exec only async-signal-safe calls: signal(2) and setrlimit(2).
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::signal::signal(
-                    nix::sys::signal::Signal::SIGXFSZ,
-                    nix::sys::signal::SigHandler::SigIgn,
-                )
-                .map_err(std::io::Error::from)?;
-                nix::sys::resource::setrlimit(
-                    nix::sys::resource::Resource::RLIMIT_FSIZE,
-                    LIMIT_BYTES,
-                    nix::sys::resource::RLIM_INFINITY,
-                )
-                .map_err(std::io::Error::from)
-            });
-        }
-    });
+    let agent = store.start_with(|cmd| limit_file_size(cmd, LIMIT_BYTES));
     let client = reqwest::blocking::Client::new();
     let sale = |i: usize| {
         client

@@ -4,7 +4,7 @@
 //! the member lingering at the door edge gets exactly one welcome gift, shown on the member
 //! endpoint and counted in `/healthz`; the cashier hands it over once.
 
-use loyalty_e2e::{type_on, Store};
+use loyalty_e2e::{door_proximity_toml, type_on, Store};
 use serde_json::{json, Value};
 use serialport::{SerialPort, TTYPort};
 use std::time::{Duration, Instant};
@@ -86,34 +86,7 @@ fn passer_by_gets_nothing_and_door_edge_lingerer_one_redeemable_welcome_gift() {
 id = "1"
 scanner = {{ port = "{slave_path}" }}
 
-[proximity]
-interval_secs = 600
-visit_timeout_secs = 60
-replay = "{trace}"
-
-[[proximity.zones]]
-name = "door"
-enter_distance_m = 2.0
-exit_distance_m = 4.0
-min_dwell_secs = 0
-exit_timeout_secs = 20
-
-[[proximity.sensors]]
-name = "door-inside"
-source = "replay"
-zone = "door"
-role = "inside"
-rssi_at_1m = -59
-path_loss_exponent = 2.2
-
-[[proximity.sensors]]
-name = "door-outside"
-source = "replay"
-zone = "door"
-role = "outside"
-rssi_at_1m = -59
-path_loss_exponent = 2.2
-
+{door}
 [[gifts]]
 id = "welcome"
 gift = "Free coffee"
@@ -122,7 +95,7 @@ limit = "once_per_visit"
 valid_for_minutes = 120
 daily_budget = 200
 "#,
-        trace = trace_path.display()
+        door = door_proximity_toml(&trace_path)
     ));
     store.import(
         &json!([

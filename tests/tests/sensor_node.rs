@@ -7,33 +7,13 @@
 use loyalty_e2e::Store;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn sensor_sim() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "loyalty-firmware",
-            "--features",
-            "sim",
-            "--bin",
-            "sensor-sim",
-        ])
-        .status()
-        .expect("building sensor-sim");
-    assert!(status.success());
-    loyalty_e2e::target_profile_dir().join("sensor-sim")
-}
-
 /// Starts the simulator on its own pty behind `link`, replaying `trace` forever.
 fn start_sim(trace: &Path, link: &Path, node_id: &str) -> std::process::Child {
-    let mut sim = Command::new(sensor_sim())
+    let mut sim = Command::new(loyalty_e2e::sensor_sim_binary())
         .arg("--trace")
         .arg(trace)
         .args([

@@ -15,7 +15,7 @@
 //! earlier one: HQ must move its choice to the earlier gift and put the flag on the event it
 //! stored first (the harder branch; the other order is the plain one).
 
-use loyalty_e2e::{wait_until, Agent, Hq, Store};
+use loyalty_e2e::{door_proximity_toml, wait_until, Agent, Hq, Store};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -55,34 +55,7 @@ fn door_trace(adv: &str) -> String {
 
 fn store_config(trace: &Path) -> String {
     format!(
-        r#"[proximity]
-interval_secs = 600
-visit_timeout_secs = 60
-replay = "{trace}"
-
-[[proximity.zones]]
-name = "door"
-enter_distance_m = 2.0
-exit_distance_m = 4.0
-min_dwell_secs = 0
-exit_timeout_secs = 20
-
-[[proximity.sensors]]
-name = "door-inside"
-source = "replay"
-zone = "door"
-role = "inside"
-rssi_at_1m = -59
-path_loss_exponent = 2.2
-
-[[proximity.sensors]]
-name = "door-outside"
-source = "replay"
-zone = "door"
-role = "outside"
-rssi_at_1m = -59
-path_loss_exponent = 2.2
-
+        r#"{door}
 [[gifts]]
 id = "{CAMPAIGN}"
 gift = "Tote bag"
@@ -90,7 +63,7 @@ trigger = "entered_store"
 limit = "once_per_member"
 valid_for_minutes = 1440
 "#,
-        trace = trace.display()
+        door = door_proximity_toml(trace)
     )
 }
 

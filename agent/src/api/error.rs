@@ -2,35 +2,16 @@
 
 use crate::ledger::{LedgerError, Refusal};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-}
+pub use loyalty_http_edge::ApiError;
 
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    pub fn unknown_lane(lane: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "unknown_lane",
-            format!("lane `{lane}` is not configured in this store"),
-        )
-    }
+/// 404 `unknown_lane`.
+pub fn unknown_lane(lane: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_lane",
+        format!("lane `{lane}` is not configured in this store"),
+    )
 }
 
 impl From<LedgerError> for ApiError {
@@ -50,11 +31,5 @@ impl From<LedgerError> for ApiError {
                 format!("{other}; nothing was recorded, retry with the same id"),
             ),
         }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        loyalty_http_edge::errors::error_response(self.status, self.code, self.message)
     }
 }

@@ -32,7 +32,7 @@ fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 
 fn check_id(field: &'static str, value: &str) -> Result<(), ApiError> {
     if value.is_empty() || value.len() > 128 || value.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::invalid(
             "bad_id",
             format!("`{field}` must be 1 to 128 printable characters"),
         ));
@@ -52,7 +52,7 @@ fn known_lane(state: &AppState, lane: &str) -> Result<(), ApiError> {
     if state.lanes.exists(lane) {
         Ok(())
     } else {
-        Err(ApiError::unknown_lane(lane))
+        Err(super::error::unknown_lane(lane))
     }
 }
 
@@ -73,14 +73,14 @@ async fn identify_from_pos(
 ) -> Result<Option<LaneIdentity>, ApiError> {
     let code = match (card, token) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::invalid(
                 "bad_request",
                 "send `card` or `qr`, not both",
             ))
         }
         (Some(card), None) => {
             let card = CardNumber::from_str(card).map_err(|e| {
-                ApiError::bad_request(
+                ApiError::invalid(
                     "bad_card",
                     format!("`{card}` is not a valid card number: {e}"),
                 )
@@ -92,7 +92,7 @@ async fn identify_from_pos(
         (None, Some(token)) => match classify(None, token) {
             Ok(code @ ScannedCode::AppQr(_)) => code,
             _ => {
-                return Err(ApiError::bad_request(
+                return Err(ApiError::invalid(
                     "bad_qr",
                     format!(
                         "not a member app QR code: {}",
@@ -123,7 +123,7 @@ pub async fn sale(
     let b = body(payload)?;
     check_id("receipt_id", &b.receipt_id)?;
     if !(0..=10_000_000_000).contains(&b.total_cents) {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::invalid(
             "bad_total",
             "`total_cents` must be between 0 and 10000000000",
         ));
@@ -191,14 +191,14 @@ pub async fn redeem(
             return redeem_gift(&state, &lane, b.redemption_id, gift_id.clone(), b.qr).await;
         }
         _ => {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::invalid(
                 "bad_request",
                 "send `points` or `gift_id`, one of them",
             ))
         }
     };
     if points <= 0 {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::invalid(
             "bad_points",
             "`points` must be more than 0",
         ));
@@ -306,7 +306,7 @@ pub async fn refund(
     check_id("refund_id", &b.refund_id)?;
     check_id("receipt_id", &b.receipt_id)?;
     if b.total_cents <= 0 {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::invalid(
             "bad_total",
             "`total_cents` must be more than 0",
         ));

@@ -223,7 +223,7 @@ pub async fn events(
     Path(lane): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     if !state.lanes.exists(&lane) {
-        return Err(ApiError::unknown_lane(&lane));
+        return Err(super::error::unknown_lane(&lane));
     }
     debug!(lane = %lane, "Lane page connected.");
     let mut tick = tokio::time::interval(HEARTBEAT);

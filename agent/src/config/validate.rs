@@ -186,7 +186,7 @@ fn build(raw: RawConfig, base_dir: &Path, c: &mut Collector) -> Option<Config> {
                 None
             }
             (Some(t), None) => Some(t.clone()),
-            (None, Some(file)) => match std::fs::read_to_string(base_dir.join(file)) {
+            (None, Some(file)) => match read_token_file(&base_dir.join(file)) {
                 Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),
                 Ok(_) => {
                     c.value("hq.token_file", format!("token file `{file}` is empty"));
@@ -698,6 +698,24 @@ fn build_campaign(raw: &RawCampaign, here: &str, c: &mut Collector) -> Option<Po
     campaign
 }
 
+/// The most a token file may hold: a token is a line, and a path like `/dev/zero` must not keep
+/// `check-config` (or the agent's start) reading forever.
+const TOKEN_FILE_MAX: u64 = 4096;
+
+fn read_token_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(TOKEN_FILE_MAX + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > TOKEN_FILE_MAX {
+        return Err(std::io::Error::other(format!(
+            "it holds more than {TOKEN_FILE_MAX} bytes: not a token file"
+        )));
+    }
+    Ok(text)
+}
+
 /// `lanes.0.scanner.port`: serde_ignored's path without its `?` marks for options and newtypes.
 fn dotted(path: &serde_ignored::Path<'_>) -> String {
     use serde_ignored::Path;
@@ -738,6 +756,20 @@ mod tests {
             Ok(_) => vec![],
             Err(p) => p.iter().map(ToString::to_string).collect(),
         }
+    }
+
+    /// Found by fuzzing: a token file that never ends must not keep the check reading forever.
+    #[test]
+    fn an_endless_token_file_is_refused() {
+        let text = GOOD.replace("token = \"store-042-secret\"", "token_file = \"/dev/zero\"");
+        assert_ne!(text, GOOD);
+        let found = problems(&text);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("`/dev/zero`") && p.contains("not a token file")),
+            "{found:?}"
+        );
     }
 
     const GOOD: &str = r#"

@@ -10,7 +10,7 @@ mod door;
 mod hq;
 
 use crate::config::Config;
-use crate::ledger::{Ledger, MemberRecord};
+use crate::ledger::{Ledger, MemberProfile, MemberRecord};
 use crate::scan::qr;
 use anyhow::{bail, Context};
 use base64::Engine;
@@ -133,35 +133,47 @@ tiers = {{ gold = 1.5 }}
             .import_members(vec![
                 MemberRecord {
                     member_id: "anna".into(),
-                    tier: Some("gold".into()),
-                    segments: vec![],
-                    cards: vec![ANNA_CARD.into()],
-                    qr_public_key: None,
-                    proximity_key: None,
+                    profile: MemberProfile {
+                        tier: Some("gold".into()),
+                        segments: vec![],
+                        cards: vec![ANNA_CARD.into()],
+                        qr_public_key: None,
+                        proximity_key: None,
+                        display_name: None,
+                    },
                 },
                 MemberRecord {
                     member_id: "bob".into(),
-                    tier: None,
-                    segments: vec!["students".into()],
-                    cards: vec![],
-                    qr_public_key: Some(bob_public.clone()),
-                    proximity_key: None,
+                    profile: MemberProfile {
+                        tier: None,
+                        segments: vec!["students".into()],
+                        cards: vec![],
+                        qr_public_key: Some(bob_public.clone()),
+                        proximity_key: None,
+                        display_name: None,
+                    },
                 },
                 MemberRecord {
                     member_id: "carla".into(),
-                    tier: None,
-                    segments: vec![],
-                    cards: vec![CARLA_CARD.into()],
-                    qr_public_key: None,
-                    proximity_key: Some(door::CARLA_KEY.into()),
+                    profile: MemberProfile {
+                        tier: None,
+                        segments: vec![],
+                        cards: vec![CARLA_CARD.into()],
+                        qr_public_key: None,
+                        proximity_key: Some(door::CARLA_KEY.into()),
+                        display_name: None,
+                    },
                 },
                 MemberRecord {
                     member_id: "dave".into(),
-                    tier: None,
-                    segments: vec![],
-                    cards: vec![],
-                    qr_public_key: None,
-                    proximity_key: Some(door::DAVE_KEY.into()),
+                    profile: MemberProfile {
+                        tier: None,
+                        segments: vec![],
+                        cards: vec![],
+                        qr_public_key: None,
+                        proximity_key: Some(door::DAVE_KEY.into()),
+                        display_name: None,
+                    },
                 },
             ])
             .await?;
@@ -367,7 +379,7 @@ tiers = {{ gold = 1.5 }}
     }
 
     // 8. Carla's phone (the reference member client) follows her feed at HQ.
-    let phone = crate::member::MemberClient::new(&hq.base, "carla", carla_key.clone())?;
+    let phone = crate::member::MemberClient::new(hq.url(), "carla", carla_key.clone())?;
     let (gifts_tx, mut gifts_rx) = tokio::sync::mpsc::unbounded_channel();
     let phone_task = tokio::spawn(async move {
         // From the start of her feed: a gift issued before the phone connected still shows.

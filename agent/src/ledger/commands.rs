@@ -50,30 +50,21 @@ pub struct RedeemRequest {
     pub offline: bool,
 }
 
-/// A member as imported (or, later, pulled from HQ).
+/// A member as imported: an id and the profile HQ would send (`loyalty_protocol::MemberProfile`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRecord {
     pub member_id: String,
-    #[serde(default)]
-    pub tier: Option<String>,
-    #[serde(default)]
-    pub segments: Vec<String>,
-    #[serde(default)]
-    pub cards: Vec<String>,
-    #[serde(default)]
-    pub qr_public_key: Option<String>,
-    #[serde(default)]
-    pub proximity_key: Option<String>,
+    #[serde(flatten)]
+    pub profile: loyalty_protocol::MemberProfile,
 }
 
 pub(super) fn ts(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// The account a card's points are held under until HQ links the card to a member.
-pub fn card_account(card: &str) -> String {
-    format!("card:{card}")
-}
+/// The account a card's points are held under until HQ links the card to a member: the one
+/// definition in `loyalty_protocol`, which HQ reads the same way.
+pub use loyalty_protocol::card_account;
 
 /// The account points are held in: the member, or the card until HQ links it.
 fn resolve_account(
@@ -429,14 +420,14 @@ pub(super) fn import(tx: &Connection, members: &[MemberRecord]) -> Applied {
             tx,
             &Profile {
                 member_id: &m.member_id,
-                tier: m.tier.as_deref(),
-                segments: &m.segments,
-                qr_public_key: m.qr_public_key.as_deref(),
-                proximity_key: m.proximity_key.as_deref(),
+                tier: m.profile.tier.as_deref(),
+                segments: &m.profile.segments,
+                qr_public_key: m.profile.qr_public_key.as_deref(),
+                proximity_key: m.profile.proximity_key.as_deref(),
             },
             &now,
         )?;
-        for card in &m.cards {
+        for card in &m.profile.cards {
             cards += link_card(tx, card, &m.member_id)?;
         }
     }

@@ -33,6 +33,7 @@ pub use commands::{
 };
 pub use gifts::{GiftRedeemRequest, PresenceRequest};
 pub use identity::OpenOptions;
+pub use loyalty_protocol::MemberProfile;
 use outcome::Answer;
 pub use outcome::{
     keys, ChangesApplied, GiftHandedOver, GiftsIssued, ImportSummary, IssuedGift, OpenGift,

@@ -1,7 +1,5 @@
-//! The ledger schema as an ordered list of migrations, tracked in SQLite's `user_version`.
-//!
-//! rusqlite_migration would do this, but its releases pin another rusqlite (and so a second
-//! bundled SQLite) than the 0.41 our registry resolves; these few lines do the same job.
+//! The ledger schema as an ordered list of migrations, applied by `loyalty_sqlite_schema` (the
+//! runner HQ's database uses too) and tracked in SQLite's `user_version`.
 
 use rusqlite::Connection;
 
@@ -194,27 +192,22 @@ pub enum MigrationError {
     TooNew { found: usize, known: usize },
     #[error("cannot back the ledger up before migrating it: {0}")]
     Backup(String),
+    #[error("migrating the ledger: {0}")]
+    Schema(String),
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
 }
 
 /// Brings `conn` to the latest schema, each step in its own transaction.
 pub fn migrate(conn: &mut Connection) -> Result<(), MigrationError> {
-    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let current = usize::try_from(current).unwrap_or(usize::MAX);
-    if current > MIGRATIONS.len() {
-        return Err(MigrationError::TooNew {
-            found: current,
-            known: MIGRATIONS.len(),
-        });
+    match loyalty_sqlite_schema::migrate(conn, MIGRATIONS) {
+        Ok(_) => Ok(()),
+        Err(loyalty_sqlite_schema::MigrateError::TooNew { found, known }) => {
+            Err(MigrationError::TooNew { found, known })
+        }
+        Err(loyalty_sqlite_schema::MigrateError::Sqlite(e)) => Err(MigrationError::Sqlite(e)),
+        Err(e) => Err(MigrationError::Schema(e.to_string())),
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
-    }
-    Ok(())
 }
 
 /// Copies the ledger aside before a migration changes it, as `backups/ledger-v<N>-<UTC time>.db`

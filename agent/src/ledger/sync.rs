@@ -145,10 +145,10 @@ fn member_pulled(
         tx,
         &super::commands::Profile {
             member_id: &m.member_id,
-            tier: m.tier.as_deref(),
-            segments: &m.segments,
-            qr_public_key: m.qr_public_key.as_deref(),
-            proximity_key: m.proximity_key.as_deref(),
+            tier: m.profile.tier.as_deref(),
+            segments: &m.profile.segments,
+            qr_public_key: m.profile.qr_public_key.as_deref(),
+            proximity_key: m.profile.proximity_key.as_deref(),
         },
         at,
     )?;
@@ -156,7 +156,7 @@ fn member_pulled(
     tx.prepare_cached("DELETE FROM cards WHERE member_id = ?1")?
         .execute([&m.member_id])?;
     let mut accounts = vec![m.member_id.clone()];
-    for card in &m.cards {
+    for card in &m.profile.cards {
         super::commands::link_card(tx, card, &m.member_id)?;
         accounts.push(super::card_account(card));
     }

@@ -18,6 +18,8 @@ pub mod pipeline;
 pub mod record;
 pub mod replay;
 pub mod resolver;
+/// Simulated phones and sensors for the demo, the tests and the benches; not in the store box.
+#[cfg(feature = "demo")]
 pub mod rf_model;
 pub mod rotating_id;
 pub mod sensor_node;

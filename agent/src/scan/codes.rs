@@ -7,7 +7,7 @@
 //! | any, text starting `LE1.` | app QR token ([`super::qr::parse`]) |
 //! | `]E0` | EAN-13, or UPC-A as 12 digits (stored as 13 with a leading 0); check digit verified |
 //! | `]E4` | EAN-8; check digit verified |
-//! | `]C0`..`]C4` | Code 128 card text: 4..=32 of `[A-Za-z0-9-]`, uppercased; no check digit (the symbol has its own checksum) |
+//! | `]C0`..`]C4` | Code 128 card text: 4..=32 of `[A-Za-z0-9-]`, uppercased; 8, 12 or 13 digits are read as EAN-8, UPC-A, EAN-13 (check digit verified), as HQ reads the same number typed in, so one card is one key everywhere |
 //! | none | 13 digits: EAN-13, 12: UPC-A, 8: EAN-8 (check digit verified); otherwise the Code 128 rule |
 //! | anything else | refused (`unsupported_symbology`) |
 
@@ -67,7 +67,9 @@ pub fn classify(symbology: Option<AimId>, text: &str) -> Result<ScannedCode, Cod
                 Some(8) => ean(text, "EAN-8")?,
                 _ => return Err(CodeError::Malformed("EAN-8 needs 8 digits")),
             },
-            ('C', '0'..='4') => code128(text)?,
+            // HQ and the member import know only the text: `loyalty_protocol::canonical_card`
+            // is the one reading of it, whatever symbology carried it.
+            ('C', '0'..='4') => CardNumber::new_unchecked(loyalty_protocol::canonical_card(text)?),
             ('Q', _) => return Err(CodeError::Malformed("QR code is not an app token")),
             _ => return Err(CodeError::UnsupportedSymbology(id)),
         },
@@ -183,8 +185,10 @@ mod tests {
         assert_eq!(card(aim("]E4"), "96385074"), "96385074");
         assert_eq!(reason(aim("]E4"), "96385075"), "bad_check_digit");
         assert_eq!(reason(aim("]E4"), "4006381333931"), "malformed");
-        // Code 128 carries its own checksum: 13 digits are not EAN-checked.
-        assert_eq!(card(aim("]C0"), "4006381333932"), "4006381333932");
+        // Digits in Code 128 are the GS1 number HQ would read from the same text: one key.
+        assert_eq!(reason(aim("]C0"), "4006381333932"), "bad_check_digit");
+        assert_eq!(card(aim("]C0"), "036000291452"), "0036000291452");
+        assert_eq!(card(aim("]C0"), "4006381333931"), "4006381333931");
         assert_eq!(card(aim("]C4"), "ab-1"), "AB-1");
         assert_eq!(reason(aim("]C0"), "ab"), "malformed");
         assert_eq!(reason(aim("]C5"), "ABCD"), "unsupported_symbology");

@@ -33,13 +33,26 @@ pub fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The body as `T`; a key `T` does not know is refused, not ignored (a misspelt `card` must not
+/// save a member without cards).
 fn parse<T: for<'de> Deserialize<'de>>(
     body: Result<Bytes, BytesRejection>,
     shape: &str,
 ) -> Result<T, ApiError> {
     let body = body.map_err(ApiError::from_body)?;
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("body must be {shape}: {e}")))
+    let mut unknown = Vec::new();
+    let parsed: T =
+        serde_ignored::deserialize(&mut serde_json::Deserializer::from_slice(&body), |path| {
+            unknown.push(path.to_string())
+        })
+        .map_err(|e| ApiError::bad_request(format!("body must be {shape}: {e}")))?;
+    if !unknown.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "body must be {shape}: unknown field {}",
+            unknown.join(", ")
+        )));
+    }
+    Ok(parsed)
 }
 
 #[derive(Deserialize)]

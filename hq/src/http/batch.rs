@@ -36,6 +36,14 @@ struct Fragments {
 }
 
 pub fn parse(body: &[u8], store: &str, max_events: usize) -> Result<Push, ApiError> {
+    // JSON is UTF-8; serde skips fields it ignores without looking inside their strings, so a
+    // body with invalid UTF-8 there would otherwise pass (found by fuzzing).
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(ApiError::bad_request(format!(
+            "the body is not UTF-8 (byte {}): JSON must be",
+            e.valid_up_to()
+        )));
+    }
     let batch: RawBatch<'_> = match serde_json::from_slice(body) {
         Ok(b) => b,
         Err(e) => {

@@ -1,76 +1,11 @@
 //! Error answers: a status and `{"error": "<code>", "message": "<sentence>"}`.
 
-use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use loyalty_protocol::{ErrorBody, VersionMismatch, LEDGER_CONFLICT, SEQ_CONFLICT, SEQ_GAP};
+use loyalty_protocol::{LEDGER_CONFLICT, SEQ_CONFLICT, SEQ_GAP};
 
 use crate::store::StoreError;
 
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-
-    pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
-    }
-
-    pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
-    }
-
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
-    }
-
-    pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "HQ could not complete the request; retry later",
-        )
-    }
-
-    /// A body the size limit cut off, or one that could not be read.
-    pub fn from_body(rejection: BytesRejection) -> Self {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "request body is larger than HQ accepts (max_body_bytes): send fewer events per batch",
-            )
-        } else {
-            Self::bad_request(format!("could not read the request body: {rejection}"))
-        }
-    }
-}
-
-impl From<VersionMismatch> for ApiError {
-    fn from(v: VersionMismatch) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "protocol_version",
-            format!("agent speaks {}, HQ speaks {}", v.found, v.expected),
-        )
-    }
-}
+pub use loyalty_http_edge::ApiError;
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
@@ -98,16 +33,6 @@ impl From<StoreError> for ApiError {
                 Self::internal()
             }
         }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: self.code.to_owned(),
-            message: self.message,
-        };
-        (self.status, Json(body)).into_response()
     }
 }
 

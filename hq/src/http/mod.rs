@@ -23,7 +23,16 @@ use loyalty_protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 
 pub use error::ApiError;
 
-use crate::store::Store;
+use crate::store::{Push, Store};
+
+/// Splits the body of `POST /v1/stores/{store}/events` into its events, exactly as that handler
+/// does: each event checked on its own ([`crate::store::Incoming`]), the whole batch refused for
+/// a protocol mismatch (400), an event or batch of another store (403) or more than
+/// `max_events` events (413). Public for the fuzz target (`fuzz/`); the server calls it only
+/// through the handler.
+pub fn parse_push_body(body: &[u8], store: &str, max_events: usize) -> Result<Push, ApiError> {
+    batch::parse(body, store, max_events)
+}
 
 /// What every handler shares.
 pub struct AppState {

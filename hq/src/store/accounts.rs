@@ -1,6 +1,6 @@
 //! Which account counts for which member, and a member's balance.
 
-use loyalty_protocol::CARD_ACCOUNT_PREFIX;
+use loyalty_protocol::{MemberProfile, CARD_ACCOUNT_PREFIX};
 use rusqlite::{Connection, OptionalExtension};
 
 /// The member an account's points count for: the account itself, or the member a `card:<n>`
@@ -38,16 +38,7 @@ pub fn balance_for_account(conn: &Connection, account: &str) -> rusqlite::Result
 }
 
 /// A member's profile and cards, without the balance.
-pub struct MemberBase {
-    pub tier: Option<String>,
-    pub segments: Vec<String>,
-    pub cards: Vec<String>,
-    pub qr_public_key: Option<String>,
-    pub proximity_key: Option<String>,
-    pub display_name: Option<String>,
-}
-
-pub fn member_base(conn: &Connection, member_id: &str) -> rusqlite::Result<Option<MemberBase>> {
+pub fn member_base(conn: &Connection, member_id: &str) -> rusqlite::Result<Option<MemberProfile>> {
     let row = conn
         .prepare_cached(
             "SELECT tier, segments, qr_public_key, proximity_key, display_name FROM members
@@ -55,7 +46,7 @@ pub fn member_base(conn: &Connection, member_id: &str) -> rusqlite::Result<Optio
         )?
         .query_row([member_id], |r| {
             let segments: String = r.get(1)?;
-            Ok(MemberBase {
+            Ok(MemberProfile {
                 tier: r.get(0)?,
                 // Written by put_member from a Vec<String>; unreadable only if edited by hand.
                 segments: serde_json::from_str(&segments).unwrap_or_default(),

@@ -86,11 +86,7 @@ pub fn page(
                 let (balance, _) = member_totals(&tx, &id)?;
                 Change::Member(MemberRecord {
                     member_id: id,
-                    tier: base.tier,
-                    segments: base.segments,
-                    cards: base.cards,
-                    qr_public_key: base.qr_public_key,
-                    proximity_key: base.proximity_key,
+                    profile: base,
                     balance,
                     balance_watermark: watermark,
                     offline_allowance: policy.allowance(balance, stores),

@@ -57,6 +57,8 @@ pub enum StoreError {
     TokenTaken,
     #[error("a storage lock was poisoned by an earlier panic")]
     Poisoned,
+    #[error("migrating the database: {0}")]
+    Migration(String),
     #[error("store {store} pushes from ledger {pushed}, but HQ holds its events from ledger {held}: if this box's ledger was restored or replaced, re-base it (loyalty-agent rebase); if another box uses this store's id and token, stop it")]
     LedgerConflict {
         store: String,
@@ -110,24 +112,8 @@ pub struct FeedPosted {
     pub queued: bool,
 }
 
-/// The admin's view of a member: `PUT /v1/admin/members/{id}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemberInput {
-    #[serde(default)]
-    pub tier: Option<String>,
-    #[serde(default)]
-    pub segments: Vec<String>,
-    #[serde(default)]
-    pub cards: Vec<String>,
-    #[serde(default)]
-    pub qr_public_key: Option<String>,
-    #[serde(default)]
-    pub proximity_key: Option<String>,
-    /// What the member's app and wallet call them.
-    #[serde(default)]
-    pub display_name: Option<String>,
-}
+/// The admin's view of a member: `PUT /v1/admin/members/{id}`, the profile every store gets.
+pub type MemberInput = loyalty_protocol::MemberProfile;
 
 /// `GET /v1/admin/members/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

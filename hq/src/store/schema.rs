@@ -215,21 +215,28 @@ pub const MIGRATIONS: &[&str] = &[
 "#,
 ];
 
-/// Brings the database to the latest schema, one transaction per migration.
+/// Brings the database to the latest schema, one transaction per migration
+/// (`loyalty_sqlite_schema`, the runner the agent's ledger uses too).
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let known = MIGRATIONS.len() as i64;
-    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if found > known {
-        return Err(StoreError::SchemaTooNew { found, known });
+    use loyalty_sqlite_schema::MigrateError;
+    match loyalty_sqlite_schema::migrate(conn, MIGRATIONS) {
+        Ok(applied) => {
+            if !applied.is_empty() {
+                tracing::info!(
+                    from = applied.start,
+                    to = applied.end,
+                    "Migrated HQ schema."
+                );
+            }
+            Ok(())
+        }
+        Err(MigrateError::TooNew { found, known }) => Err(StoreError::SchemaTooNew {
+            found: i64::try_from(found).unwrap_or(i64::MAX),
+            known: i64::try_from(known).unwrap_or(i64::MAX),
+        }),
+        Err(MigrateError::Sqlite(e)) => Err(StoreError::Sqlite(e)),
+        Err(e) => Err(StoreError::Migration(e.to_string())),
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i as i64 + 1)?;
-        tx.commit()?;
-        tracing::info!(version = i + 1, "Migrated HQ schema.");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use loyalty_hq::allowance::AllowancePolicy;
 use loyalty_hq::config::RawConfig;
+use loyalty_hq::fixture::LocalHq;
 use loyalty_hq::store::SqliteStore;
 use loyalty_protocol::{
     Event, EventBatch, EventKind, PushResponse, PROTOCOL_HEADER, PROTOCOL_VERSION,
@@ -17,6 +18,7 @@ pub struct Hq {
     pub url: String,
     pub db: PathBuf,
     pub http: reqwest::Client,
+    local: LocalHq,
     _dir: tempfile::TempDir,
 }
 
@@ -28,26 +30,22 @@ impl Hq {
     pub async fn start_with(tweak: impl FnOnce(&mut RawConfig)) -> Hq {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("hq.db");
-        let mut raw = RawConfig {
-            listen: Some("127.0.0.1:0".into()),
-            db: Some(db.clone()),
-            admin_token: Some(ADMIN.into()),
-            allowance: Some(AllowancePolicy { cap: 1_000 }),
-            ..RawConfig::default()
-        };
-        tweak(&mut raw);
-        let settings = raw.validate().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(loyalty_hq::serve(
-            settings,
-            listener,
-            std::future::pending(),
-        ));
+        let local = LocalHq::start(
+            "127.0.0.1:0".parse().unwrap(),
+            &db,
+            ADMIN,
+            |raw: &mut RawConfig| {
+                raw.allowance = Some(AllowancePolicy { cap: 1_000 });
+                tweak(raw);
+            },
+        )
+        .await
+        .unwrap();
         Hq {
-            url,
+            url: local.url.clone(),
             db,
             http: reqwest::Client::new(),
+            local,
             _dir: dir,
         }
     }
@@ -58,28 +56,11 @@ impl Hq {
     }
 
     pub async fn admin_put(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .put(format!("{}{path}", self.url))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        self.local.admin_put(path, body).await.unwrap()
     }
 
     pub async fn admin_get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        self.local.admin_get(path).await.unwrap()
     }
 
     pub async fn add_store(&self, store: &str) -> String {

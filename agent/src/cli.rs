@@ -79,6 +79,59 @@ pub enum Command {
         #[command(subcommand)]
         action: ProximityCommand,
     },
+    /// The reference member client: plays a member's phone against HQ's member API.
+    Member {
+        #[command(subcommand)]
+        action: MemberCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Make a new app key; prints its public half, to register as the member's qr_public_key.
+    Init {
+        #[arg(long)]
+        key_file: PathBuf,
+    },
+    /// Print the checkout QR token to show at a lane now.
+    Qr {
+        #[arg(long)]
+        key_file: PathBuf,
+        #[arg(long)]
+        member: String,
+    },
+    /// Print what the phone must advertise now (as `proximity phone`).
+    Advertise {
+        /// The member's proximity key, 32 hex digits.
+        #[arg(long)]
+        proximity_key: String,
+        #[arg(long)]
+        member: Option<String>,
+        #[arg(long, default_value_t = 600)]
+        interval_secs: u64,
+    },
+    /// Print the member's profile and gifts from HQ.
+    Show {
+        /// HQ's base URL, e.g. http://127.0.0.1:7500.
+        #[arg(long)]
+        hq: String,
+        #[arg(long)]
+        member: String,
+        #[arg(long)]
+        key_file: PathBuf,
+    },
+    /// Follow the member's live feed, one line per event, until SIGINT; reconnects by itself.
+    Watch {
+        #[arg(long)]
+        hq: String,
+        #[arg(long)]
+        member: String,
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Print each item as JSON instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

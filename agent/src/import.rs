@@ -234,6 +234,7 @@ impl Members {
                     cards,
                     qr_public_key: row.qr_public_key,
                     proximity_key: row.proximity_key,
+                    display_name: None,
                 },
             });
         }
@@ -510,7 +511,8 @@ mod tests {
                         segments: vec!["staff".into(), "vip".into()], // UPC-A is stored as its EAN-13 form, as the lanes look it up.
                         cards: vec!["4006381333931".into(), "0036000291452".into()],
                         qr_public_key: Some(key.clone()),
-                        proximity_key: Some("00112233445566778899AABBCCDDEEFF".into())
+                        proximity_key: Some("00112233445566778899AABBCCDDEEFF".into()),
+                        display_name: None,
                     }
                 },
                 MemberRecord {
@@ -520,7 +522,8 @@ mod tests {
                         segments: vec![],
                         cards: vec!["AB-12".into()],
                         qr_public_key: None,
-                        proximity_key: None
+                        proximity_key: None,
+                        display_name: None,
                     }
                 },
             ]
@@ -550,7 +553,8 @@ mod tests {
                         segments: vec!["staff".into(), "vip".into()],
                         cards: vec!["4006381333931".into(), "0036000291452".into()],
                         qr_public_key: Some(key),
-                        proximity_key: None
+                        proximity_key: None,
+                        display_name: None,
                     }
                 },
                 MemberRecord {
@@ -560,7 +564,8 @@ mod tests {
                         segments: vec![],
                         cards: vec!["96385074".into()],
                         qr_public_key: None,
-                        proximity_key: None
+                        proximity_key: None,
+                        display_name: None,
                     }
                 },
                 MemberRecord {
@@ -570,7 +575,8 @@ mod tests {
                         segments: vec![],
                         cards: vec![],
                         qr_public_key: None,
-                        proximity_key: None
+                        proximity_key: None,
+                        display_name: None,
                     }
                 },
             ]

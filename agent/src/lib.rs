@@ -31,6 +31,7 @@ pub use loyalty_rules as engine;
 pub mod import;
 pub mod ledger;
 pub mod lock;
+pub mod member;
 pub mod metrics;
 pub mod ops;
 pub mod proximity;

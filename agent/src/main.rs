@@ -6,7 +6,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use loyalty_agent::cli::{Cli, Command, MembersCommand, ProximityCommand};
+use loyalty_agent::cli::{Cli, Command, MemberCommand, MembersCommand, ProximityCommand};
 use loyalty_agent::config::{Config, ConfigError};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -132,6 +132,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Member { action } => member(action),
         Command::Proximity {
             action:
                 ProximityCommand::Phone {
@@ -184,6 +185,99 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn member(action: MemberCommand) -> anyhow::Result<ExitCode> {
+    use loyalty_agent::member::{feed, key, MemberClient, MemberError};
+    match action {
+        MemberCommand::Init { key_file } => {
+            let k = key::create(&key_file)?;
+            println!("{}", key::public_b64(&k));
+        }
+        MemberCommand::Qr { key_file, member } => {
+            let client = MemberClient::new("http://unused", &member, key::load(&key_file)?)?;
+            println!("{}", client.checkout_qr());
+        }
+        MemberCommand::Advertise {
+            proximity_key,
+            member,
+            interval_secs,
+        } => {
+            let k: loyalty_agent::proximity::ProximityKey = proximity_key
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--proximity-key: {e}"))?;
+            if interval_secs == 0 {
+                anyhow::bail!("--interval-secs must be more than 0");
+            }
+            let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+            let advert =
+                loyalty_agent::proximity::phone::advert_at(&k, member, now, interval_secs, -59);
+            println!("{}", serde_json::to_string_pretty(&advert)?);
+        }
+        MemberCommand::Show {
+            hq,
+            member,
+            key_file,
+        } => {
+            let client = MemberClient::new(&hq, &member, key::load(&key_file)?)?;
+            runtime()?.block_on(async {
+                let profile = client.get("profile", "").await?;
+                let gifts = client.get("gifts", "").await?;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"profile": profile, "gifts": gifts["gifts"]})
+                    )?
+                );
+                anyhow::Ok(())
+            })?;
+        }
+        MemberCommand::Watch {
+            hq,
+            member,
+            key_file,
+            json,
+        } => {
+            let client = MemberClient::new(&hq, &member, key::load(&key_file)?)?;
+            let backoff = loyalty_agent::backoff::Backoff {
+                base: std::time::Duration::from_millis(500),
+                cap: std::time::Duration::from_secs(30),
+            };
+            runtime()?.block_on(async {
+                let mut last = None;
+                let mut failures = 0u32;
+                let mut rng = rand::thread_rng();
+                loop {
+                    let outcome = tokio::select! {
+                        r = client.watch(last, |item| {
+                            last = Some(item.id);
+                            failures = 0;
+                            if json {
+                                println!("{}", serde_json::json!({"id": item.id, "type": item.kind, "data": item.data}));
+                            } else {
+                                println!("{}", feed::describe(&item));
+                            }
+                        }) => r,
+                        _ = tokio::signal::ctrl_c() => return anyhow::Ok(()),
+                    };
+                    match outcome {
+                        // A refusal will not change by retrying (a wrong key, another member).
+                        Err(e @ MemberError::Refused { status: 400..=499, .. }) => {
+                            return Err(anyhow::anyhow!(e))
+                        }
+                        Err(e) => {
+                            failures = failures.saturating_add(1);
+                            let wait = backoff.equal_jitter(failures, &mut rng);
+                            eprintln!("feed interrupted ({e}); reconnecting in {:.1} s", wait.as_secs_f64());
+                            tokio::time::sleep(wait).await;
+                        }
+                        Ok(()) => {}
+                    }
+                }
+            })?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Config> {

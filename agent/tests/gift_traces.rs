@@ -213,6 +213,7 @@ fn member(i: u8, tier: Option<&str>, segments: &[&str]) -> MemberRecord {
             cards: vec![],
             qr_public_key: None,
             proximity_key: Some(key(i).to_hex()),
+            display_name: None,
         },
     }
 }

@@ -30,6 +30,7 @@ async fn open(dir: &tempfile::TempDir) -> Ledger {
                 cards: vec!["4006381333931".into()],
                 qr_public_key: None,
                 proximity_key: None,
+                display_name: None,
             },
         }])
         .await
@@ -255,4 +256,36 @@ async fn a_credit_past_the_bounds_is_refused_and_records_nothing() {
         .unwrap();
     assert_eq!(next.points_earned, 1000);
     assert_eq!(ledger.readers().balance("m1").unwrap(), 1000);
+}
+
+/// Sync wakes on what the writer appends, not on a timer: a sale pokes it once committed; a
+/// retried receipt, which appends nothing, and a ping do not.
+#[tokio::test]
+async fn a_commit_that_appends_events_wakes_sync_and_one_that_does_not_stays_quiet() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir).await;
+    let appended = ledger.appended();
+    // The import appended nothing; drain any permit so the checks below start clean.
+    let _ = tokio::time::timeout(Duration::from_millis(50), appended.notified()).await;
+
+    ledger
+        .sale(sale("w1", 1000, Identity::Card("4006381333931".into())))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(1), appended.notified())
+        .await
+        .expect("a recorded sale wakes sync");
+
+    ledger
+        .sale(sale("w1", 1000, Identity::Card("4006381333931".into())))
+        .await
+        .unwrap();
+    ledger.ping().await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), appended.notified())
+            .await
+            .is_err(),
+        "a retried receipt and a ping append nothing and must not wake sync"
+    );
 }

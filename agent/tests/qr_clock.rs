@@ -36,6 +36,7 @@ async fn qr_freshness_uses_hq_corrected_time() {
                 cards: vec![],
                 qr_public_key: Some(STANDARD.encode(key.verifying_key().as_bytes())),
                 proximity_key: None,
+                display_name: None,
             },
         }])
         .await

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -25,6 +26,72 @@ pub struct RawConfig {
     pub max_body_bytes: Option<usize>,
     pub allowance: Option<AllowancePolicy>,
     pub plausibility: Option<Plausibility>,
+    /// Connections held at once (live member feeds count); default 4,096.
+    pub max_connections: Option<usize>,
+    pub webhooks: Option<RawWebhooks>,
+    pub app: Option<RawApp>,
+}
+
+/// `[webhooks]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhooks {
+    pub dead_after_secs: Option<u64>,
+    pub retry_base_ms: Option<u64>,
+    pub retry_cap_secs: Option<u64>,
+    pub timeout_secs: Option<u64>,
+    pub concurrency: Option<usize>,
+}
+
+/// `[app]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    pub signature_max_age_secs: Option<i64>,
+    pub enrolment_ttl_secs: Option<i64>,
+}
+
+/// How webhooks are delivered.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// A message retried this long is a dead letter.
+    pub dead_after: Duration,
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// Per attempt, connection to answer.
+    pub timeout: Duration,
+    /// Messages in flight at once (never two of one member and endpoint).
+    pub concurrency: usize,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            dead_after: Duration::from_secs(24 * 3600),
+            retry_base: Duration::from_secs(1),
+            retry_cap: Duration::from_secs(3600),
+            timeout: Duration::from_secs(10),
+            concurrency: 32,
+        }
+    }
+}
+
+/// The member app's credentials.
+#[derive(Debug, Clone)]
+pub struct AppSettings {
+    /// An app signature is accepted this far from HQ's clock, either way.
+    pub signature_max_age_secs: i64,
+    /// An enrolment link works this long, once.
+    pub enrolment_ttl_secs: i64,
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        AppSettings {
+            signature_max_age_secs: 60,
+            enrolment_ttl_secs: 900,
+        }
+    }
 }
 
 /// Settings HQ runs with; every field already checked.
@@ -37,6 +104,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub allowance: AllowancePolicy,
     pub plausibility: Plausibility,
+    pub max_connections: usize,
+    pub webhooks: WebhookSettings,
+    pub app: AppSettings,
 }
 
 /// Every problem found, one per line.
@@ -113,6 +183,78 @@ impl RawConfig {
         }
         let plausibility = self.plausibility.unwrap_or_default();
         problems.extend(plausibility.problems());
+        let max_connections = self.max_connections.unwrap_or(4096);
+        if !(16..=1_000_000).contains(&max_connections) {
+            problems.push(format!(
+                "max_connections: {max_connections} is outside 16..=1000000"
+            ));
+        }
+        let mut webhooks = WebhookSettings::default();
+        let w = self.webhooks.unwrap_or_default();
+        let mut secs = |key: &str, v: Option<u64>, min: u64, into: &mut Duration, ms: bool| {
+            if let Some(v) = v {
+                if v < min {
+                    problems.push(format!("webhooks.{key}: {v} is under {min}"));
+                }
+                *into = if ms {
+                    Duration::from_millis(v)
+                } else {
+                    Duration::from_secs(v)
+                };
+            }
+        };
+        secs(
+            "dead_after_secs",
+            w.dead_after_secs,
+            1,
+            &mut webhooks.dead_after,
+            false,
+        );
+        secs(
+            "retry_base_ms",
+            w.retry_base_ms,
+            1,
+            &mut webhooks.retry_base,
+            true,
+        );
+        secs(
+            "retry_cap_secs",
+            w.retry_cap_secs,
+            1,
+            &mut webhooks.retry_cap,
+            false,
+        );
+        secs(
+            "timeout_secs",
+            w.timeout_secs,
+            1,
+            &mut webhooks.timeout,
+            false,
+        );
+        if let Some(c) = w.concurrency {
+            if !(1..=1024).contains(&c) {
+                problems.push(format!("webhooks.concurrency: {c} is outside 1..=1024"));
+            }
+            webhooks.concurrency = c;
+        }
+        let mut app = AppSettings::default();
+        let a = self.app.unwrap_or_default();
+        if let Some(v) = a.signature_max_age_secs {
+            if !(5..=3600).contains(&v) {
+                problems.push(format!(
+                    "app.signature_max_age_secs: {v} is outside 5..=3600"
+                ));
+            }
+            app.signature_max_age_secs = v;
+        }
+        if let Some(v) = a.enrolment_ttl_secs {
+            if !(60..=30 * 86400).contains(&v) {
+                problems.push(format!(
+                    "app.enrolment_ttl_secs: {v} is outside 60..=2592000"
+                ));
+            }
+            app.enrolment_ttl_secs = v;
+        }
         match (listen, admin_token) {
             (Ok(listen), Some(admin_token)) if problems.is_empty() => Ok(Settings {
                 listen,
@@ -122,6 +264,9 @@ impl RawConfig {
                 max_body_bytes,
                 allowance,
                 plausibility,
+                max_connections,
+                webhooks,
+                app,
             }),
             _ => Err(ConfigError(problems)),
         }

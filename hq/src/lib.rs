@@ -5,6 +5,8 @@
 //!   `store/changes.rs`.
 //! - [`http::router`] is the HTTP API (admin and store sync endpoints).
 //! - [`allowance::AllowancePolicy`] is the offline spend allowance rule.
+//! - [`webhooks`] delivers the queued member events to the retailer's endpoints, a task of its
+//!   own; [`expiry`] announces expired gifts; [`feed_hub::FeedHub`] wakes live member feeds.
 //! - [`config`] turns hq.toml and flags into [`config::Settings`]; [`serve`] runs HQ on a
 //!   listener until a shutdown future completes (tests pass a listener on port 0).
 
@@ -16,10 +18,13 @@ pub mod allowance;
 pub mod clock;
 pub mod config;
 pub mod cursor;
+pub mod expiry;
+pub mod feed_hub;
 #[cfg(feature = "fixture")]
 pub mod fixture;
 pub mod http;
 pub mod store;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,25 +53,47 @@ pub async fn serve(
     let db = settings.db.clone();
     let allowance = settings.allowance;
     let plausibility = settings.plausibility;
+    let dead_after = settings.webhooks.dead_after;
     let store = tokio::task::spawn_blocking(move || {
-        SqliteStore::open(&db, allowance).map(|s| s.with_plausibility(plausibility))
+        SqliteStore::open(&db, allowance).map(|s| {
+            s.with_plausibility(plausibility)
+                .with_dead_after(dead_after)
+        })
     })
     .await
     .map_err(std::io::Error::other)??;
+    let store: Arc<dyn store::Store> = Arc::new(store);
+    let hub = Arc::new(feed_hub::FeedHub::default());
     let state = http::AppState {
-        store: Arc::new(store),
+        store: store.clone(),
         admin_token: settings.admin_token,
         max_batch_events: settings.max_batch_events,
+        hub: hub.clone(),
+        app: settings.app.clone(),
     };
     let app = http::router(state, settings.max_body_bytes);
     tracing::info!(listen = %listener.local_addr()?, db = %settings.db.display(), "HQ serving.");
-    loyalty_http_edge::serve(
-        listener,
-        app,
-        loyalty_http_edge::Limits::default(),
-        shutdown,
-    )
+    let sender = tokio::spawn(webhooks::run(
+        store.clone(),
+        hub.clone(),
+        settings.webhooks.clone(),
+        hub.stopped(),
+    ));
+    let expiry = tokio::spawn(expiry::run(store, hub.clone(), hub.stopped()));
+    let stopping = hub.clone();
+    let limits = loyalty_http_edge::Limits {
+        max_connections: settings.max_connections,
+        ..loyalty_http_edge::Limits::default()
+    };
+    loyalty_http_edge::serve(listener, app, limits, async move {
+        shutdown.await;
+        // Live feeds end here; otherwise the drain would wait on them forever.
+        stopping.stop();
+    })
     .await?;
+    hub.stop();
+    let _ = sender.await;
+    let _ = expiry.await;
     tracing::info!("HQ stopped.");
     Ok(())
 }

@@ -17,6 +17,7 @@
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod app;
 pub mod bounds;
 pub mod card;
 mod changes;
@@ -27,6 +28,7 @@ mod push;
 mod validate;
 mod version;
 
+pub use app::{app_signed_text, APP_AUTH_CONTEXT, APP_AUTH_SCHEME};
 pub use bounds::{MAX_BALANCE, MAX_EVENT_POINTS};
 pub use card::{canonical_card, CardError};
 pub use changes::{

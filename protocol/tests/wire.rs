@@ -158,6 +158,7 @@ fn changes_page_round_trips_with_type_tags() {
                     cards: vec!["4006381333931".into()],
                     qr_public_key: None,
                     proximity_key: Some("k".into()),
+                    display_name: None,
                 },
                 balance: 120,
                 balance_watermark: 7,

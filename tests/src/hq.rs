@@ -24,6 +24,8 @@ pub struct Hq {
     pub port: u16,
     child: Option<Child>,
     starts: u32,
+    /// hq.toml keys beyond the flags (e.g. a `[webhooks]` table), when set.
+    config: Option<String>,
 }
 
 impl Hq {
@@ -34,7 +36,16 @@ impl Hq {
             port: free_port(),
             child: None,
             starts: 0,
+            config: None,
         }
+    }
+
+    /// [`Hq::new`] with these hq.toml keys, then [`Hq::launch`].
+    pub fn start_with_config(toml: &str) -> Hq {
+        let mut hq = Hq::new();
+        hq.config = Some(toml.to_owned());
+        hq.launch();
+        hq
     }
 
     /// [`Hq::new`] then [`Hq::launch`].
@@ -53,8 +64,15 @@ impl Hq {
             self.starts += 1;
             let log_path = self.dir.path().join(format!("hq-{}.log", self.starts));
             let log = std::fs::File::create(&log_path).expect("HQ log file");
-            let mut child = Command::new(crate::hq_binary())
-                .args(["serve", "--db"])
+            let mut cmd = Command::new(crate::hq_binary());
+            cmd.arg("serve");
+            if let Some(toml) = &self.config {
+                let path = self.dir.path().join("hq.toml");
+                std::fs::write(&path, toml).expect("writing hq.toml");
+                cmd.arg("--config").arg(path);
+            }
+            let mut child = cmd
+                .arg("--db")
                 .arg(self.db_path())
                 .args(["--listen", &format!("127.0.0.1:{}", self.port)])
                 .args(["--admin-token", ADMIN_TOKEN])
@@ -92,6 +110,11 @@ impl Hq {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The running HQ's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn is_running(&self) -> bool {
@@ -150,6 +173,55 @@ impl Hq {
             .put(format!("{}{path}", self.url()))
             .bearer_auth(ADMIN_TOKEN)
             .json(body)
+            .send()
+        {
+            Ok(r) => (r.status().as_u16(), r.json().unwrap_or(Value::Null)),
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    pub fn admin_post(&self, path: &str, body: &Value) -> (u16, Value) {
+        match http()
+            .post(format!("{}{path}", self.url()))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+        {
+            Ok(r) => (r.status().as_u16(), r.json().unwrap_or(Value::Null)),
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    /// Pushes `events` as store `store` would (`POST /v1/stores/{store}/events`), each event a
+    /// JSON object; answers HQ's status and body.
+    pub fn push(
+        &self,
+        store: &str,
+        token: &str,
+        ledger_id: &str,
+        after_seq: i64,
+        events: &[Value],
+    ) -> (u16, Value) {
+        let body = json!({
+            "protocol": 2, "store_id": store, "ledger_id": ledger_id,
+            "after_seq": after_seq, "events": events,
+        });
+        match http()
+            .post(format!("{}/v1/stores/{store}/events", self.url()))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+        {
+            Ok(r) => (r.status().as_u16(), r.json().unwrap_or(Value::Null)),
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    /// A `GET` signed with an app key: status and body.
+    pub fn app_get(&self, path_and_query: &str, authorization: &str) -> (u16, Value) {
+        match http()
+            .get(format!("{}{path_and_query}", self.url()))
+            .header("authorization", authorization)
             .send()
         {
             Ok(r) => (r.status().as_u16(), r.json().unwrap_or(Value::Null)),
@@ -327,9 +399,37 @@ impl AppKey {
         AppKey(SigningKey::from_bytes(&[seed; 32]))
     }
 
+    /// One key per `n`, for tests with many members.
+    pub fn numbered(n: u32) -> AppKey {
+        let mut seed = [7u8; 32];
+        seed[..4].copy_from_slice(&n.to_be_bytes());
+        AppKey(SigningKey::from_bytes(&seed))
+    }
+
     /// The public half, base64, as HQ registers it (`qr_public_key`).
     pub fn public_b64(&self) -> String {
         STANDARD.encode(self.0.verifying_key().as_bytes())
+    }
+
+    /// `Authorization` for one app request: `LE-App <member>.<unix>.<nonce>.<signature>` over
+    /// `LE-APP1\n<method>\n<path>\n<member>.<unix>.<nonce>`, signed now.
+    pub fn app_auth(&self, member: &str, method: &str, path: &str) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs() as i64;
+        self.app_auth_at(member, method, path, now)
+    }
+
+    /// [`AppKey::app_auth`] made at `unix`.
+    pub fn app_auth_at(&self, member: &str, method: &str, path: &str, unix: i64) -> String {
+        let nonce = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
+        let text = format!("LE-APP1\n{method}\n{path}\n{member}.{unix}.{nonce}");
+        let signature = self.0.sign(text.as_bytes());
+        format!(
+            "LE-App {member}.{unix}.{nonce}.{}",
+            URL_SAFE_NO_PAD.encode(signature.to_bytes())
+        )
     }
 
     /// A fresh token for `member`: issued now, with a random nonce.

@@ -2,8 +2,11 @@
 //! directory, config and member file of its own; a real `loyalty-hq` ([`Hq`]); a fault proxy
 //! between them ([`fault_proxy`]).
 
+pub mod cdp;
 pub mod fault_proxy;
 mod hq;
+pub mod sse;
+pub mod webhook_receiver;
 
 pub use hq::{AppKey, HeldFact, Hq, ADMIN_TOKEN};
 

@@ -55,7 +55,7 @@ valid_for_minutes = 120
 }
 
 /// Writes the door trace for a day starting at `unix_now`: dave walks by on the pavement,
-/// carla stands in the doorway for 15 s with the RSSI hovering around the threshold.
+/// carla (from 6 s) stands in the doorway for 15 s with the RSSI hovering around the threshold.
 pub fn write_door_trace(path: &Path, unix_now: u64) -> anyhow::Result<usize> {
     let model = RfModel::shop_front(&[
         ("door-out", Point::new(0.0, -1.0)),
@@ -78,7 +78,8 @@ pub fn write_door_trace(path: &Path, unix_now: u64) -> anyhow::Result<usize> {
         },
         Walker {
             token: rotating(CARLA_KEY)?,
-            start: Duration::from_secs(1),
+            // After HQ is back (a few seconds into the day), so her phone hears of the gift live.
+            start: Duration::from_secs(6),
             speed_mps: 1.3,
             path: vec![
                 Waypoint::pass(-4.0, -2.0),

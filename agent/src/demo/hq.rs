@@ -28,6 +28,11 @@ impl DemoHq {
         Ok(DemoHq { hq })
     }
 
+    /// HQ's base URL, for the members' phones.
+    pub fn url(&self) -> &str {
+        &self.hq.url
+    }
+
     pub async fn admin_put(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let (status, body) = self
             .hq

@@ -123,6 +123,8 @@ tiers = {{ gold = 1.5 }}
         .map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
 
     let bob_key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+    let carla_key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+    let carla_public = crate::member::key::public_b64(&carla_key);
     let bob_public =
         base64::engine::general_purpose::STANDARD.encode(bob_key.verifying_key().as_bytes());
     {
@@ -137,6 +139,7 @@ tiers = {{ gold = 1.5 }}
                         cards: vec![ANNA_CARD.into()],
                         qr_public_key: None,
                         proximity_key: None,
+                        display_name: None,
                     },
                 },
                 MemberRecord {
@@ -147,6 +150,7 @@ tiers = {{ gold = 1.5 }}
                         cards: vec![],
                         qr_public_key: Some(bob_public.clone()),
                         proximity_key: None,
+                        display_name: None,
                     },
                 },
                 MemberRecord {
@@ -157,6 +161,7 @@ tiers = {{ gold = 1.5 }}
                         cards: vec![CARLA_CARD.into()],
                         qr_public_key: None,
                         proximity_key: Some(door::CARLA_KEY.into()),
+                        display_name: None,
                     },
                 },
                 MemberRecord {
@@ -167,6 +172,7 @@ tiers = {{ gold = 1.5 }}
                         cards: vec![],
                         qr_public_key: None,
                         proximity_key: Some(door::DAVE_KEY.into()),
+                        display_name: None,
                     },
                 },
             ])
@@ -177,7 +183,7 @@ tiers = {{ gold = 1.5 }}
     writeln!(out, "Loyalty Edge demo: store-demo, 2 lanes on pseudo-terminals, a front door with two sensors (a replayed trace of {sightings} sightings)")?;
     writeln!(
         out,
-        "Members: anna (gold, card), bob (app QR), carla and dave (phones with the app)"
+        "Members: anna (gold, card), bob (app QR), carla and dave (phones with the app; carla's follows her feed at HQ)"
     )?;
     writeln!(out, "HQ (the real loyalty-hq, in-process on 127.0.0.1:{hq_port}) is down when the store opens.\n")?;
 
@@ -322,7 +328,82 @@ tiers = {{ gold = 1.5 }}
         refund["points_taken_back"], refund["balance"]
     )?;
 
-    // 7. The front door: dave walked past outside, carla lingered in the doorway.
+    // 7. HQ comes back: the queue drains and balances converge.
+    let backlog = pos.get("/healthz").await?["components"]["hq"].clone();
+    writeln!(
+        out,
+        "\n16:50 HQ     still down: {} events queued, oldest {} s, state {} ({})",
+        backlog["backlog"],
+        backlog["oldest_unsynced_age_seconds"],
+        backlog["state"],
+        backlog["last_error"].as_str().unwrap_or("no error yet")
+    )?;
+    let hq = hq::DemoHq::start(hq_port, &dir.path().join("hq.db")).await?;
+    hq.register_store("store-demo").await?;
+    for (id, tier, cards, qr, prox) in [
+        ("anna", Some("gold"), vec![ANNA_CARD], None, None),
+        ("bob", None, vec![], Some(bob_public.as_str()), None),
+        (
+            "carla",
+            None,
+            vec![CARLA_CARD],
+            Some(carla_public.as_str()),
+            Some(door::CARLA_KEY),
+        ),
+        ("dave", None, vec![], None, Some(door::DAVE_KEY)),
+    ] {
+        hq.admin_put(
+            &format!("/v1/admin/members/{id}"),
+            json!({"tier": tier, "segments": [], "cards": cards, "qr_public_key": qr, "proximity_key": prox}),
+        )
+        .await?;
+    }
+    let started = std::time::Instant::now();
+    let synced = wait_for_sync(&pos).await?;
+    writeln!(
+        out,
+        "16:51 HQ     back: queue drained in {:.1} s (backlog {}, dead letters {}, clock skew {} ms)",
+        started.elapsed().as_secs_f64(),
+        synced["backlog"],
+        synced["dead_letters"],
+        synced["skew_ms"]
+    )?;
+    for id in ["anna", "bob"] {
+        let here = pos.get(&format!("/v1/members/{id}")).await?;
+        let there = hq.admin_get(&format!("/v1/admin/members/{id}")).await?;
+        writeln!(
+            out,
+            "              {id:<5} store balance {} / HQ balance {} ({} events at HQ)",
+            here["balance"], there["balance"], there["events"]
+        )?;
+    }
+
+    // 8. Carla's phone (the reference member client) follows her feed at HQ.
+    let phone = crate::member::MemberClient::new(hq.url(), "carla", carla_key.clone())?;
+    let (gifts_tx, mut gifts_rx) = tokio::sync::mpsc::unbounded_channel();
+    let phone_task = tokio::spawn(async move {
+        // From the start of her feed: a gift issued before the phone connected still shows.
+        let _ = phone
+            .watch(Some(0), |item| {
+                if item.kind == "gift.issued" {
+                    let _ = gifts_tx.send(item);
+                }
+            })
+            .await;
+    });
+
+    // 9. The front door: dave walked past outside, carla lingered in the doorway.
+    let on_phone = tokio::time::timeout(Duration::from_secs(40), gifts_rx.recv())
+        .await
+        .ok()
+        .flatten()
+        .context("carla's phone heard of no gift")?;
+    writeln!(
+        out,
+        "17:05 phone   carla's phone: {}",
+        crate::member::feed::describe(&on_phone)
+    )?;
+    phone_task.abort();
     let carla = wait_for_gift(&pos, "carla").await?;
     let dave = pos.get("/v1/members/dave").await?;
     let tracking = pos.get("/healthz").await?["components"]["proximity"]["tracking"].clone();
@@ -360,50 +441,8 @@ tiers = {{ gold = 1.5 }}
         handed["redeemed"]
     )?;
 
-    // 8. HQ comes back: the queue drains and balances converge.
-    let backlog = pos.get("/healthz").await?["components"]["hq"].clone();
-    writeln!(
-        out,
-        "\n18:00 HQ     still down: {} events queued, oldest {} s, state {} ({})",
-        backlog["backlog"],
-        backlog["oldest_unsynced_age_seconds"],
-        backlog["state"],
-        backlog["last_error"].as_str().unwrap_or("no error yet")
-    )?;
-    let hq = hq::DemoHq::start(hq_port, &dir.path().join("hq.db")).await?;
-    hq.register_store("store-demo").await?;
-    for (id, tier, cards, qr, prox) in [
-        ("anna", Some("gold"), vec![ANNA_CARD], None, None),
-        ("bob", None, vec![], Some(bob_public.as_str()), None),
-        ("carla", None, vec![CARLA_CARD], None, Some(door::CARLA_KEY)),
-        ("dave", None, vec![], None, Some(door::DAVE_KEY)),
-    ] {
-        hq.admin_put(
-            &format!("/v1/admin/members/{id}"),
-            json!({"tier": tier, "segments": [], "cards": cards, "qr_public_key": qr, "proximity_key": prox}),
-        )
-        .await?;
-    }
-    let started = std::time::Instant::now();
-    let synced = wait_for_sync(&pos).await?;
-    writeln!(
-        out,
-        "18:01 HQ     back: queue drained in {:.1} s (backlog {}, dead letters {}, clock skew {} ms)",
-        started.elapsed().as_secs_f64(),
-        synced["backlog"],
-        synced["dead_letters"],
-        synced["skew_ms"]
-    )?;
-    for id in ["anna", "bob", "carla"] {
-        let here = pos.get(&format!("/v1/members/{id}")).await?;
-        let there = hq.admin_get(&format!("/v1/admin/members/{id}")).await?;
-        writeln!(
-            out,
-            "              {id:<5} store balance {} / HQ balance {} ({} events at HQ)",
-            here["balance"], there["balance"], there["events"]
-        )?;
-    }
-
+    // The handover just recorded leaves at once; the day ends once HQ holds it.
+    wait_for_sync(&pos).await?;
     let anna = pos.get("/v1/members/anna").await?;
     let bob = pos.get("/v1/members/bob").await?;
     let health = pos.get("/healthz").await?;

@@ -103,6 +103,7 @@ pub(crate) struct Job {
 pub struct Ledger {
     tx: mpsc::Sender<Job>,
     readers: Readers,
+    appended: Arc<tokio::sync::Notify>,
 }
 
 /// The writer's connection without the writer thread, for operator commands that run while the
@@ -138,6 +139,8 @@ impl Ledger {
             })?;
         tracing::info!(ledger = %path.display(), ledger_id = %ledger_id, "Ledger open.");
         let (tx, rx) = mpsc::channel(4096);
+        let appended = Arc::new(tokio::sync::Notify::new());
+        let poke = appended.clone();
         let stop_checkpoints = Arc::new(std::sync::atomic::AtomicBool::new(false));
         checkpoint::spawn(path, stop_checkpoints.clone()).map_err(|e| LedgerError::Open {
             path: path.to_owned(),
@@ -146,7 +149,7 @@ impl Ledger {
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || {
-                writer::run(conn, rx, rules);
+                writer::run(conn, rx, rules, &poke);
                 stop_checkpoints.store(true, std::sync::atomic::Ordering::Release);
             })
             .map_err(|e| LedgerError::Open {
@@ -157,6 +160,7 @@ impl Ledger {
             Ledger {
                 tx,
                 readers: Readers::new(path.to_owned()),
+                appended,
             },
             handle,
         ))
@@ -164,6 +168,12 @@ impl Ledger {
 
     pub fn readers(&self) -> &Readers {
         &self.readers
+    }
+
+    /// Notified after a commit that appended events to the log, so sync pushes them at once
+    /// rather than at its next idle round. One stored permit: a burst wakes it once.
+    pub fn appended(&self) -> Arc<tokio::sync::Notify> {
+        self.appended.clone()
     }
 
     async fn submit(&self, command: Command) -> Result<Answer, LedgerError> {

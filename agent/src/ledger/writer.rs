@@ -9,7 +9,7 @@ use crate::engine::Rules;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use std::path::Path;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tracing::{debug, error, warn};
 
 /// The most commands one transaction holds: large enough to amortise the fsync, small enough
@@ -42,7 +42,14 @@ pub fn open_writer(path: &Path, options: OpenOptions) -> anyhow::Result<(Connect
     Ok((conn, id))
 }
 
-pub fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, mut rules: Arc<Rules>) {
+/// `appended` is poked after every commit that added events: a non-blocking call, so the writer
+/// never waits on sync.
+pub fn run(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    mut rules: Arc<Rules>,
+    appended: &Notify,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -59,7 +66,7 @@ pub fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, mut rules: Arc<Rul
             .position(|j| matches!(j.command, Command::SetRules(_)))
         {
             let mut rest = batch.split_off(at);
-            commit_batch(&mut conn, &rules, &mut batch);
+            commit_batch(&mut conn, &rules, &mut batch, appended);
             let job = rest.remove(0);
             if let Command::SetRules(new) = job.command {
                 rules = new;
@@ -67,7 +74,7 @@ pub fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, mut rules: Arc<Rul
             let _ = job.reply.send(Ok(Answer::Done));
             batch = rest;
         }
-        commit_batch(&mut conn, &rules, &mut batch);
+        commit_batch(&mut conn, &rules, &mut batch, appended);
     }
     // A clean stop leaves everything in ledger.db itself, so a copy of that one file (an
     // operator's backup) holds every sale; the -wal is emptied.
@@ -79,13 +86,21 @@ pub fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, mut rules: Arc<Rul
     debug!("Ledger writer stopped: every handle is gone.");
 }
 
-fn commit_batch(conn: &mut Connection, rules: &Rules, batch: &mut Vec<Job>) {
+/// The log's last seq: `seq` is the rowid, so this reads one B-tree edge.
+fn last_seq(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?
+        .query_row([], |r| r.get(0))
+}
+
+fn commit_batch(conn: &mut Connection, rules: &Rules, batch: &mut Vec<Job>, appended: &Notify) {
     if batch.is_empty() {
         return;
     }
     let mut answers: Vec<Result<Answer, LedgerError>> = Vec::with_capacity(batch.len());
+    let mut grew = false;
     let outcome = (|| -> rusqlite::Result<()> {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let before = last_seq(&tx)?;
         for job in batch.iter() {
             let sp = tx.savepoint()?;
             let applied: Applied = match &job.command {
@@ -122,11 +137,15 @@ fn commit_batch(conn: &mut Connection, rules: &Rules, batch: &mut Vec<Job>) {
                 }
             }
         }
+        grew = last_seq(&tx)? > before;
         tx.set_drop_behavior(rusqlite::DropBehavior::Rollback);
         tx.commit()
     })();
     match outcome {
         Ok(()) => {
+            if grew {
+                appended.notify_one();
+            }
             for (job, answer) in batch.drain(..).zip(answers) {
                 let _ = job.reply.send(answer);
             }

@@ -27,7 +27,9 @@ use tracing::{info, warn};
 /// stops it.
 pub const PUSH_BATCH: usize = 5000;
 const PULL_PAGE: u32 = 500;
-/// Pause between rounds when there is nothing to push.
+/// Pause between rounds when there is nothing to push: the pull's pace. A new event wakes the
+/// loop at once (the ledger's `appended` notify), so this does not bound how soon a gift or
+/// sale reaches HQ.
 const IDLE_INTERVAL: Duration = Duration::from_secs(1);
 /// Without a successful round for this long, the store counts as offline and offline spend
 /// allowances apply to redemptions. The default of `hq.offline_after_secs`.
@@ -152,6 +154,7 @@ pub async fn run(
 ) {
     let mut rng = rand::rngs::StdRng::from_entropy();
     let mut batch = push_batch.max(1);
+    let appended = ledger.appended();
     loop {
         let outcome = tokio::select! {
             _ = stop.cancelled() => return,
@@ -167,13 +170,15 @@ pub async fn run(
                 continue;
             }
         }
-        let pause = match outcome {
+        // Events recorded while a round is in flight leave one stored permit: they go in the
+        // next round's batch, so a burst coalesces into one push instead of one per event.
+        let (pause, wake_on_append) = match outcome {
             Ok(more) => {
                 health.succeeded();
                 if more {
-                    Duration::ZERO
+                    (Duration::ZERO, false)
                 } else {
-                    IDLE_INTERVAL
+                    (IDLE_INTERVAL, true)
                 }
             }
             Err(e) => {
@@ -184,12 +189,14 @@ pub async fn run(
                 } else {
                     warn!(error = %e, failures, retry_in_ms = delay.as_millis() as u64, "HQ sync failed; the queue is kept and will be retried.");
                 }
-                delay
+                // A failing HQ keeps its backoff: new events must not hammer it.
+                (delay, false)
             }
         };
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(pause) => {}
+            _ = appended.notified(), if wake_on_append => {}
         }
     }
 }

@@ -19,7 +19,7 @@ use super::AppState;
 use crate::store::{MemberInput, MemberView, Reconciliation};
 
 /// Ids HQ accepts for stores, members and campaigns: what fits in a URL path and a log line.
-fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
+pub fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
     let ok = (1..=64).contains(&id.len())
         && id
             .chars()

@@ -2,10 +2,15 @@
 //! Every error body is JSON, axum's own rejections included (`loyalty_http_edge::errors`).
 
 mod admin;
+mod app;
+pub mod app_auth;
 mod auth;
 mod batch;
+mod enrolment;
 mod error;
 mod sync;
+mod wallet;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -34,6 +39,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub admin_token: String,
     pub max_batch_events: usize,
+    pub hub: Arc<crate::feed_hub::FeedHub>,
+    pub app: crate::config::AppSettings,
 }
 
 /// Every answer says which protocol HQ speaks, errors included, so a mismatched agent can tell.
@@ -66,6 +73,29 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             put(admin::put_campaign).delete(admin::delete_campaign),
         )
         .route("/v1/admin/reconciliation", get(admin::reconciliation))
+        .route(
+            "/v1/admin/members/{member_id}/enrolments",
+            post(enrolment::create),
+        )
+        .route("/v1/admin/webhooks", get(webhooks::list))
+        .route(
+            "/v1/admin/webhooks/{endpoint_id}",
+            put(webhooks::put).delete(webhooks::delete),
+        )
+        .route(
+            "/v1/admin/webhooks/{endpoint_id}/messages",
+            get(webhooks::messages),
+        )
+        .route(
+            "/v1/admin/webhooks/{endpoint_id}/messages/{webhook_id}/redeliver",
+            post(webhooks::redeliver),
+        )
+        .route("/v1/app/enrol", post(app::enrol))
+        .route("/v1/app/members/{member}/profile", get(app::profile))
+        .route("/v1/app/members/{member}/gifts", get(app::gifts))
+        .route("/v1/app/members/{member}/history", get(app::history))
+        .route("/v1/app/members/{member}/feed", get(app::feed))
+        .route("/wallet", get(wallet::page))
         .fallback(loyalty_http_edge::errors::not_found)
         .method_not_allowed_fallback(loyalty_http_edge::errors::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

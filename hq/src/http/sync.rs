@@ -59,6 +59,8 @@ pub async fn push(
         Ok(st.store.ingest(&store, push)?)
     })
     .await?;
+    // After the commit: a live feed or the webhook sender reads what it is told of.
+    state.hub.publish(&result.feed);
     Ok(Json(PushResponse {
         protocol: PROTOCOL_VERSION,
         outcomes: result.outcomes,

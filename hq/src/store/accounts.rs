@@ -41,7 +41,8 @@ pub fn balance_for_account(conn: &Connection, account: &str) -> rusqlite::Result
 pub fn member_base(conn: &Connection, member_id: &str) -> rusqlite::Result<Option<MemberProfile>> {
     let row = conn
         .prepare_cached(
-            "SELECT tier, segments, qr_public_key, proximity_key FROM members WHERE member_id = ?1",
+            "SELECT tier, segments, qr_public_key, proximity_key, display_name FROM members
+             WHERE member_id = ?1",
         )?
         .query_row([member_id], |r| {
             let segments: String = r.get(1)?;
@@ -52,6 +53,7 @@ pub fn member_base(conn: &Connection, member_id: &str) -> rusqlite::Result<Optio
                 cards: Vec::new(),
                 qr_public_key: r.get(2)?,
                 proximity_key: r.get(3)?,
+                display_name: r.get(4)?,
             })
         })
         .optional()?;

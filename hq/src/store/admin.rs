@@ -41,11 +41,11 @@ pub fn put_member(w: &mut Writer, member_id: &str, m: &MemberInput) -> Result<()
     let tx = conn.transaction()?;
     let segments = serde_json::to_string(&m.segments).unwrap_or_else(|_| "[]".into());
     tx.prepare_cached(
-        "INSERT INTO members (member_id, tier, segments, qr_public_key, proximity_key, change_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO members (member_id, tier, segments, qr_public_key, proximity_key, change_seq, display_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (member_id) DO UPDATE SET tier = excluded.tier, segments = excluded.segments,
            qr_public_key = excluded.qr_public_key, proximity_key = excluded.proximity_key,
-           change_seq = excluded.change_seq",
+           change_seq = excluded.change_seq, display_name = excluded.display_name",
     )?
     .execute(params![
         member_id,
@@ -53,7 +53,8 @@ pub fn put_member(w: &mut Writer, member_id: &str, m: &MemberInput) -> Result<()
         segments,
         m.qr_public_key,
         m.proximity_key,
-        seq
+        seq,
+        m.display_name
     ])?;
     tx.prepare_cached("DELETE FROM cards WHERE member_id = ?1")?
         .execute([member_id])?;
@@ -111,6 +112,7 @@ pub fn member(conn: &mut Connection, member_id: &str) -> Result<Option<MemberVie
         segments: base.segments,
         cards,
         qr_public_key: base.qr_public_key,
+        display_name: base.display_name,
         proximity_key: base.proximity_key,
         events,
         flags,

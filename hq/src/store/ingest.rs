@@ -32,7 +32,7 @@ use super::accounts::{balance_for_account, member_of};
 use super::ledgers;
 use super::plausibility::Plausibility;
 use super::writer::{bump, Writer};
-use super::{Incoming, IngestResult, Push, StoreError};
+use super::{FeedPosted, Incoming, IngestResult, Push, StoreError};
 use crate::clock;
 
 pub const OVERDRAFT: &str = "overdraft";
@@ -48,6 +48,7 @@ pub const REFUND_EXCEEDS_SALE: &str = "refund_exceeds_sale";
 pub fn ingest(
     w: &mut Writer,
     plausibility: &Plausibility,
+    dead_after_ms: i64,
     store_id: &str,
     push: Push,
 ) -> Result<IngestResult, StoreError> {
@@ -64,12 +65,21 @@ pub fn ingest(
     let before = watermark;
     let mut touched = BTreeSet::new();
     let mut outcomes = Vec::with_capacity(events.len());
+    let mut feed = Vec::new();
     let (mut accepted, mut duplicates, mut rejected, mut flagged) = (0u32, 0u32, 0u32, 0u32);
     for incoming in events {
         match incoming {
             Incoming::Valid(e) => {
                 watermark = watermark.max(e.seq);
-                let outcome = apply(&tx, last_change, plausibility, &now, &e, &mut touched)?;
+                let outcome = apply(
+                    &tx,
+                    last_change,
+                    plausibility,
+                    &now,
+                    &e,
+                    &mut touched,
+                    (dead_after_ms, &mut feed),
+                )?;
                 match &outcome.status {
                     OutcomeStatus::Accepted => accepted += 1,
                     OutcomeStatus::Duplicate => duplicates += 1,
@@ -114,6 +124,7 @@ pub fn ingest(
     Ok(IngestResult {
         outcomes,
         watermark,
+        feed,
     })
 }
 
@@ -166,6 +177,7 @@ fn apply(
     now: &str,
     e: &Event,
     touched: &mut BTreeSet<String>,
+    (dead_after_ms, feed): (i64, &mut Vec<FeedPosted>),
 ) -> Result<EventOutcome, StoreError> {
     if let Some(stored) = stored_event(tx, &e.event_id)? {
         return duplicate(tx, now, e, &stored);
@@ -333,6 +345,8 @@ fn apply(
             }
         }
     }
+
+    super::feed::on_event(tx, e, member.as_deref(), now, dead_after_ms, feed)?;
 
     let mut names = Vec::with_capacity(flags.len());
     for PendingFlag {

@@ -15,15 +15,23 @@
 //!   out is refused, like a malformed one.
 //! - The change sequence only grows; a member, campaign or gift redemption carries the sequence
 //!   of its latest change.
+//! - What a member is told is written with the fact: an event stored once makes its
+//!   `member_feed` row and its webhook queue rows in the same transaction, so a fact is never
+//!   announced twice by HQ, nor lost to a crash (delivery may repeat it: at least once).
+//! - A member's webhook messages go out in feed order: the next waits until the one before it
+//!   was delivered or went dead.
 
 mod accounts;
 mod admin;
+pub mod app;
 mod changes;
+pub mod feed;
 mod ingest;
 mod ledgers;
 pub mod plausibility;
 mod schema;
 mod sqlite;
+pub mod webhooks;
 mod writer;
 
 use loyalty_protocol::{ChangesPage, Event, EventOutcome, LedgerBinding, LedgerState};
@@ -91,6 +99,17 @@ pub struct Push {
 pub struct IngestResult {
     pub outcomes: Vec<EventOutcome>,
     pub watermark: i64,
+    /// The feed rows the batch wrote, for live feeds and the webhook sender to wake on.
+    pub feed: Vec<FeedPosted>,
+}
+
+/// A `member_feed` row just committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedPosted {
+    pub member_id: String,
+    pub feed_id: i64,
+    /// Some endpoint has a queue row for it.
+    pub queued: bool,
 }
 
 /// The admin's view of a member: `PUT /v1/admin/members/{id}`, the profile every store gets.
@@ -106,6 +125,8 @@ pub struct MemberView {
     pub cards: Vec<String>,
     pub qr_public_key: Option<String>,
     pub proximity_key: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
     /// Events counted in `balance` (card accounts included).
     pub events: i64,
     pub flags: Vec<Flag>,
@@ -185,4 +206,64 @@ pub trait Store: Send + Sync + 'static {
     fn changes(&self, store_id: &str, cursor: i64, limit: usize)
         -> Result<ChangesPage, StoreError>;
     fn reconciliation(&self) -> Result<Reconciliation, StoreError>;
+
+    /// A member's profile for their own app; `None` for a member HQ does not know.
+    fn app_profile(&self, member_id: &str) -> Result<Option<app::AppProfile>, StoreError>;
+    fn app_gifts(&self, member_id: &str) -> Result<Vec<app::AppGift>, StoreError>;
+    /// Keys that may sign for the member (`None`: no such member).
+    fn app_keys(&self, member_id: &str) -> Result<Option<Vec<String>>, StoreError>;
+    /// Records an app signature's nonce until `expires_ms`; false for a replay.
+    fn use_app_nonce(
+        &self,
+        member_id: &str,
+        nonce: &str,
+        expires_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Stores a one-time enrolment code (its hash); false for an unknown member.
+    fn create_enrolment(
+        &self,
+        member_id: &str,
+        code_hash: &str,
+        expires_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Spends an enrolment code, enrolling `public_key` for its member.
+    fn enrol(
+        &self,
+        code_hash: &str,
+        public_key: &str,
+    ) -> Result<Result<String, app::EnrolRefusal>, StoreError>;
+    /// The member's feed after `after`, oldest first.
+    fn feed_after(
+        &self,
+        member_id: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<feed::FeedItem>, StoreError>;
+    /// The member's feed before `before`, newest first (history pages).
+    fn feed_before(
+        &self,
+        member_id: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<feed::FeedItem>, StoreError>;
+    fn feed_latest(&self, member_id: &str) -> Result<i64, StoreError>;
+    /// Expires the open gifts whose validity ended, announcing each.
+    fn expire_gifts(&self) -> Result<Vec<FeedPosted>, StoreError>;
+
+    fn put_webhook(&self, endpoint: &webhooks::Endpoint) -> Result<(), StoreError>;
+    fn delete_webhook(&self, endpoint_id: &str) -> Result<bool, StoreError>;
+    fn webhooks(&self) -> Result<Vec<webhooks::EndpointView>, StoreError>;
+    /// `None`: no such endpoint.
+    fn webhook_messages(
+        &self,
+        endpoint_id: &str,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<webhooks::Message>>, StoreError>;
+    fn redeliver(&self, endpoint_id: &str, message_id: i64) -> Result<bool, StoreError>;
+    fn webhooks_due(&self, now_ms: i64, limit: usize) -> Result<Vec<webhooks::Due>, StoreError>;
+    /// Each (endpoint, member) queue's head, soonest due first: `(message id, due at ms)`.
+    fn webhook_heads(&self, limit: usize) -> Result<Vec<(i64, i64)>, StoreError>;
+    /// Records attempts; returns the messages that went dead.
+    fn record_deliveries(&self, outcomes: &[webhooks::Outcome]) -> Result<Vec<i64>, StoreError>;
 }

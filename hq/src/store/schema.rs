@@ -134,6 +134,85 @@ pub const MIGRATIONS: &[&str] = &[
         (SELECT SUM(json_extract(payload, '$.total_cents')) FROM events
          WHERE events.link_event_id = sales.event_id AND events.kind = 'refund'), 0);
 "#,
+    // 4: what members see (issue 13). `member_gifts` is each gift's state as HQ knows it;
+    // `member_feed` the numbered events a member's app and the webhooks are told of, written in
+    // the ingesting transaction; `webhook_queue` the durable delivery queue (one row per event
+    // and endpoint), `webhook_attempts` its log; app keys enrolled from a browser, one-time
+    // enrolment codes (hashed) and the nonces of app signatures already used.
+    r#"
+    ALTER TABLE members ADD COLUMN display_name TEXT;
+    CREATE TABLE member_gifts (
+        gift_id     TEXT PRIMARY KEY,
+        member_id   TEXT NOT NULL,
+        store_id    TEXT NOT NULL,
+        campaign_id TEXT NOT NULL,
+        gift        TEXT,
+        issued_at   TEXT NOT NULL,
+        expires_at  TEXT NOT NULL,
+        state       TEXT NOT NULL DEFAULT 'open',
+        closed_at   TEXT
+    );
+    CREATE INDEX member_gifts_by_member ON member_gifts(member_id, issued_at);
+    CREATE INDEX member_gifts_open_by_expiry ON member_gifts(expires_at) WHERE state = 'open';
+    CREATE TABLE member_feed (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        member_id  TEXT NOT NULL,
+        type       TEXT NOT NULL,
+        body       TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX member_feed_by_member ON member_feed(member_id, id);
+    CREATE TABLE webhook_endpoints (
+        endpoint_id TEXT PRIMARY KEY,
+        url         TEXT NOT NULL,
+        secret      TEXT NOT NULL,
+        event_types TEXT NOT NULL,
+        created_at  TEXT NOT NULL
+    );
+    CREATE TABLE webhook_queue (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        endpoint_id     TEXT NOT NULL,
+        feed_id         INTEGER NOT NULL,
+        member_id       TEXT NOT NULL,
+        state           TEXT NOT NULL DEFAULT 'pending',
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        dead_after_ms   INTEGER NOT NULL,
+        last_error      TEXT,
+        done_ms         INTEGER
+    );
+    CREATE INDEX webhook_queue_pending ON webhook_queue(endpoint_id, member_id, id) WHERE state = 'pending';
+    -- Only a member's head message is due at a time; the others wait at WAITING (i64::MAX).
+    CREATE INDEX webhook_queue_due ON webhook_queue(next_attempt_ms) WHERE state = 'pending';
+    CREATE INDEX webhook_queue_by_endpoint ON webhook_queue(endpoint_id, state, id);
+    CREATE TABLE webhook_attempts (
+        id          INTEGER PRIMARY KEY,
+        message_id  INTEGER NOT NULL,
+        at_ms       INTEGER NOT NULL,
+        status      INTEGER,
+        error       TEXT,
+        duration_ms INTEGER NOT NULL
+    );
+    CREATE INDEX webhook_attempts_by_message ON webhook_attempts(message_id);
+    CREATE TABLE app_keys (
+        public_key TEXT PRIMARY KEY,
+        member_id  TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX app_keys_by_member ON app_keys(member_id);
+    CREATE TABLE app_enrolments (
+        code_hash  TEXT PRIMARY KEY,
+        member_id  TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        used_ms    INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE app_nonces (
+        member_id  TEXT NOT NULL,
+        nonce      TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        PRIMARY KEY (member_id, nonce)
+    ) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the database to the latest schema, one transaction per migration

@@ -13,8 +13,8 @@ use rusqlite::Connection;
 use super::plausibility::Plausibility;
 use super::writer::Writer;
 use super::{
-    admin, changes, ingest, ledgers, schema, IngestResult, MemberInput, MemberView, Push,
-    Reconciliation, Store, StoreError,
+    admin, app, changes, feed, ingest, ledgers, schema, webhooks, FeedPosted, IngestResult,
+    MemberInput, MemberView, Push, Reconciliation, Store, StoreError,
 };
 use crate::allowance::AllowancePolicy;
 
@@ -27,7 +27,12 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     allowance: AllowancePolicy,
     plausibility: Plausibility,
+    /// How long a webhook message is retried before it is a dead letter.
+    dead_after_ms: i64,
 }
+
+/// hq.toml `[webhooks] dead_after_secs`'s default: a day.
+pub const DEFAULT_DEAD_AFTER_MS: i64 = 24 * 3600 * 1000;
 
 fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
@@ -51,7 +56,14 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             allowance,
             plausibility: Plausibility::default(),
+            dead_after_ms: DEFAULT_DEAD_AFTER_MS,
         })
+    }
+
+    /// How long a webhook message is retried before it goes dead (`[webhooks]`).
+    pub fn with_dead_after(mut self, dead_after: std::time::Duration) -> Self {
+        self.dead_after_ms = i64::try_from(dead_after.as_millis()).unwrap_or(i64::MAX);
+        self
     }
 
     /// The bounds beyond which HQ flags an event as implausible (hq.toml `[plausibility]`).
@@ -121,7 +133,13 @@ impl Store for SqliteStore {
     }
 
     fn ingest(&self, store_id: &str, push: Push) -> Result<IngestResult, StoreError> {
-        ingest::ingest(&mut *self.writer()?, &self.plausibility, store_id, push)
+        ingest::ingest(
+            &mut *self.writer()?,
+            &self.plausibility,
+            self.dead_after_ms,
+            store_id,
+            push,
+        )
     }
 
     fn ledger(&self, store_id: &str) -> Result<LedgerState, StoreError> {
@@ -152,5 +170,140 @@ impl Store for SqliteStore {
 
     fn reconciliation(&self) -> Result<Reconciliation, StoreError> {
         self.read(admin::reconciliation)
+    }
+
+    fn app_profile(&self, member_id: &str) -> Result<Option<app::AppProfile>, StoreError> {
+        self.read(|conn| app::profile(conn, member_id))
+    }
+
+    fn app_gifts(&self, member_id: &str) -> Result<Vec<app::AppGift>, StoreError> {
+        self.read(|conn| app::gifts(conn, member_id))
+    }
+
+    fn app_keys(&self, member_id: &str) -> Result<Option<Vec<String>>, StoreError> {
+        self.read(|conn| app::keys(conn, member_id))
+    }
+
+    fn use_app_nonce(
+        &self,
+        member_id: &str,
+        nonce: &str,
+        expires_ms: i64,
+    ) -> Result<bool, StoreError> {
+        app::use_nonce(
+            &self.writer()?.conn,
+            member_id,
+            nonce,
+            expires_ms,
+            feed::now_ms(),
+        )
+    }
+
+    fn create_enrolment(
+        &self,
+        member_id: &str,
+        code_hash: &str,
+        expires_ms: i64,
+    ) -> Result<bool, StoreError> {
+        app::create_enrolment(&self.writer()?.conn, member_id, code_hash, expires_ms)
+    }
+
+    fn enrol(
+        &self,
+        code_hash: &str,
+        public_key: &str,
+    ) -> Result<Result<String, app::EnrolRefusal>, StoreError> {
+        let mut w = self.writer()?;
+        let tx = w.conn.transaction()?;
+        let out = app::enrol(
+            &tx,
+            code_hash,
+            public_key,
+            feed::now_ms(),
+            &crate::clock::now(),
+        )?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn feed_after(
+        &self,
+        member_id: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<feed::FeedItem>, StoreError> {
+        self.read(|conn| feed::after(conn, member_id, after, limit))
+    }
+
+    fn feed_before(
+        &self,
+        member_id: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<feed::FeedItem>, StoreError> {
+        self.read(|conn| feed::before(conn, member_id, before, limit))
+    }
+
+    fn feed_latest(&self, member_id: &str) -> Result<i64, StoreError> {
+        self.read(|conn| feed::latest(conn, member_id))
+    }
+
+    fn expire_gifts(&self) -> Result<Vec<FeedPosted>, StoreError> {
+        let mut w = self.writer()?;
+        let tx = w.conn.transaction()?;
+        let posted = feed::expire(&tx, &crate::clock::now(), self.dead_after_ms)?;
+        tx.commit()?;
+        Ok(posted)
+    }
+
+    fn put_webhook(&self, endpoint: &webhooks::Endpoint) -> Result<(), StoreError> {
+        webhooks::put(&self.writer()?.conn, endpoint, &crate::clock::now())
+    }
+
+    fn delete_webhook(&self, endpoint_id: &str) -> Result<bool, StoreError> {
+        let mut w = self.writer()?;
+        let tx = w.conn.transaction()?;
+        let gone = webhooks::delete(&tx, endpoint_id)?;
+        tx.commit()?;
+        Ok(gone)
+    }
+
+    fn webhooks(&self) -> Result<Vec<webhooks::EndpointView>, StoreError> {
+        self.read(|conn| webhooks::list(conn))
+    }
+
+    fn webhook_messages(
+        &self,
+        endpoint_id: &str,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<webhooks::Message>>, StoreError> {
+        self.read(|conn| webhooks::messages(conn, endpoint_id, state, limit))
+    }
+
+    fn redeliver(&self, endpoint_id: &str, message_id: i64) -> Result<bool, StoreError> {
+        webhooks::redeliver(
+            &self.writer()?.conn,
+            endpoint_id,
+            message_id,
+            feed::now_ms(),
+            self.dead_after_ms,
+        )
+    }
+
+    fn webhooks_due(&self, now_ms: i64, limit: usize) -> Result<Vec<webhooks::Due>, StoreError> {
+        self.read(|conn| webhooks::due(conn, now_ms, limit))
+    }
+
+    fn webhook_heads(&self, limit: usize) -> Result<Vec<(i64, i64)>, StoreError> {
+        self.read(|conn| webhooks::heads(conn, limit))
+    }
+
+    fn record_deliveries(&self, outcomes: &[webhooks::Outcome]) -> Result<Vec<i64>, StoreError> {
+        let mut w = self.writer()?;
+        let tx = w.conn.transaction()?;
+        let dead = webhooks::record(&tx, outcomes)?;
+        tx.commit()?;
+        Ok(dead)
     }
 }

@@ -1,0 +1,294 @@
+//! What a member is told, written in the transaction that stores the fact: a numbered row in
+//! `member_feed` (the app's live feed and history), the gift's state in `member_gifts`, and one
+//! `webhook_queue` row per endpoint subscribed to the type. Nothing here waits on the network:
+//! delivery reads the queue later (`crate::webhooks`).
+
+use loyalty_protocol::{Event, EventKind};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde_json::{json, Value};
+
+use super::accounts::member_totals;
+use super::{FeedPosted, StoreError};
+
+pub const GIFT_ISSUED: &str = "gift.issued";
+pub const POINTS_CREDITED: &str = "points.credited";
+pub const POINTS_DEBITED: &str = "points.debited";
+pub const GIFT_REDEEMED: &str = "gift.redeemed";
+pub const GIFT_EXPIRED: &str = "gift.expired";
+/// Every type a feed or an endpoint can carry.
+pub const TYPES: &[&str] = &[
+    GIFT_ISSUED,
+    POINTS_CREDITED,
+    POINTS_DEBITED,
+    GIFT_REDEEMED,
+    GIFT_EXPIRED,
+];
+
+/// Milliseconds since the Unix epoch, the queue's clock.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The feed rows for one stored event (`member` is whom its account counts for).
+pub fn on_event(
+    tx: &Transaction<'_>,
+    e: &Event,
+    member: Option<&str>,
+    now: &str,
+    dead_after_ms: i64,
+    posted: &mut Vec<FeedPosted>,
+) -> Result<(), StoreError> {
+    match e.kind {
+        EventKind::GiftIssued => {
+            let Some(member) = e.payload_str("member_id") else {
+                return Ok(());
+            };
+            let gift_id = e.payload_str("gift_id").unwrap_or_default();
+            let expires_at = e.payload_str("expires_at").unwrap_or_default();
+            tx.prepare_cached(
+                "INSERT INTO member_gifts (gift_id, member_id, store_id, campaign_id, gift, issued_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![
+                gift_id,
+                member,
+                e.store_id,
+                e.payload_str("campaign_id").unwrap_or_default(),
+                e.payload_str("gift"),
+                e.recorded_at,
+                expires_at
+            ])?;
+            let data = json!({
+                "member_id": member,
+                "gift_id": gift_id,
+                "campaign_id": e.payload_str("campaign_id"),
+                "gift": e.payload_str("gift"),
+                "store_id": e.store_id,
+                "zone": e.payload_str("zone"),
+                "points": e.points,
+                "issued_at": e.recorded_at,
+                "expires_at": expires_at,
+                "event_id": e.event_id,
+            });
+            post(tx, member, GIFT_ISSUED, data, now, dead_after_ms, posted)?;
+        }
+        EventKind::GiftRedeemed => {
+            let gift_id = e.payload_str("gift_id").unwrap_or_default();
+            let owner: Option<(String, Option<String>)> = tx
+                .prepare_cached("SELECT member_id, gift FROM member_gifts WHERE gift_id = ?1")?
+                .query_row([gift_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            tx.prepare_cached(
+                "UPDATE member_gifts SET state = 'redeemed', closed_at = ?2
+                 WHERE gift_id = ?1 AND state != 'redeemed'",
+            )?
+            .execute(params![gift_id, e.recorded_at])?;
+            let (owner, gift) = match owner {
+                Some((m, g)) => (Some(m), g),
+                None => (member.map(str::to_owned), None),
+            };
+            if let Some(owner) = owner {
+                let data = json!({
+                    "member_id": owner,
+                    "gift_id": gift_id,
+                    "gift": gift,
+                    "store_id": e.store_id,
+                    "redeemed_at": e.recorded_at,
+                    "event_id": e.event_id,
+                });
+                post(tx, &owner, GIFT_REDEEMED, data, now, dead_after_ms, posted)?;
+            }
+        }
+        EventKind::Sale | EventKind::Refund | EventKind::Redemption if e.points != 0 => {
+            let Some(member) = member else {
+                return Ok(());
+            };
+            let (balance, _) = member_totals(tx, member)?;
+            let kind = if e.points > 0 {
+                POINTS_CREDITED
+            } else {
+                POINTS_DEBITED
+            };
+            let data = json!({
+                "member_id": member,
+                "points": e.points,
+                "balance": balance,
+                "reason": e.kind.as_str(),
+                "receipt_id": e.payload_str("receipt_id"),
+                "store_id": e.store_id,
+                "recorded_at": e.recorded_at,
+                "event_id": e.event_id,
+            });
+            post(tx, member, kind, data, now, dead_after_ms, posted)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Marks every open gift whose validity ended by `now` expired, each with its feed row, in one
+/// transaction.
+pub fn expire(
+    tx: &Transaction<'_>,
+    now: &str,
+    dead_after_ms: i64,
+) -> Result<Vec<FeedPosted>, StoreError> {
+    let due: Vec<(String, String, String, Option<String>, String)> = tx
+        .prepare_cached(
+            "SELECT gift_id, member_id, store_id, gift, expires_at FROM member_gifts
+             WHERE state = 'open' AND expires_at <= ?1 ORDER BY expires_at LIMIT 1000",
+        )?
+        .query_map([now], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut posted = Vec::new();
+    for (gift_id, member, store, gift, expires_at) in due {
+        tx.prepare_cached(
+            "UPDATE member_gifts SET state = 'expired', closed_at = ?2 WHERE gift_id = ?1",
+        )?
+        .execute(params![gift_id, expires_at])?;
+        let data = json!({
+            "member_id": member,
+            "gift_id": gift_id,
+            "gift": gift,
+            "store_id": store,
+            "expires_at": expires_at,
+        });
+        post(
+            tx,
+            &member,
+            GIFT_EXPIRED,
+            data,
+            now,
+            dead_after_ms,
+            &mut posted,
+        )?;
+    }
+    Ok(posted)
+}
+
+/// One feed row, and a queue row for every endpoint that takes its type.
+fn post(
+    tx: &Transaction<'_>,
+    member: &str,
+    kind: &'static str,
+    data: Value,
+    now: &str,
+    dead_after_ms: i64,
+    posted: &mut Vec<FeedPosted>,
+) -> Result<(), StoreError> {
+    let body = json!({ "type": kind, "timestamp": now, "data": data }).to_string();
+    tx.prepare_cached(
+        "INSERT INTO member_feed (member_id, type, body, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![member, kind, body, now])?;
+    let feed_id = tx.last_insert_rowid();
+    let now_ms = now_ms();
+    let endpoints: Vec<(String, String)> = tx
+        .prepare_cached("SELECT endpoint_id, event_types FROM webhook_endpoints")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut queued = false;
+    for (endpoint, types) in endpoints {
+        let types: Vec<String> = serde_json::from_str(&types).unwrap_or_default();
+        if types.iter().any(|t| t == kind) {
+            // Behind a message of the same member still pending, this one waits its turn.
+            let behind = tx
+                .prepare_cached(
+                    "SELECT 1 FROM webhook_queue
+                     WHERE endpoint_id = ?1 AND member_id = ?2 AND state = 'pending' LIMIT 1",
+                )?
+                .query_row(params![endpoint, member], |_| Ok(()))
+                .optional()?
+                .is_some();
+            let due = if behind {
+                super::webhooks::WAITING
+            } else {
+                now_ms
+            };
+            tx.prepare_cached(
+                "INSERT INTO webhook_queue (endpoint_id, feed_id, member_id, next_attempt_ms, dead_after_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                endpoint,
+                feed_id,
+                member,
+                due,
+                now_ms.saturating_add(dead_after_ms)
+            ])?;
+            queued = true;
+        }
+    }
+    posted.push(FeedPosted {
+        member_id: member.to_owned(),
+        feed_id,
+        queued,
+    });
+    Ok(())
+}
+
+/// One row of a member's feed, as the app and the webhooks see it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FeedItem {
+    pub id: i64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `{"type","timestamp","data"}`, the webhook body.
+    pub body: String,
+}
+
+/// A member's feed after `after`, oldest first.
+pub fn after(
+    conn: &Connection,
+    member: &str,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<FeedItem>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, type, body FROM member_feed WHERE member_id = ?1 AND id > ?2
+             ORDER BY id LIMIT ?3",
+        )?
+        .query_map(params![member, after, limit as i64], |r| {
+            Ok(FeedItem {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                body: r.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+/// A member's feed before `before` (or the newest), newest first: the history's pages.
+pub fn before(
+    conn: &Connection,
+    member: &str,
+    before: Option<i64>,
+    limit: usize,
+) -> Result<Vec<FeedItem>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, type, body FROM member_feed WHERE member_id = ?1 AND id < ?2
+             ORDER BY id DESC LIMIT ?3",
+        )?
+        .query_map(
+            params![member, before.unwrap_or(i64::MAX), limit as i64],
+            |r| {
+                Ok(FeedItem {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    body: r.get(2)?,
+                })
+            },
+        )?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+/// The newest feed id of a member (0 when none).
+pub fn latest(conn: &Connection, member: &str) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM member_feed WHERE member_id = ?1")?
+        .query_row([member], |r| r.get(0))?)
+}

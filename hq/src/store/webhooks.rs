@@ -1,0 +1,327 @@
+//! Webhook endpoints and the durable delivery queue: what is due, each attempt's outcome, dead
+//! letters and redelivery.
+//!
+//! Each member's events arrive in order: of a member's pending messages to an endpoint only the
+//! oldest (the head) has a due time; the others wait at [`WAITING`] and the next is promoted
+//! when the head is delivered or goes dead. So "what is due" is a range of one index, however
+//! long the queue behind a receiver that is down.
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+
+/// `PUT /v1/admin/webhooks/{endpoint_id}`, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub endpoint_id: String,
+    pub url: String,
+    /// `whsec_<base64>`.
+    pub secret: String,
+    pub event_types: Vec<String>,
+}
+
+/// An endpoint with its queue's counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointView {
+    pub endpoint_id: String,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub pending: i64,
+    pub delivered: i64,
+    pub dead: i64,
+}
+
+/// One queued message and its delivery log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The `webhook-id` header: the same on every attempt and redelivery.
+    pub webhook_id: String,
+    pub member_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub log: Vec<Attempt>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub at_ms: i64,
+    /// The receiver's status, when it answered.
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+/// A message due for delivery.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub message_id: i64,
+    pub endpoint_id: String,
+    pub url: String,
+    pub secret: String,
+    pub body: String,
+    pub attempts: i64,
+    pub dead_after_ms: i64,
+}
+
+/// What one attempt did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub message_id: i64,
+    pub at_ms: i64,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    /// `None` when delivered; otherwise when to try again, or dead if past its deadline.
+    pub retry_at_ms: Option<i64>,
+}
+
+/// The due time of a message waiting behind its member's head.
+pub const WAITING: i64 = i64::MAX;
+
+pub fn webhook_id(message_id: i64) -> String {
+    format!("msg_{message_id}")
+}
+
+pub fn put(conn: &Connection, e: &Endpoint, now: &str) -> Result<(), StoreError> {
+    let types = serde_json::to_string(&e.event_types).unwrap_or_else(|_| "[]".into());
+    conn.prepare_cached(
+        "INSERT INTO webhook_endpoints (endpoint_id, url, secret, event_types, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (endpoint_id) DO UPDATE SET url = excluded.url, secret = excluded.secret,
+           event_types = excluded.event_types",
+    )?
+    .execute(params![e.endpoint_id, e.url, e.secret, types, now])?;
+    Ok(())
+}
+
+/// Removes an endpoint; its undelivered messages go with it.
+pub fn delete(tx: &Transaction<'_>, endpoint: &str) -> Result<bool, StoreError> {
+    let gone = tx
+        .prepare_cached("DELETE FROM webhook_endpoints WHERE endpoint_id = ?1")?
+        .execute([endpoint])?;
+    tx.prepare_cached("DELETE FROM webhook_queue WHERE endpoint_id = ?1 AND state = 'pending'")?
+        .execute([endpoint])?;
+    Ok(gone > 0)
+}
+
+pub fn list(conn: &Connection) -> Result<Vec<EndpointView>, StoreError> {
+    let rows: Vec<(String, String, String)> = conn
+        .prepare_cached(
+            "SELECT endpoint_id, url, event_types FROM webhook_endpoints ORDER BY endpoint_id",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (endpoint_id, url, types) in rows {
+        let count = |state: &str| -> rusqlite::Result<i64> {
+            conn.prepare_cached(
+                "SELECT COUNT(*) FROM webhook_queue WHERE endpoint_id = ?1 AND state = ?2",
+            )?
+            .query_row(params![endpoint_id, state], |r| r.get(0))
+        };
+        out.push(EndpointView {
+            pending: count("pending")?,
+            delivered: count("delivered")?,
+            dead: count("dead")?,
+            event_types: serde_json::from_str(&types).unwrap_or_default(),
+            endpoint_id,
+            url,
+        });
+    }
+    Ok(out)
+}
+
+/// An endpoint's messages in `state` (any when `None`), newest first, each with its log.
+pub fn messages(
+    conn: &Connection,
+    endpoint: &str,
+    state: Option<&str>,
+    limit: usize,
+) -> Result<Option<Vec<Message>>, StoreError> {
+    let exists = conn
+        .prepare_cached("SELECT 1 FROM webhook_endpoints WHERE endpoint_id = ?1")?
+        .query_row([endpoint], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !exists {
+        return Ok(None);
+    }
+    let rows: Vec<(i64, String, String, String, i64, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT q.id, q.member_id, f.type, q.state, q.attempts, q.last_error
+             FROM webhook_queue q JOIN member_feed f ON f.id = q.feed_id
+             WHERE q.endpoint_id = ?1 AND (?2 IS NULL OR q.state = ?2)
+             ORDER BY q.id DESC LIMIT ?3",
+        )?
+        .query_map(params![endpoint, state, limit as i64], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, member_id, kind, state, attempts, last_error) in rows {
+        let log = conn
+            .prepare_cached(
+                "SELECT at_ms, status, error, duration_ms FROM webhook_attempts
+                 WHERE message_id = ?1 ORDER BY id",
+            )?
+            .query_map([id], |r| {
+                Ok(Attempt {
+                    at_ms: r.get(0)?,
+                    status: r.get(1)?,
+                    error: r.get(2)?,
+                    duration_ms: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        out.push(Message {
+            webhook_id: webhook_id(id),
+            member_id,
+            kind,
+            state,
+            attempts,
+            last_error,
+            log,
+        });
+    }
+    Ok(Some(out))
+}
+
+/// Puts a message back in the queue (delivered or dead alike), due now, with a fresh deadline;
+/// false when the endpoint has no such message. It goes out beside its member's queue, not
+/// behind it: the admin asked for it now.
+pub fn redeliver(
+    conn: &Connection,
+    endpoint: &str,
+    message_id: i64,
+    now_ms: i64,
+    dead_after_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE webhook_queue SET state = 'pending', next_attempt_ms = ?3,
+               dead_after_ms = ?4, done_ms = NULL
+             WHERE endpoint_id = ?1 AND id = ?2",
+        )?
+        .execute(params![
+            endpoint,
+            message_id,
+            now_ms,
+            now_ms.saturating_add(dead_after_ms)
+        ])?;
+    Ok(n > 0)
+}
+
+/// The head messages due by `now_ms`, soonest first.
+pub fn due(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<Due>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT q.id, q.endpoint_id, e.url, e.secret, f.body, q.attempts, q.dead_after_ms
+             FROM webhook_queue q
+             JOIN webhook_endpoints e ON e.endpoint_id = q.endpoint_id
+             JOIN member_feed f ON f.id = q.feed_id
+             WHERE q.state = 'pending' AND q.next_attempt_ms <= ?1
+             ORDER BY q.next_attempt_ms, q.id LIMIT ?2",
+        )?
+        .query_map(params![now_ms, limit as i64], |r| {
+            Ok(Due {
+                message_id: r.get(0)?,
+                endpoint_id: r.get(1)?,
+                url: r.get(2)?,
+                secret: r.get(3)?,
+                body: r.get(4)?,
+                attempts: r.get(5)?,
+                dead_after_ms: r.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+/// The head messages, soonest due first: `(message id, due at ms)`. The sender skips the ones
+/// in flight to know when to look again.
+pub fn heads(conn: &Connection, limit: usize) -> Result<Vec<(i64, i64)>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, next_attempt_ms FROM webhook_queue
+             WHERE state = 'pending' AND next_attempt_ms < ?1
+             ORDER BY next_attempt_ms LIMIT ?2",
+        )?
+        .query_map(params![WAITING, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+/// The member's next message to the endpoint becomes due, once `message_id` left the queue.
+fn promote_next(tx: &Transaction<'_>, message_id: i64, now_ms: i64) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE webhook_queue SET next_attempt_ms = ?2
+         WHERE id = (SELECT p.id FROM webhook_queue p, webhook_queue m
+                     WHERE m.id = ?1 AND p.endpoint_id = m.endpoint_id
+                       AND p.member_id = m.member_id AND p.state = 'pending'
+                     ORDER BY p.id LIMIT 1)
+           AND next_attempt_ms = ?3",
+    )?
+    .execute(params![message_id, now_ms, WAITING])?;
+    Ok(())
+}
+
+/// Records attempts and moves each message on: delivered, retried later, or dead once its
+/// deadline passed. Returns the messages that went dead.
+pub fn record(tx: &Transaction<'_>, outcomes: &[Outcome]) -> Result<Vec<i64>, StoreError> {
+    let mut dead = Vec::new();
+    for o in outcomes {
+        tx.prepare_cached(
+            "INSERT INTO webhook_attempts (message_id, at_ms, status, error, duration_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            o.message_id,
+            o.at_ms,
+            o.status,
+            o.error,
+            o.duration_ms
+        ])?;
+        match o.retry_at_ms {
+            None => {
+                tx.prepare_cached(
+                    "UPDATE webhook_queue SET state = 'delivered', attempts = attempts + 1,
+                       done_ms = ?2, last_error = NULL WHERE id = ?1 AND state = 'pending'",
+                )?
+                .execute(params![o.message_id, o.at_ms])?;
+                promote_next(tx, o.message_id, o.at_ms)?;
+            }
+            Some(at) => {
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE webhook_queue SET state = 'dead', attempts = attempts + 1,
+                           done_ms = ?2, last_error = ?3
+                         WHERE id = ?1 AND state = 'pending' AND dead_after_ms <= ?4",
+                    )?
+                    .execute(params![o.message_id, o.at_ms, o.error, at])?;
+                if n > 0 {
+                    dead.push(o.message_id);
+                    promote_next(tx, o.message_id, o.at_ms)?;
+                } else {
+                    tx.prepare_cached(
+                        "UPDATE webhook_queue SET attempts = attempts + 1, next_attempt_ms = ?2,
+                           last_error = ?3 WHERE id = ?1 AND state = 'pending'",
+                    )?
+                    .execute(params![o.message_id, at, o.error])?;
+                }
+            }
+        }
+    }
+    Ok(dead)
+}

@@ -1,0 +1,17 @@
+//! The member app's request signature, shared by HQ (which checks it) and the reference member
+//! client (which makes it): `Authorization: LE-App <member>.<unix>.<nonce>.<signature>`, the
+//! signature being Ed25519 over [`app_signed_text`].
+//!
+//! The text starts with [`APP_AUTH_CONTEXT`] and a newline, which no checkout QR's signed text
+//! (`LE1.<member>.<issued>.<nonce>`) can: a QR never passes as an app signature, nor an app
+//! signature as a QR.
+
+pub const APP_AUTH_SCHEME: &str = "LE-App";
+/// Domain separation: the first line of every app signature's text.
+pub const APP_AUTH_CONTEXT: &str = "LE-APP1";
+
+/// What an app signs for one request: method and path (without the query) are signed, so a
+/// signature opens that one request.
+pub fn app_signed_text(method: &str, path: &str, member: &str, unix: i64, nonce: &str) -> String {
+    format!("{APP_AUTH_CONTEXT}\n{method}\n{path}\n{member}.{unix}.{nonce}")
+}

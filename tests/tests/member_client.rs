@@ -108,21 +108,29 @@ fn the_member_client_shows_its_qr_and_prints_a_gift_as_it_arrives() {
             let _ = tx.send(line);
         }
     });
-    // The feed is open once HQ counts it; then the store pushes a gift.
-    std::thread::sleep(Duration::from_millis(1500));
-    let gift = json!({
-        "event_id": "ev-gift-1", "store_id": STORE, "seq": 1, "kind": "gift_issued",
-        "account": "carla", "lane": null, "points": 0, "rule_version": "welcome@1",
-        "payload": {"gift_id": "g-1", "campaign_id": "welcome", "campaign_version": 1,
-            "member_id": "carla", "once_per_member": false, "gift": "Free coffee",
-            "expires_at": millis(SystemTime::now() + Duration::from_secs(3600))},
-        "recorded_at": millis(SystemTime::now()), "idempotency_key": "gift:g-1",
-    });
-    let (s, body) = hq.push(STORE, TOKEN, "LE-LEDGER-1", 0, &[gift]);
-    assert_eq!(s, 200, "{body}");
-    let line = lines
-        .recv_timeout(Duration::from_secs(10))
-        .expect("watch printed the gift");
+    // `watch` follows the feed from the moment it is connected, which the test cannot see from
+    // outside: the store pushes a gift each second until one is printed (at most 15).
+    let mut printed = None;
+    for seq in 1..=15 {
+        let gift = json!({
+            "event_id": format!("ev-gift-{seq}"), "store_id": STORE, "seq": seq,
+            "kind": "gift_issued", "account": "carla", "lane": null, "points": 0,
+            "rule_version": "welcome@1",
+            "payload": {"gift_id": format!("g-{seq}"), "campaign_id": "welcome",
+                "campaign_version": 1, "member_id": "carla", "once_per_member": false,
+                "gift": "Free coffee",
+                "expires_at": millis(SystemTime::now() + Duration::from_secs(3600))},
+            "recorded_at": millis(SystemTime::now()),
+            "idempotency_key": format!("gift:g-{seq}"),
+        });
+        let (s, body) = hq.push(STORE, TOKEN, "LE-LEDGER-1", seq - 1, &[gift]);
+        assert_eq!(s, 200, "{body}");
+        if let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
+            printed = Some(line);
+            break;
+        }
+    }
+    let line = printed.expect("watch printed a gift pushed while it was watching");
     let _ = watch.kill();
     let _ = watch.wait();
     assert!(

@@ -2,10 +2,10 @@
 //! drifted ten minutes behind must not refuse every member's fresh code to spend (nor accept
 //! stale ones). The skew is the one the last sync measured.
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use chrono::Utc;
-use ed25519_dalek::{Signer as _, SigningKey};
+use ed25519_dalek::SigningKey;
 use loyalty_agent::checkout::Identifier;
 use loyalty_agent::engine::Rules;
 use loyalty_agent::ledger::{Ledger, MemberProfile, MemberRecord, PushAck};
@@ -15,10 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn token(key: &SigningKey, member: &str, issued: i64) -> String {
-    let nonce: [u8; 16] = rand::random();
-    let signed = format!("LE1.{member}.{issued}.{}", URL_SAFE_NO_PAD.encode(nonce));
-    let signature = key.sign(signed.as_bytes());
-    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+    qr::mint(key, member, issued, rand::random())
 }
 
 #[tokio::test]

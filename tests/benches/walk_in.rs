@@ -123,14 +123,7 @@ fn main() {
             .expect("rotating id")
             .to_owned();
         let start = 3_000 + i * spacing;
-        for k in 0..8u64 {
-            let t = start + k * 400;
-            trace.push_str(&format!(
-                "{{\"t_ms\":{t},\"sensor\":\"door-out\",\"rssi\":-85,\"token\":\"{token}\"}}\n\
-                 {{\"t_ms\":{},\"sensor\":\"door-in\",\"rssi\":-50,\"token\":\"{token}\"}}\n",
-                t + 100
-            ));
-        }
+        trace.push_str(&loyalty_e2e::walk_in_lines(&token, start, 8));
         members.push(json!({"member_id": member, "proximity_key": key}));
     }
     let mut lines: Vec<&str> = trace.lines().collect();
@@ -177,25 +170,7 @@ fn main() {
             r#"[[lanes]]
 id = "1"
 
-[proximity]
-replay = "{trace}"
-
-[[proximity.zones]]
-name = "door"
-min_dwell_secs = 0
-
-[[proximity.sensors]]
-name = "door-in"
-source = "replay"
-zone = "door"
-role = "inside"
-
-[[proximity.sensors]]
-name = "door-out"
-source = "replay"
-zone = "door"
-role = "outside"
-
+{door}
 [[gifts]]
 id = "welcome"
 gift = "Free coffee"
@@ -204,7 +179,7 @@ limit = "once_per_visit"
 valid_for_minutes = 120
 daily_budget = 100000
 "#,
-            trace = trace_path.display()
+            door = loyalty_e2e::walk_in_door_toml(&trace_path)
         ),
     );
     store.import(&Value::Array(members).to_string());

@@ -376,3 +376,47 @@ path_loss_exponent = 2.2
         trace = trace.display()
     )
 }
+
+/// Replay lines of a phone advertising `token` walking in through the two-sensor door of
+/// [`walk_in_door_toml`]: `steps` pairs 400 ms apart from `start_ms`, faint at the outside
+/// sensor (`door-out`, -85 dBm), close to the inside one (`door-in`, -50 dBm).
+pub fn walk_in_lines(token: &str, start_ms: u64, steps: u64) -> String {
+    let mut lines = String::new();
+    for i in 0..steps {
+        let t = start_ms + i * 400;
+        lines.push_str(&format!(
+            "{{\"t_ms\":{t},\"sensor\":\"door-out\",\"rssi\":-85,\"token\":\"{token}\"}}\n\
+             {{\"t_ms\":{},\"sensor\":\"door-in\",\"rssi\":-50,\"token\":\"{token}\"}}\n",
+            t + 100
+        ));
+    }
+    lines
+}
+
+/// `[proximity]` for a door replayed from `trace` with the default tracking settings: zone
+/// `door` (entered at once), sensors `door-in` and `door-out` ([`walk_in_lines`]). Tests add
+/// their own `[[gifts]]`.
+pub fn walk_in_door_toml(trace: &Path) -> String {
+    format!(
+        r#"[proximity]
+replay = "{trace}"
+
+[[proximity.zones]]
+name = "door"
+min_dwell_secs = 0
+
+[[proximity.sensors]]
+name = "door-in"
+source = "replay"
+zone = "door"
+role = "inside"
+
+[[proximity.sensors]]
+name = "door-out"
+source = "replay"
+zone = "door"
+role = "outside"
+"#,
+        trace = trace.display()
+    )
+}

@@ -119,15 +119,10 @@ fn mint_qr(key: &ed25519_dalek::SigningKey, member: &str, issued_at: u64) -> Str
 fn walk_in_trace(path: &std::path::Path) {
     let phone = loyalty_e2e::phone(PROXIMITY_KEY);
     let token = phone["rotating_id"].as_str().expect("rotating id");
-    let mut trace = String::from("# a member walks in through the door\n");
-    for i in 0..12u64 {
-        let t = 1000 + i * 400;
-        trace.push_str(&format!(
-            "{{\"t_ms\":{t},\"sensor\":\"door-out\",\"rssi\":-85,\"token\":\"{token}\"}}\n\
-             {{\"t_ms\":{},\"sensor\":\"door-in\",\"rssi\":-50,\"token\":\"{token}\"}}\n",
-            t + 100
-        ));
-    }
+    let trace = format!(
+        "# a member walks in through the door\n{}",
+        loyalty_e2e::walk_in_lines(token, 1000, 12)
+    );
     std::fs::write(path, trace).expect("writing the trace");
 }
 
@@ -159,25 +154,7 @@ id = "2"
 per_euro = 1
 tiers = {{ gold = 1.5 }}
 
-[proximity]
-replay = "{trace}"
-
-[[proximity.zones]]
-name = "door"
-min_dwell_secs = 0
-
-[[proximity.sensors]]
-name = "door-in"
-source = "replay"
-zone = "door"
-role = "inside"
-
-[[proximity.sensors]]
-name = "door-out"
-source = "replay"
-zone = "door"
-role = "outside"
-
+{door}
 [[gifts]]
 id = "welcome"
 gift = "Free coffee"
@@ -186,7 +163,7 @@ limit = "once_per_visit"
 valid_for_minutes = 120
 "#,
         hq_port = free_port(),
-        trace = trace.path().display(),
+        door = loyalty_e2e::walk_in_door_toml(trace.path()),
     ));
     store.import(
         &json!([{

@@ -19,15 +19,10 @@ const TOKEN: &str = "store-w-token";
 fn walk_in_trace(path: &std::path::Path, start_ms: u64) {
     let phone = loyalty_e2e::phone(PROXIMITY_KEY);
     let token = phone["rotating_id"].as_str().expect("rotating id");
-    let mut trace = String::from("# carla walks in through the door\n");
-    for i in 0..12u64 {
-        let t = start_ms + i * 400;
-        trace.push_str(&format!(
-            "{{\"t_ms\":{t},\"sensor\":\"door-out\",\"rssi\":-85,\"token\":\"{token}\"}}\n\
-             {{\"t_ms\":{},\"sensor\":\"door-in\",\"rssi\":-50,\"token\":\"{token}\"}}\n",
-            t + 100
-        ));
-    }
+    let trace = format!(
+        "# carla walks in through the door\n{}",
+        loyalty_e2e::walk_in_lines(token, start_ms, 12)
+    );
     std::fs::write(path, trace).expect("writing the trace");
 }
 
@@ -97,25 +92,7 @@ fn the_wallet_page_shows_a_gift_live_seconds_after_the_member_walks_in() {
         TOKEN,
         "",
         &format!(
-            r#"[proximity]
-replay = "{trace}"
-
-[[proximity.zones]]
-name = "door"
-min_dwell_secs = 0
-
-[[proximity.sensors]]
-name = "door-in"
-source = "replay"
-zone = "door"
-role = "inside"
-
-[[proximity.sensors]]
-name = "door-out"
-source = "replay"
-zone = "door"
-role = "outside"
-
+            r#"{door}
 [[gifts]]
 id = "welcome"
 gift = "Free coffee"
@@ -123,7 +100,7 @@ trigger = "entered_store"
 limit = "once_per_visit"
 valid_for_minutes = 120
 "#,
-            trace = trace.path().display()
+            door = loyalty_e2e::walk_in_door_toml(trace.path())
         ),
     );
     store.import(&json!([{"member_id": "carla", "proximity_key": PROXIMITY_KEY}]).to_string());

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use loyalty_agent::proximity::adverts::Decoder;
 use loyalty_agent::proximity::resolver::{MemberId, ResolverMap};
-use loyalty_agent::proximity::rotating_id::{phone_advertisement, ProximityKey};
+use loyalty_agent::proximity::rotating_id::{rotating_id, ProximityKey};
 use loyalty_agent::proximity::tracker::{
     Observation, SensorConfig, SensorId, SensorRole, Smoothing, Tracker, TrackerConfig, ZoneConfig,
 };
@@ -140,7 +140,10 @@ fn main() -> ExitCode {
     let present: Vec<usize> = (0..PRESENT).map(|_| rng.gen_range(0..MEMBERS)).collect();
     let mut payloads: Vec<Vec<u8>> = present
         .iter()
-        .map(|&m| phone_advertisement(&members[m].1, INTERVAL, -59).to_vec())
+        .map(|&m| {
+            loyalty_firmware::token::encode_advertisement(rotating_id(&members[m].1, INTERVAL), -59)
+                .to_vec()
+        })
         .collect();
     // Foreign advertisers: an iBeacon and another fleet's token.
     let foreign_start = payloads.len();

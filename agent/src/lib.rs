@@ -10,7 +10,8 @@
 //! - [`ledger`]: SQLite, one group-committing writer, typed answers, identity, backup, re-base.
 //! - [`sync`]: HQ client and loop; [`rebase`]: the operator's re-base of a restored ledger.
 //! - [`api`]: the local HTTP API and the cashier's lane page; [`metrics`]; [`systemd`].
-//! - [`cli`], [`ops`], [`import`], [`doctor`]: operator commands; `demo` (feature `demo`).
+//! - [`cli`], [`ops`], [`import`], [`doctor`]: operator commands; [`member`]: the reference member
+//!   client; `demo` (feature `demo`: the simulation it plays comes from `loyalty-sim`).
 
 // Input and I/O never panic the process: an unwrap outside tests is an error (tests may).
 #![deny(clippy::unwrap_used)]

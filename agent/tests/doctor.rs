@@ -3,7 +3,7 @@
 //! Tried: a scanner port that does not exist, a store token HQ refuses, a data dir that cannot
 //! be created (its parent is a file: permissions alone would not stop root).
 
-use loyalty_hq::fixture::LocalHq;
+use loyalty_sim::hq::LocalHq;
 use serialport::{SerialPort, TTYPort};
 use std::path::Path;
 use std::process::Command;

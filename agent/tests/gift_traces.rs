@@ -1,5 +1,5 @@
 //! The trace scenarios, from radio to gift: a trace synthesised by the RF model
-//! (`proximity::rf_model`, seeded) is played in simulated time through the agent's own chain,
+//! (`loyalty_sim::rf_model`, seeded) is played in simulated time through the agent's own chain,
 //! decode -> `ResolverMap` (rebuilt at interval boundaries, as `pipeline.rs` does) -> `Tracker`
 //! (ticked every simulated second) -> presence facts (`pipeline::to_fact`, the agent's mapping)
 //! -> a real `Ledger` on a temporary file, and each test asserts the exact gifts issued: how
@@ -29,11 +29,12 @@ use loyalty_agent::ledger::{
     Identity, Ledger, MemberProfile, MemberRecord, PresenceRequest, SaleRequest,
 };
 use loyalty_agent::proximity::pipeline::to_fact;
-use loyalty_agent::proximity::rf_model::{Point, RfModel, TokenSource, Walker, Waypoint};
+use loyalty_agent::proximity::trace::token_id;
 use loyalty_agent::proximity::{
     interval_number, rotating_id, Decoder, MemberId, Observation, ProximityKey, ResolverMap,
     TraceRecord, Tracker, TrackerConfig, ZoneEvent,
 };
+use loyalty_sim::rf_model::{paths, Point, RfModel, TokenSource, Walker, Waypoint};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,39 +125,21 @@ fn name(i: u8) -> String {
 
 /// Member `i`'s phone, its clock agreeing with the trace's `start`.
 fn phone(i: u8, start: DateTime<Utc>) -> TokenSource {
-    TokenSource::Rotating {
-        key: key(i),
-        unix_start_secs: unix(start),
-        interval_secs: INTERVAL,
-    }
+    TokenSource::rotating(key(i), unix(start), INTERVAL)
 }
 
 fn walker(token: TokenSource, start_s: u64, path: Vec<Waypoint>) -> Walker {
-    Walker {
-        token,
-        start: secs(start_s),
-        speed_mps: 1.3,
-        path,
-        tx_power: -59,
-    }
+    Walker::shopper(token, secs(start_s), path)
 }
 
 /// Street, through the door, to the coffee corner for `stay`, and out again.
 fn walk_in(stay: u64) -> Vec<Waypoint> {
-    vec![
-        Waypoint::pass(-15.0, -2.0),
-        Waypoint::pass(0.0, -2.0),
-        Waypoint::pass(0.0, 3.0),
-        Waypoint::stay(8.0, 7.5, secs(stay)),
-        Waypoint::pass(0.0, 3.0),
-        Waypoint::pass(0.0, -2.0),
-        Waypoint::pass(15.0, -2.0),
-    ]
+    paths::walk_in(secs(stay))
 }
 
 /// Along the pavement (or brushing the shop window) past the door.
 fn walk_by(y: f64) -> Vec<Waypoint> {
-    vec![Waypoint::pass(-20.0, y), Waypoint::pass(20.0, y)]
+    paths::walk_by(y)
 }
 
 /// Standing in the doorway, 0.2 m inside the front, 1.8 m from the inside sensor and 1.2 m
@@ -378,7 +361,7 @@ impl Sim {
     async fn play(&mut self, ledger: &Ledger, trace: &[TraceRecord]) {
         for r in trace {
             self.advance(ledger, r.t_ms).await;
-            let Some(id) = r.token_id(&self.decoder) else {
+            let Some(id) = token_id(r, &self.decoder) else {
                 self.unresolved += 1;
                 continue;
             };
@@ -453,14 +436,7 @@ impl Sim {
     fn count(&self, who: &str, kind: &str, zone: &str) -> usize {
         self.events
             .iter()
-            .filter(|(_, e)| &**e.member() == who)
-            .filter(|(_, e)| match (e, kind) {
-                (ZoneEvent::Entered { zone: z, .. }, "entered")
-                | (ZoneEvent::Exited { zone: z, .. }, "exited")
-                | (ZoneEvent::Dwelled { zone: z, .. }, "dwelled")
-                | (ZoneEvent::WalkedIn { zone: z, .. }, "walked-in") => &**z == zone,
-                _ => false,
-            })
+            .filter(|(_, e)| &**e.member() == who && e.kind() == kind && e.zone() == zone)
             .count()
     }
 
@@ -704,7 +680,7 @@ async fn interval_boundary_during_a_visit_is_still_one_visit() {
             let trace = model().synthesize(&[walker(token, 0, walk_in(90))], seed);
             let decoder = Decoder::default();
             let ids: std::collections::BTreeSet<u64> =
-                trace.iter().filter_map(|r| r.token_id(&decoder)).collect();
+                trace.iter().filter_map(|r| token_id(r, &decoder)).collect();
             assert_eq!(ids.len(), 2, "{ctx}: the trace straddles the boundary");
             let mut sim = Sim::new(&[7], start);
             sim.run(store.ledger(), &trace).await;

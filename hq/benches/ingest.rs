@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use loyalty_protocol::{
     Event, EventBatch, EventKind, OutcomeStatus, PushResponse, PROTOCOL_HEADER, PROTOCOL_VERSION,
 };
+use loyalty_sim::process::status_kib;
 use serde_json::json;
 
 const ADMIN: &str = "bench-admin-token-0123456789";
@@ -24,15 +25,6 @@ fn env_or(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// A status field of /proc/<pid>/status, in KiB.
-fn proc_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn batch_body(first_seq: i64, n: usize, members: usize) -> Vec<u8> {
@@ -180,7 +172,7 @@ fn main() {
             pushed += resp.outcomes.len();
             watermark = resp.watermark;
             if pushed >= next_checkpoint {
-                checkpoints.push((pushed, proc_kib(pid, "VmRSS:").unwrap_or(0)));
+                checkpoints.push((pushed, status_kib(pid, "VmRSS:").unwrap_or(0)));
                 next_checkpoint += total / 10;
             }
         }
@@ -189,7 +181,7 @@ fn main() {
         (pushed, watermark, elapsed, checkpoints)
     });
     let (pushed, watermark, elapsed, checkpoints) = result;
-    let hwm = proc_kib(pid, "VmHWM:").unwrap_or(0);
+    let hwm = status_kib(pid, "VmHWM:").unwrap_or(0);
     let _ = child.kill();
     let _ = child.wait();
 
@@ -209,6 +201,6 @@ fn main() {
     println!("  HQ peak RSS (VmHWM): {} MiB", hwm / 1024);
     println!(
         "  bench client peak RSS (VmHWM): {} MiB",
-        proc_kib(std::process::id(), "VmHWM:").unwrap_or(0) / 1024
+        status_kib(std::process::id(), "VmHWM:").unwrap_or(0) / 1024
     );
 }

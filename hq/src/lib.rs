@@ -8,7 +8,8 @@
 //! - [`webhooks`] delivers the queued member events to the retailer's endpoints, a task of its
 //!   own; [`expiry`] announces expired gifts; [`feed_hub::FeedHub`] wakes live member feeds.
 //! - [`config`] turns hq.toml and flags into [`config::Settings`]; [`serve`] runs HQ on a
-//!   listener until a shutdown future completes (tests pass a listener on port 0).
+//!   listener until a shutdown future completes (tests pass a listener on port 0; the
+//!   in-process HQ the demo and tests start is `loyalty_sim::hq::LocalHq`).
 
 // Input and I/O never panic the process: an unwrap outside tests is an error (tests may).
 #![deny(clippy::unwrap_used)]
@@ -20,8 +21,6 @@ pub mod config;
 pub mod cursor;
 pub mod expiry;
 pub mod feed_hub;
-#[cfg(feature = "fixture")]
-pub mod fixture;
 pub mod http;
 pub mod store;
 pub mod webhooks;

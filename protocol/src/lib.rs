@@ -1,4 +1,5 @@
-//! Agent-HQ sync types: the only thing the store agent and HQ share.
+//! What the store agent shares with HQ, the member's app and the simulator: the agent-HQ sync
+//! types first, then the app's and the radio's formats.
 //!
 //! - [`Event`] is one fact recorded at a store (a sale, refund, redemption or gift), with its
 //!   [`EventKind`] and a per-kind payload checked by [`Event::validate`].
@@ -12,6 +13,8 @@
 //! - [`ledger`]: which ledger a store's events come from, and the re-base that changes it.
 //! - [`bounds`]: the most points an event may move and a balance may hold, on both sides.
 //! - [`card`]: the one canonical text of a card number, for the scanner, imports and HQ.
+//! - [`rotating_id`]: the member app's rotating phone ids, which the agent resolves.
+//! - [`trace`]: the sighting-trace format the agent records and replays and the simulator writes.
 
 // Input and I/O never panic the process: an unwrap outside tests is an error (tests may).
 #![deny(clippy::unwrap_used)]
@@ -25,6 +28,8 @@ mod error_body;
 mod event;
 pub mod ledger;
 mod push;
+pub mod rotating_id;
+pub mod trace;
 mod validate;
 mod version;
 

@@ -49,6 +49,23 @@ pub fn migrate(
     Ok(current..migrations.len())
 }
 
+/// For each database's own tests: `apply` (its wrapper over [`migrate`]) brings an empty
+/// in-memory database to version `latest`, and running it again changes nothing.
+pub fn check_fresh_then_again<E: std::fmt::Display>(
+    latest: usize,
+    apply: impl Fn(&mut Connection) -> Result<(), E>,
+) -> Result<(), String> {
+    let mut conn = Connection::open_in_memory().map_err(|e| e.to_string())?;
+    for run in ["first", "second"] {
+        apply(&mut conn).map_err(|e| format!("{run} run: {e}"))?;
+        let reached = version(&conn).map_err(|e| e.to_string())?;
+        if reached != latest {
+            return Err(format!("{run} run left version {reached}, not {latest}"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

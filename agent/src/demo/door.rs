@@ -1,10 +1,10 @@
 //! The demo's front door: a trace synthesised for *now* (so the members' rotating ids resolve)
 //! from the RF model, in which a member walks past outside and another lingers at the door edge.
 
-use crate::proximity::rf_model::{Point, RfModel, TokenSource, Walker, Waypoint};
 use crate::proximity::trace::write_trace;
 use crate::proximity::ProximityKey;
 use anyhow::Context;
+use loyalty_sim::rf_model::{Point, RfModel, TokenSource, Walker, Waypoint};
 use std::path::Path;
 use std::time::Duration;
 
@@ -62,34 +62,27 @@ pub fn write_door_trace(path: &Path, unix_now: u64) -> anyhow::Result<usize> {
         ("door-in", Point::new(0.0, 2.0)),
     ]);
     let rotating = |key: &str| -> anyhow::Result<TokenSource> {
-        Ok(TokenSource::Rotating {
-            key: key.parse::<ProximityKey>().context("demo key")?,
-            unix_start_secs: unix_now,
-            interval_secs: INTERVAL_SECS,
-        })
+        let key = key.parse::<ProximityKey>().context("demo key")?;
+        Ok(TokenSource::rotating(key, unix_now, INTERVAL_SECS))
     };
     let walkers = [
-        Walker {
-            token: rotating(DAVE_KEY)?,
-            start: Duration::ZERO,
-            speed_mps: 1.3,
-            path: vec![Waypoint::pass(-8.0, -2.5), Waypoint::pass(8.0, -2.5)],
-            tx_power: -59,
-        },
-        Walker {
-            token: rotating(CARLA_KEY)?,
-            // After HQ is back (a few seconds into the day), so her phone hears of the gift live.
-            start: Duration::from_secs(6),
-            speed_mps: 1.3,
-            path: vec![
+        Walker::shopper(
+            rotating(DAVE_KEY)?,
+            Duration::ZERO,
+            vec![Waypoint::pass(-8.0, -2.5), Waypoint::pass(8.0, -2.5)],
+        ),
+        // After HQ is back (a few seconds into the day), so her phone hears of the gift live.
+        Walker::shopper(
+            rotating(CARLA_KEY)?,
+            Duration::from_secs(6),
+            vec![
                 Waypoint::pass(-4.0, -2.0),
                 Waypoint::pass(0.0, -2.0),
                 Waypoint::stay(0.0, 0.2, Duration::from_secs(15)),
                 Waypoint::pass(0.0, -2.0),
                 Waypoint::pass(-6.0, -2.0),
             ],
-            tx_power: -59,
-        },
+        ),
     ];
     let records = model.synthesize(&walkers, 7);
     let file =

@@ -16,13 +16,13 @@ pub fn reserve_port() -> anyhow::Result<u16> {
 }
 
 pub struct DemoHq {
-    hq: loyalty_hq::fixture::LocalHq,
+    hq: loyalty_sim::hq::LocalHq,
 }
 
 impl DemoHq {
     pub async fn start(port: u16, db: &Path) -> anyhow::Result<DemoHq> {
         let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let hq = loyalty_hq::fixture::LocalHq::start(listen, db, ADMIN_TOKEN, |_| {})
+        let hq = loyalty_sim::hq::LocalHq::start(listen, db, ADMIN_TOKEN, |_| {})
             .await
             .context("starting HQ")?;
         Ok(DemoHq { hq })

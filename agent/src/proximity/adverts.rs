@@ -460,55 +460,6 @@ fn eddystone(frame: &[u8]) -> Result<Advert, AdvertError> {
     }
 }
 
-/// Lowercase hex of `bytes` (traces and logs).
-pub fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
-}
-
-/// Why text is not hex.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum HexError {
-    /// An odd number of digits.
-    #[error("hex text has an odd number of digits ({0})")]
-    OddLength(usize),
-    /// A character that is not a hex digit.
-    #[error("`{found}` at position {position} is not a hex digit")]
-    NotHex {
-        /// 0-based character position.
-        position: usize,
-        /// The offending character.
-        found: char,
-    },
-}
-
-/// Bytes from hex text (either case).
-pub fn from_hex(text: &str) -> Result<Vec<u8>, HexError> {
-    let mut out = Vec::with_capacity(text.len() / 2);
-    let mut high: Option<u8> = None;
-    let mut count = 0;
-    for (position, found) in text.chars().enumerate() {
-        count += 1;
-        let digit = found
-            .to_digit(16)
-            .ok_or(HexError::NotHex { position, found })? as u8;
-        match high.take() {
-            Some(h) => out.push(h << 4 | digit),
-            None => high = Some(digit),
-        }
-    }
-    if high.is_some() {
-        return Err(HexError::OddLength(count));
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,20 +625,6 @@ mod tests {
             None
         );
         assert_eq!(uuid16(uuid::Uuid::nil()), None);
-    }
-
-    #[test]
-    fn hex_round_trip_and_errors() {
-        assert_eq!(to_hex(&[0x01, 0xAB]), "01ab");
-        assert_eq!(from_hex("01aB"), Ok(vec![0x01, 0xAB]));
-        assert_eq!(from_hex("abc"), Err(HexError::OddLength(3)));
-        assert_eq!(
-            from_hex("0g"),
-            Err(HexError::NotHex {
-                position: 1,
-                found: 'g'
-            })
-        );
     }
 
     fn arb_advert() -> impl Strategy<Value = Advert> {

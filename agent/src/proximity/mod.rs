@@ -10,6 +10,9 @@
 //! [`pipeline`] consumes the channel: [`adverts`] decoded the phone token, [`resolver`] maps its
 //! rotating id ([`rotating_id`]) to a member, [`tracker`] turns RSSI into zone visits, and the
 //! ledger turns the resulting presence facts into gifts.
+//!
+//! Simulated phones and sensors (the RF model) are not here: they live in `loyalty-sim`, used by
+//! the demo, the tests and the benches, and never built into the store box.
 
 pub mod adverts;
 pub mod bluetooth;
@@ -18,10 +21,8 @@ pub mod pipeline;
 pub mod record;
 pub mod replay;
 pub mod resolver;
-/// Simulated phones and sensors for the demo, the tests and the benches; not in the store box.
-#[cfg(feature = "demo")]
-pub mod rf_model;
-pub mod rotating_id;
+/// The member app's rotating ids live with the other shared formats.
+pub use loyalty_protocol::rotating_id;
 pub mod sensor_node;
 pub mod settings;
 pub mod trace;

@@ -19,10 +19,6 @@ pub struct PhoneAdvert {
     pub valid_until: u64,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 pub fn advert_at(
     key: &ProximityKey,
     member_id: Option<String>,
@@ -43,8 +39,8 @@ pub fn advert_at(
         interval_secs,
         interval,
         rotating_id: format!("{id:016x}"),
-        manufacturer_data: hex(&mfg),
-        advertisement: hex(&adv),
+        manufacturer_data: hex::encode(mfg),
+        advertisement: hex::encode(&adv),
         valid_until: (interval + 1).saturating_mul(interval_secs),
     }
 }
@@ -60,10 +56,7 @@ mod tests {
         let a = advert_at(&key, Some("m1".into()), 1_800_000_123, 600, -59);
         assert_eq!(a.interval, 3_000_000);
         assert_eq!(a.valid_until, 1_800_000_600);
-        let bytes: Vec<u8> = (0..a.advertisement.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&a.advertisement[i..i + 2], 16).unwrap())
-            .collect();
+        let bytes = hex::decode(&a.advertisement).unwrap();
         let decoded = Decoder::default().decode_payload(&bytes).unwrap();
         assert_eq!(
             decoded.token_id(),

@@ -4,7 +4,6 @@
 
 use super::sensor_node::{supervise_node, NodeHealth};
 use super::settings::SensorConfig;
-use super::trace::TraceRecord;
 use anyhow::Context;
 use std::io::Write;
 use std::path::Path;
@@ -49,7 +48,7 @@ pub async fn record(
         writeln!(
             file,
             "{}",
-            TraceRecord::from_sighting(&sighting, start).to_line()
+            super::trace::from_sighting(&sighting, start).to_line()
         )
         .with_context(|| format!("writing {}", out.display()))?;
         written += 1;

@@ -34,7 +34,7 @@ pub async fn run_replay(
     let start = std::time::Instant::now();
     let mut sent = 0;
     for record in records {
-        let sighting = record.to_sighting(start, &decoder);
+        let sighting = trace::to_sighting(&record, start, &decoder);
         tokio::select! {
             _ = stop.cancelled() => return Ok(sent),
             _ = tokio::time::sleep_until(sighting.at.into()) => {}

@@ -218,6 +218,26 @@ impl<M> ZoneEvent<M> {
             | Self::WalkedIn { member, .. } => member,
         }
     }
+
+    /// The zone the event is about.
+    pub fn zone(&self) -> &str {
+        match self {
+            Self::Entered { zone, .. }
+            | Self::Dwelled { zone, .. }
+            | Self::Exited { zone, .. }
+            | Self::WalkedIn { zone, .. } => zone,
+        }
+    }
+
+    /// The event's name in logs and test tables: `entered`, `dwelled`, `exited`, `walked-in`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Entered { .. } => "entered",
+            Self::Dwelled { .. } => "dwelled",
+            Self::Exited { .. } => "exited",
+            Self::WalkedIn { .. } => "walked-in",
+        }
+    }
 }
 
 /// The distance, metres, for `rssi` from a sensor calibrated to `rssi_at_1m` with path-loss

@@ -32,6 +32,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use loyalty_protocol::app::dot_fields;
 
 /// What every app token starts with.
 pub const PREFIX: &str = "LE1.";
@@ -109,14 +110,7 @@ pub fn parse(token: &str) -> Result<AppQr, QrError> {
     let rest = token
         .strip_prefix(PREFIX)
         .ok_or(QrError::Malformed("does not start with LE1."))?;
-    let mut parts = rest.split('.');
-    let (Some(member_id), Some(issued_at), Some(nonce), Some(signature), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    let Some([member_id, issued_at, nonce, signature]) = dot_fields::<4>(rest) else {
         return Err(QrError::Malformed("expected 5 dot-separated fields"));
     };
 

@@ -18,6 +18,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use super::error::{blocking, ApiError};
 use super::AppState;
 
+use loyalty_protocol::app::dot_fields;
 use loyalty_protocol::{app_signed_text as signed_text, APP_AUTH_SCHEME as SCHEME};
 
 /// A parsed header, not yet verified.
@@ -33,14 +34,7 @@ fn bad(message: &str) -> ApiError {
 }
 
 fn parse(value: &str) -> Result<Claim<'_>, ApiError> {
-    let mut parts = value.split('.');
-    let (Some(member), Some(unix), Some(nonce), Some(sig), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    let Some([member, unix, nonce, sig]) = dot_fields::<4>(value) else {
         return Err(bad(
             "the app signature must be <member>.<unix>.<nonce>.<signature>",
         ));

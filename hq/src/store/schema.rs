@@ -245,13 +245,7 @@ mod tests {
 
     #[test]
     fn migrations_apply_and_reapply() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        migrate(&mut conn).unwrap();
-        migrate(&mut conn).unwrap();
-        let v: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(v, MIGRATIONS.len() as i64);
+        loyalty_sqlite_schema::check_fresh_then_again(MIGRATIONS.len(), migrate).unwrap();
     }
 
     #[test]

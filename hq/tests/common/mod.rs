@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use loyalty_hq::allowance::AllowancePolicy;
 use loyalty_hq::config::RawConfig;
-use loyalty_hq::fixture::LocalHq;
 use loyalty_hq::store::SqliteStore;
 use loyalty_protocol::{
     Event, EventBatch, EventKind, PushResponse, PROTOCOL_HEADER, PROTOCOL_VERSION,
 };
+use loyalty_sim::hq::LocalHq;
 use serde_json::{json, Value};
 
 pub const ADMIN: &str = "admin-token-for-tests-0123";

@@ -17,7 +17,7 @@
 //!    proximity key;
 //! 3. the id is the first 8 bytes of the ciphertext, read as a big-endian `u64`.
 //!
-//! The app advertises the id in the phone-token manufacturer data (`loyalty_firmware::token`:
+//! The app advertises the id in the phone-token manufacturer data (`loyalty_firmware::token` in the firmware crate:
 //! `FF FF 4C 45 01`, the 8 id bytes in the order AES produced them, tx power at 1 m) and switches
 //! to the next id at each interval boundary. It should change its BLE address at the same time
 //! (the OS usually does so on its own), so that the address never links two ids.
@@ -29,7 +29,7 @@
 //! # Agent side
 //! The agent accepts ids of the intervals before, at and after the current one (clock skew of
 //! phones, and advertisements straddling a boundary), and nothing older: a replayed id is dead
-//! after at most two intervals ([`super::resolver`]).
+//! after at most two intervals (the agent's `proximity::resolver`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -39,7 +39,7 @@ use aes::cipher::{generic_array::GenericArray, BlockEncrypt, KeyInit};
 // decryption keys (a third of a rebuild's time) and carry them around.
 use aes::Aes128Enc;
 
-/// The default interval length, seconds (10 minutes, DESIGN.md "Phone token").
+/// The default interval length, seconds (10 minutes).
 pub const DEFAULT_INTERVAL_SECS: u64 = 600;
 /// The domain-separation prefix of every block.
 pub const BLOCK_PREFIX: &[u8; 6] = b"LE-RPI";
@@ -58,7 +58,7 @@ impl fmt::Debug for ProximityKey {
 impl ProximityKey {
     /// The 32 lowercase hex digits of the key (for export to the member's app).
     pub fn to_hex(&self) -> String {
-        super::adverts::to_hex(&self.0)
+        hex::encode(self.0)
     }
 }
 
@@ -169,16 +169,6 @@ fn truncate(b: &[u8]) -> u64 {
     u64::from_be_bytes(first)
 }
 
-/// What the member's phone advertises in `interval` (a complete legacy payload): for the
-/// phone-side generator and tests.
-pub fn phone_advertisement(
-    key: &ProximityKey,
-    interval: u64,
-    tx_power: i8,
-) -> loyalty_firmware::heapless::Vec<u8, 31> {
-    loyalty_firmware::token::encode_advertisement(rotating_id(key, interval), tx_power)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,10 +188,7 @@ mod tests {
             0xee, 0xff,
         ]);
         k.encrypt_block(&mut b);
-        assert_eq!(
-            super::super::adverts::to_hex(&b),
-            "69c4e0d86a7b0430d8cdb78070b4c55a"
-        );
+        assert_eq!(hex::encode(b), "69c4e0d86a7b0430d8cdb78070b4c55a");
     }
 
     #[test]
@@ -281,13 +268,5 @@ mod tests {
                 found: 'é'
             })
         );
-    }
-
-    #[test]
-    fn phone_advertisement_decodes_to_the_id() {
-        let k = key("000102030405060708090a0b0c0d0e0f");
-        let adv = phone_advertisement(&k, 42, -59);
-        let advert = super::super::adverts::decode_payload(&adv).expect("decodes");
-        assert_eq!(advert.token_id(), Some(rotating_id(&k, 42)));
     }
 }

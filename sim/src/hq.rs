@@ -1,6 +1,6 @@
 //! A real HQ served in-process on a loopback port, with its admin API a call away: for the
 //! agent's demo and for tests (HQ's own, the agent's), so none of them wires `serve` and an HTTP
-//! client by hand. Behind the `fixture` feature: the `loyalty-hq` server itself never needs it.
+//! client by hand. The `loyalty-hq` server itself never needs it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,8 +9,8 @@ use std::path::Path;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::config::{RawConfig, Settings};
-use crate::HqError;
+use loyalty_hq::config::{ConfigError, RawConfig, Settings};
+use loyalty_hq::HqError;
 
 /// Why a local HQ could not start.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +22,7 @@ pub enum FixtureError {
         source: std::io::Error,
     },
     #[error("HQ's settings: {0}")]
-    Settings(#[from] crate::config::ConfigError),
+    Settings(#[from] ConfigError),
     #[error("HQ stopped: {0}")]
     Stopped(String),
 }
@@ -61,7 +61,7 @@ impl LocalHq {
         tweak(&mut raw);
         let settings: Settings = raw.validate()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(crate::serve(settings, listener, async move {
+        let task = tokio::spawn(loyalty_hq::serve(settings, listener, async move {
             let _ = stopped.await;
         }));
         Ok(LocalHq {

@@ -1,0 +1,17 @@
+//! The simulation kit: what the demo plays, and what the tests and benches drive the real
+//! programs with. None of it ships in the store box (the agent depends on it only through its
+//! `demo` feature, off in the `.deb`).
+//!
+//! - [`rf_model`]: a floor plan, sensors and walking phones, synthesised into sighting traces in
+//!   the format the agent replays (`loyalty_protocol::trace`).
+//! - [`hq`]: the reference HQ served in-process on a loopback port, with its admin API a call
+//!   away ([`hq::LocalHq`]).
+//! - [`process`]: what the benches read of a running process (resident memory).
+
+// Input and I/O never panic the process: an unwrap outside tests is an error (tests may).
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod hq;
+pub mod process;
+pub mod rf_model;

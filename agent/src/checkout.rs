@@ -1,15 +1,16 @@
 //! Lane sessions: who is at each checkout lane, and how a scan or a POS-read code identifies
 //! them.
 //!
-//! A known card or a signed app QR makes that member the lane's member until a sale completes
-//! or the session times out. Earning and spending differ (DESIGN.md): a card, an expired QR or a
+//! A known card or a signed app QR makes that member the lane's member until the session ends:
+//! a sale, the cashier's Clear, the POS opening a new basket or voiding one, a refused scan on
+//! the lane, or the session timeout ([`SessionEnd`]). Earning and spending differ (DESIGN.md): a card, an expired QR or a
 //! replayed QR may earn; only a fresh, first-seen QR lets the member spend, and one scan of it
 //! authorises one spend of points ([`Lanes::take_spend`]). A forged QR never identifies anyone.
 
 use crate::ledger::{Identity, Ledger};
 use crate::metrics::Metrics;
-use crate::scan::{qr, AppQr, LaneScan, ScannedCode};
-use serde::Serialize;
+use crate::scan::{qr, AppQr, LaneRead, ScannedCode};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -77,6 +78,64 @@ struct Session {
     scan: u64,
 }
 
+/// Why a lane's session ended: a customer's identity never outlives their purchase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEnd {
+    /// The sale was recorded.
+    Sale,
+    /// The cashier pressed Clear on the lane page, or the POS asked.
+    Cashier,
+    /// The POS opened a new basket: whoever was identified belongs to the one before.
+    NewBasket,
+    /// The POS voided the basket.
+    Void,
+    /// A scan on the lane was refused: the customer who scanned is not the one identified.
+    RejectedScan,
+    /// Nobody bought anything within the session timeout.
+    Timeout,
+}
+
+impl SessionEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionEnd::Sale => "sale",
+            SessionEnd::Cashier => "cashier",
+            SessionEnd::NewBasket => "new_basket",
+            SessionEnd::Void => "void",
+            SessionEnd::RejectedScan => "rejected_scan",
+            SessionEnd::Timeout => "timeout",
+        }
+    }
+}
+
+/// A scan that identified nobody, as the lane page shows it until the next scan or clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// The API's error code (`bad_check_digit`, `forged_qr`, ...).
+    pub code: &'static str,
+    pub message: String,
+    /// RFC 3339, UTC.
+    pub at: String,
+}
+
+/// Who is at a lane now and since when, for the page's countdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Current {
+    pub who: LaneIdentity,
+    /// Until the session times out on its own.
+    pub remaining: Duration,
+}
+
+#[derive(Default)]
+struct LaneState {
+    session: Option<Session>,
+    /// Counts every change of customer (set, end, timeout): facts recorded under an older
+    /// epoch belong to an earlier customer and are not shown to the current one.
+    epoch: u64,
+    rejection: Option<Rejection>,
+}
+
 /// The right to spend that a lane's fresh QR scan gave, taken by [`Lanes::take_spend`].
 #[derive(Debug)]
 pub struct SpendTicket {
@@ -96,7 +155,7 @@ pub enum Spend {
 /// Every lane's current member.
 pub struct Lanes {
     ids: Vec<String>,
-    sessions: Mutex<HashMap<String, Session>>,
+    lanes: Mutex<HashMap<String, LaneState>>,
     timeout: Duration,
     /// The id of a lane whose member was set or cleared (the lane page follows it).
     changes: broadcast::Sender<String>,
@@ -107,7 +166,7 @@ impl Lanes {
     pub fn new(ids: Vec<String>, timeout: Duration) -> Self {
         Lanes {
             ids,
-            sessions: Mutex::new(HashMap::new()),
+            lanes: Mutex::new(HashMap::new()),
             timeout,
             changes: broadcast::channel(64).0,
             scans: AtomicU64::new(0),
@@ -128,32 +187,74 @@ impl Lanes {
         &self.ids
     }
 
-    pub fn set(&self, lane: &str, who: LaneIdentity) {
-        if let Ok(mut s) = self.sessions.lock() {
-            s.insert(
-                lane.to_owned(),
-                Session {
-                    who,
-                    since: Instant::now(),
-                    scan: self.scans.fetch_add(1, Ordering::Relaxed),
-                },
-            );
-        }
+    /// The session timeout, as configured (`checkout.session_timeout_secs`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn notify(&self, lane: &str) {
         // No receiver (no lane page open) is not an error.
         let _ = self.changes.send(lane.to_owned());
     }
 
+    /// Runs `f` on the lane's state after ending a session that timed out.
+    fn with_lane<T>(&self, lane: &str, f: impl FnOnce(&mut LaneState) -> T) -> Option<T> {
+        let mut lanes = self.lanes.lock().ok()?;
+        let state = lanes.entry(lane.to_owned()).or_default();
+        if state
+            .session
+            .as_ref()
+            .is_some_and(|s| s.since.elapsed() > self.timeout)
+        {
+            if let Some(old) = state.session.take() {
+                info!(lane = %lane, member = old.who.member_id.as_deref(), card = old.who.card.as_deref(), reason = SessionEnd::Timeout.as_str(), "Lane session ended.");
+            }
+            state.epoch += 1;
+        }
+        Some(f(state))
+    }
+
+    pub fn set(&self, lane: &str, who: LaneIdentity) {
+        let scan = self.scans.fetch_add(1, Ordering::Relaxed);
+        self.with_lane(lane, |state| {
+            state.session = Some(Session {
+                who,
+                since: Instant::now(),
+                scan,
+            });
+            state.rejection = None;
+            state.epoch += 1;
+        });
+        self.notify(lane);
+    }
+
     /// The lane's member if identified within the session timeout.
     pub fn current(&self, lane: &str) -> Option<LaneIdentity> {
-        let mut sessions = self.sessions.lock().ok()?;
-        match sessions.get(lane) {
-            Some(s) if s.since.elapsed() <= self.timeout => Some(s.who.clone()),
-            Some(_) => {
-                sessions.remove(lane);
-                None
-            }
-            None => None,
-        }
+        self.with_lane(lane, |state| state.session.as_ref().map(|s| s.who.clone()))
+            .flatten()
+    }
+
+    /// The lane's member with the time left before the session times out.
+    pub fn current_with_remaining(&self, lane: &str) -> Option<Current> {
+        self.with_lane(lane, |state| {
+            state.session.as_ref().map(|s| Current {
+                who: s.who.clone(),
+                remaining: self.timeout.saturating_sub(s.since.elapsed()),
+            })
+        })
+        .flatten()
+    }
+
+    /// Which customer the lane is on; see [`LaneState::epoch`].
+    pub fn epoch(&self, lane: &str) -> u64 {
+        self.with_lane(lane, |state| state.epoch).unwrap_or(0)
+    }
+
+    /// The last refused scan on the lane, until the next scan identifies someone or the lane is
+    /// cleared.
+    pub fn rejection(&self, lane: &str) -> Option<Rejection> {
+        self.with_lane(lane, |state| state.rejection.clone())
+            .flatten()
     }
 
     /// Takes the lane's spend authorisation: one fresh QR scan pays for one redemption of
@@ -161,16 +262,9 @@ impl Lanes {
     /// member to show a fresh QR. Taken under the lock: two redemptions at once cannot both
     /// have it.
     pub fn take_spend(&self, lane: &str) -> Spend {
-        let Ok(mut sessions) = self.sessions.lock() else {
-            return Spend::Refused(None);
-        };
-        let spend = match sessions.get_mut(lane) {
-            Some(s) if s.since.elapsed() > self.timeout => {
-                sessions.remove(lane);
-                return Spend::Refused(None);
-            }
-            None => return Spend::Refused(None),
-            Some(s) if !s.who.can_spend => return Spend::Refused(Some(s.who.clone())),
+        let spend = self.with_lane(lane, |state| match state.session.as_mut() {
+            None => Spend::Refused(None),
+            Some(s) if !s.who.can_spend => Spend::Refused(Some(s.who.clone())),
             Some(s) => {
                 let allowed = s.who.clone();
                 s.who.can_spend = false;
@@ -183,9 +277,11 @@ impl Lanes {
                     },
                 )
             }
-        };
-        drop(sessions);
-        let _ = self.changes.send(lane.to_owned());
+        });
+        let spend = spend.unwrap_or(Spend::Refused(None));
+        if matches!(spend, Spend::Allowed(..)) {
+            self.notify(lane);
+        }
         spend
     }
 
@@ -193,27 +289,57 @@ impl Lanes {
     /// offline allowance, a ledger that cannot write): nothing was spent. Only to the same
     /// scan; a new scan or a finished sale since then keeps what it has.
     pub fn give_back(&self, ticket: SpendTicket) {
-        let Ok(mut sessions) = self.sessions.lock() else {
-            return;
-        };
-        let Some(s) = sessions.get_mut(&ticket.lane) else {
-            return;
-        };
-        if s.scan != ticket.scan || s.who.spend_refused != Some(SCAN_ALREADY_SPENT) {
-            return;
+        let given = self.with_lane(&ticket.lane, |state| {
+            let Some(s) = state.session.as_mut() else {
+                return false;
+            };
+            if s.scan != ticket.scan || s.who.spend_refused != Some(SCAN_ALREADY_SPENT) {
+                return false;
+            }
+            s.who.can_spend = true;
+            s.who.spend_refused = None;
+            true
+        });
+        if given == Some(true) {
+            self.notify(&ticket.lane);
         }
-        s.who.can_spend = true;
-        s.who.spend_refused = None;
-        drop(sessions);
-        let _ = self.changes.send(ticket.lane);
     }
 
-    /// Ends the lane's session (a sale completed: the next customer starts fresh).
-    pub fn clear(&self, lane: &str) {
-        if let Ok(mut s) = self.sessions.lock() {
-            s.remove(lane);
+    /// Ends the lane's session, whoever is there; answers who was. The next customer starts
+    /// without a member.
+    pub fn end(&self, lane: &str, why: SessionEnd) -> Option<LaneIdentity> {
+        let ended = self
+            .with_lane(lane, |state| {
+                state.rejection = None;
+                state.epoch += 1;
+                state.session.take().map(|s| s.who)
+            })
+            .flatten();
+        if let Some(who) = &ended {
+            info!(lane = %lane, member = who.member_id.as_deref(), card = who.card.as_deref(), reason = why.as_str(), "Lane session ended.");
         }
-        let _ = self.changes.send(lane.to_owned());
+        self.notify(lane);
+        ended
+    }
+
+    /// A scan on the lane identified nobody: whoever was identified before is not the customer
+    /// who just scanned, so their session ends, and the page shows why the scan was refused.
+    pub fn reject(&self, lane: &str, code: &'static str, message: String) {
+        let ended = self
+            .with_lane(lane, |state| {
+                state.rejection = Some(Rejection {
+                    code,
+                    message,
+                    at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                });
+                state.epoch += 1;
+                state.session.take().map(|s| s.who)
+            })
+            .flatten();
+        if let Some(who) = &ended {
+            info!(lane = %lane, member = who.member_id.as_deref(), card = who.card.as_deref(), reason = SessionEnd::RejectedScan.as_str(), "Lane session ended.");
+        }
+        self.notify(lane);
     }
 }
 
@@ -297,15 +423,22 @@ impl Identifier {
 
 /// Consumes scans from every lane's scanner and sets the lane's member.
 pub async fn run_scans(
-    mut scans: mpsc::Receiver<LaneScan>,
+    mut scans: mpsc::Receiver<LaneRead>,
     lanes: Arc<Lanes>,
     identifier: Identifier,
     shutdown: CancellationToken,
 ) {
     loop {
-        let scan = tokio::select! {
+        let read = tokio::select! {
             _ = shutdown.cancelled() => break,
-            scan = scans.recv() => match scan { Some(s) => s, None => break },
+            read = scans.recv() => match read { Some(r) => r, None => break },
+        };
+        let scan = match read {
+            LaneRead::Scan(scan) => scan,
+            LaneRead::Rejected(r) => {
+                lanes.reject(&r.lane, r.reason, r.message);
+                continue;
+            }
         };
         match identifier.identify(&scan.code).await {
             Ok(who) => {
@@ -315,6 +448,7 @@ pub async fn run_scans(
             Err(e) => {
                 identifier.metrics.scan(&scan.lane, e.code());
                 warn!(lane = %scan.lane, error = %e, "Scan did not identify a member.");
+                lanes.reject(&scan.lane, e.code(), format!("Scan refused: {e}."));
             }
         }
     }

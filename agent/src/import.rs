@@ -4,11 +4,12 @@
 //!
 //! - **JSON**: a list of objects with the keys of [`MemberRecord`]:
 //!   `[{"member_id": "M-1", "tier": "gold", "segments": ["staff"], "cards": ["4006381333931"],
-//!   "qr_public_key": "...", "proximity_key": "..."}]`. Only `member_id` is required; `null`
+//!   "qr_public_key": "...", "proximity_key": "...", "display_name": "Anna de Vries"}]`. Only `member_id` is required; `null`
 //!   means none. An unknown key is an error, since a misspelt `card` must not import a member
 //!   without cards.
 //! - **CSV**: a header row naming the columns (any order, only `member_id` required) from
-//!   `member_id,tier,segments,cards,qr_public_key,proximity_key`, then one member per row.
+//!   `member_id,tier,segments,cards,qr_public_key,proximity_key,display_name`, then one member
+//!   per row.
 //!   `segments` and `cards` hold several values separated by `;` or `|`. An empty cell means
 //!   none; rows with only empty cells are skipped.
 //!
@@ -27,14 +28,18 @@ use std::path::Path;
 use std::str::FromStr;
 
 /// The columns (CSV) or keys (JSON) a member file may have.
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 7] = [
     "member_id",
     "tier",
     "segments",
     "cards",
     "qr_public_key",
     "proximity_key",
+    "display_name",
 ];
+
+/// The longest name the lane page greets a member by.
+const DISPLAY_NAME_MAX: usize = 80;
 
 /// How a member file is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +151,7 @@ struct Row {
     cards: Vec<String>,
     qr_public_key: Option<String>,
     proximity_key: Option<String>,
+    display_name: Option<String>,
 }
 
 /// The checks that need the whole file: unique member ids, each card with one member.
@@ -219,6 +225,13 @@ impl Members {
                 problem(format!("qr_public_key: {e}"));
             }
         }
+        if let Some(name) = &row.display_name {
+            if name.chars().count() > DISPLAY_NAME_MAX || name.chars().any(char::is_control) {
+                problem(format!(
+                    "display_name must be at most {DISPLAY_NAME_MAX} characters on one line"
+                ));
+            }
+        }
         if let Some(key) = &row.proximity_key {
             if let Err(e) = key.parse::<crate::proximity::ProximityKey>() {
                 problem(format!("proximity_key: {e}"));
@@ -234,7 +247,7 @@ impl Members {
                     cards,
                     qr_public_key: row.qr_public_key,
                     proximity_key: row.proximity_key,
-                    display_name: None,
+                    display_name: row.display_name,
                 },
             });
         }
@@ -350,7 +363,8 @@ fn read_csv(text: &str, members: &mut Members, problems: &mut Vec<Problem>) {
                 "segments" => row.segments = split_values(cell),
                 "cards" => row.cards = split_values(cell),
                 "qr_public_key" => row.qr_public_key = non_empty(cell),
-                _ => row.proximity_key = non_empty(cell),
+                "proximity_key" => row.proximity_key = non_empty(cell),
+                _ => row.display_name = non_empty(cell),
             }
         }
         if row.member_id.is_none() {
@@ -434,6 +448,7 @@ fn json_row(object: &Map<String, Value>, at: Location, problems: &mut Vec<Proble
     let tier = text("tier");
     let qr_public_key = text("qr_public_key");
     let proximity_key = text("proximity_key");
+    let display_name = text("display_name");
     // A wrong type was reported by `text` already; absent, null or blank is "missing".
     let wrong_type = object
         .get("member_id")
@@ -467,6 +482,7 @@ fn json_row(object: &Map<String, Value>, at: Location, problems: &mut Vec<Proble
         cards,
         qr_public_key,
         proximity_key,
+        display_name,
     }
 }
 
@@ -496,7 +512,7 @@ mod tests {
             r#"[
   {{"member_id": "M-1", "tier": "gold", "segments": ["staff", "vip"],
     "cards": ["4006381333931", "036000291452"], "qr_public_key": "{key}",
-    "proximity_key": "00112233445566778899AABBCCDDEEFF"}},
+    "proximity_key": "00112233445566778899AABBCCDDEEFF", "display_name": "Anna de Vries"}},
   {{"member_id": "M_2", "tier": null, "cards": ["ab-12"]}}
 ]"#
         );
@@ -512,7 +528,7 @@ mod tests {
                         cards: vec!["4006381333931".into(), "0036000291452".into()],
                         qr_public_key: Some(key.clone()),
                         proximity_key: Some("00112233445566778899AABBCCDDEEFF".into()),
-                        display_name: None,
+                        display_name: Some("Anna de Vries".into()),
                     }
                 },
                 MemberRecord {
@@ -631,7 +647,7 @@ mod tests {
         assert_eq!(
             problems(text, Format::Json),
             vec![
-                "record 2: unknown key \"card\" (keys are member_id, tier, segments, cards, qr_public_key, proximity_key)",
+                "record 2: unknown key \"card\" (keys are member_id, tier, segments, cards, qr_public_key, proximity_key, display_name)",
                 "record 2: member_id \"M-1\" is listed twice (see record 1)",
                 "record 2: qr_public_key: not a usable Ed25519 public key (expected 32 bytes, base64)",
                 "record 3: member_id is missing",
@@ -667,8 +683,8 @@ mod tests {
         assert_eq!(
             problems("member_id;tier\nM-1;gold\n", Format::Csv),
             vec![
-                "line 1: unknown column \"member_id;tier\" (columns are member_id, tier, segments, cards, qr_public_key, proximity_key)",
-                "line 1: the first line must name the columns and include member_id, like: member_id,tier,segments,cards,qr_public_key,proximity_key; columns are separated by commas, not semicolons",
+                "line 1: unknown column \"member_id;tier\" (columns are member_id, tier, segments, cards, qr_public_key, proximity_key, display_name)",
+                "line 1: the first line must name the columns and include member_id, like: member_id,tier,segments,cards,qr_public_key,proximity_key,display_name; columns are separated by commas, not semicolons",
             ]
         );
         assert_eq!(

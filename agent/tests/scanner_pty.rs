@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use loyalty_agent::metrics::Metrics;
 use loyalty_agent::scan::{
-    qr, read_scans, supervise, CardNumber, LaneScan, PortSource, ReadError, ScannedCode,
+    qr, read_scans, supervise, CardNumber, LaneRead, LaneScan, PortSource, ReadError, ScannedCode,
     ScannerHealth, ScannerSettings, ScannerState,
 };
 use serialport::{SerialPort, TTYPort};
@@ -61,7 +61,7 @@ impl Scanner {
 
 /// `read_scans` running on a pty slave.
 struct ReaderLane {
-    rx: mpsc::Receiver<LaneScan>,
+    rx: mpsc::Receiver<LaneRead>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), ReadError>>,
@@ -98,16 +98,29 @@ impl ReaderLane {
     }
 }
 
-async fn next_scan(rx: &mut mpsc::Receiver<LaneScan>) -> LaneScan {
+async fn next_read(rx: &mut mpsc::Receiver<LaneRead>) -> LaneRead {
     tokio::time::timeout(WAIT, rx.recv())
         .await
-        .expect("a scan within the deadline")
+        .expect("a read within the deadline")
         .expect("the channel is open")
 }
 
-async fn assert_quiet(rx: &mut mpsc::Receiver<LaneScan>) {
-    if let Ok(Some(scan)) = tokio::time::timeout(QUIET, rx.recv()).await {
-        panic!("unexpected scan {scan:?}");
+/// The next code read, past any refused scans (their own test checks them).
+async fn next_scan(rx: &mut mpsc::Receiver<LaneRead>) -> LaneScan {
+    loop {
+        if let LaneRead::Scan(scan) = next_read(rx).await {
+            return scan;
+        }
+    }
+}
+
+/// No further code identifies anyone (refused scans may still be reported).
+async fn assert_quiet(rx: &mut mpsc::Receiver<LaneRead>) {
+    let deadline = tokio::time::Instant::now() + QUIET;
+    while let Ok(Some(read)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        if let LaneRead::Scan(scan) = read {
+            panic!("unexpected scan {scan:?}");
+        }
     }
 }
 
@@ -211,7 +224,16 @@ async fn garbage_then_a_good_scan_still_gets_through() {
         ])
         .await;
 
-    assert_eq!(next_scan(&mut lane.rx).await.code, card("5901234123457"));
+    // The lane hears of each refused code (the noise line is dropped before it is a code).
+    let mut refused = Vec::new();
+    let scan = loop {
+        match next_read(&mut lane.rx).await {
+            LaneRead::Rejected(r) => refused.push(r.reason),
+            LaneRead::Scan(scan) => break scan,
+        }
+    };
+    assert_eq!(refused, ["bad_check_digit", "malformed", "malformed"]);
+    assert_eq!(scan.code, card("5901234123457"));
     assert_quiet(&mut lane.rx).await;
     assert_counted(&lane.metrics, "not_utf8", 1);
     assert_counted(&lane.metrics, "bad_check_digit", 1);

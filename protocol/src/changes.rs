@@ -50,7 +50,8 @@ pub struct MemberProfile {
     /// The member's proximity key (32 hex digits) their phone derives rotating ids from.
     #[serde(default)]
     pub proximity_key: Option<String>,
-    /// What the member's app and wallet page call them (HQ's member API); stores ignore it.
+    /// What the member is called: by the app and wallet page (HQ's member API), and by the
+    /// lane page, which greets the member by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
 }

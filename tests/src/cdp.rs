@@ -179,6 +179,7 @@ impl Browser {
             "Enter" => ("Enter", 13, "\r"),
             " " => ("Space", 32, " "),
             "r" => ("KeyR", 82, "r"),
+            "c" => ("KeyC", 67, "c"),
             other => panic!("no key mapping for {other:?}"),
         };
         let mut down = json!({"type": "keyDown", "key": key, "code": code,

@@ -1,7 +1,8 @@
 //! The cashier's lane page in real headless Chromium (Debian's `chromium`; `scripts/setup.sh`
 //! installs it), driven over the Chrome DevTools protocol: the real agent binary, a card typed on
 //! the lane scanner's pseudo-terminal, a gift issued by a replayed walk-in at the door, a sale
-//! from the POS, the gift redeemed by keyboard; then an unknown card and an expired app QR.
+//! from the POS, the gift redeemed by keyboard; then an unknown card, an expired app QR, a
+//! refused scan, and the cashier clearing the lane from the keyboard.
 //!
 //! Screenshots are checked by their pixels (each lane state and the HQ badge has its own colour
 //! in the page's CSS) and kept under `target/tmp/lane-page/` for humans.
@@ -27,6 +28,7 @@ const IDLE: [u8; 3] = [75, 85, 99];
 const MEMBER: [u8; 3] = [21, 128, 61];
 const UNKNOWN: [u8; 3] = [180, 83, 9];
 const TOKEN_EXPIRED: [u8; 3] = [185, 28, 28];
+const REJECTED: [u8; 3] = [157, 23, 77];
 const HQ_OFFLINE: [u8; 3] = [127, 29, 29];
 const FOCUS: [u8; 3] = [37, 99, 235];
 
@@ -168,6 +170,7 @@ valid_for_minutes = 120
     store.import(
         &json!([{
             "member_id": "m-anna",
+            "display_name": "Anna de Vries",
             "tier": "gold",
             "cards": [CARD],
             "qr_public_key": STANDARD.encode(qr_key.verifying_key().to_bytes()),
@@ -219,14 +222,32 @@ valid_for_minutes = 120
     browser.wait_for(
         "the member after the scan",
         "document.body.dataset.state === 'member' && \
-         document.getElementById('title').innerText === 'm-anna'",
+         document.getElementById('title').innerText === 'Hello, Anna de Vries'",
     );
     browser.wait_for(
         "the walk-in gift",
         "document.querySelectorAll('#gift-list button.redeem').length === 1",
     );
     assert_eq!(text(&mut browser, "balance"), "0 points");
-    assert!(text(&mut browser, "subtitle").starts_with("Gold tier"));
+    let subtitle = text(&mut browser, "subtitle");
+    assert!(subtitle.starts_with("Gold tier"), "{subtitle}");
+    assert!(
+        subtitle.ends_with("m-anna"),
+        "the id stays visible: {subtitle}"
+    );
+    // By card: the cashier reads that points cannot be spent before trying.
+    assert!(
+        text(&mut browser, "why").starts_with("Earns points, cannot spend: a card earns points"),
+        "{}",
+        text(&mut browser, "why")
+    );
+    // The session's end is visible, counting down from the configured 120 s.
+    let countdown = text(&mut browser, "countdown");
+    assert!(
+        countdown.starts_with("Clears on its own in 1:5")
+            || countdown.starts_with("Clears on its own in 2:00"),
+        "{countdown}"
+    );
     assert!(text(&mut browser, "gifts").contains("Free coffee"));
     let member = screenshot(&mut browser, &shots, "2-member");
     member.assert_colour("member state band", band.0, band.1, MEMBER);
@@ -263,6 +284,11 @@ valid_for_minutes = 120
         "the member with the new balance",
         "document.getElementById('balance').innerText === '30 points' && \
          document.querySelectorAll('#gift-list button.redeem').length === 1",
+    );
+    // The previous customer's sale is not shown under the next member's name.
+    assert_eq!(
+        browser.eval("document.getElementById('last-sale-box').hidden"),
+        true
     );
     let mut tabs = 0;
     while browser.eval("document.activeElement.classList.contains('redeem')") != true {
@@ -327,9 +353,44 @@ valid_for_minutes = 120
     );
     assert!(text(&mut browser, "why").contains("expired"));
     assert!(text(&mut browser, "why").starts_with("Earns points, cannot spend"));
-    assert_eq!(text(&mut browser, "title"), "m-anna");
+    assert_eq!(text(&mut browser, "title"), "Hello, Anna de Vries");
     let expired = screenshot(&mut browser, &shots, "7-token-expired");
     expired.assert_colour("token expired state band", band.0, band.1, TOKEN_EXPIRED);
+
+    // 7. A refused scan (a bad check digit): the member before is no longer at the lane, and
+    // the page says why at once.
+    type_on(&mut scanner, b"4006381333932\r\n");
+    browser.wait_for(
+        "the refused scan",
+        "document.body.dataset.state === 'rejected'",
+    );
+    assert!(text(&mut browser, "why").contains("check digit"));
+    assert_eq!(text(&mut browser, "title"), "Lane 1");
+    assert_eq!(
+        browser.eval("document.getElementById('balance-box').hidden"),
+        true
+    );
+    let rejected = screenshot(&mut browser, &shots, "8-scan-refused");
+    rejected.assert_colour("refused scan state band", band.0, band.1, REJECTED);
+
+    // 8. The cashier clears the lane from the keyboard (C): the lane is empty at once.
+    type_on(&mut scanner, format!("{CARD}\r\n").as_bytes());
+    browser.wait_for(
+        "the member again",
+        "document.body.dataset.state === 'member'",
+    );
+    browser.press("c");
+    browser.wait_for(
+        "the cleared lane",
+        "document.body.dataset.state === 'idle' && \
+         document.getElementById('message').innerText.startsWith('Lane cleared')",
+    );
+    let lane: Value = client
+        .get(store.url("/v1/lanes/1"))
+        .send()
+        .and_then(|r| r.json())
+        .expect("lane answered");
+    assert_eq!(lane["member"], Value::Null, "the agent cleared it too");
 
     // Every state looks different from every other, where the cashier looks first.
     let colours = [
@@ -337,6 +398,7 @@ valid_for_minutes = 120
         member.at(band.0, band.1),
         unknown.at(band.0, band.1),
         expired.at(band.0, band.1),
+        rejected.at(band.0, band.1),
     ];
     for (i, a) in colours.iter().enumerate() {
         for b in &colours[i + 1..] {

@@ -4,7 +4,7 @@ use super::lane_page::Recorded;
 use super::lane_view;
 use super::replay;
 use super::{ApiError, AppState};
-use crate::checkout::{LaneIdentity, Spend};
+use crate::checkout::{LaneIdentity, SessionEnd, Spend};
 use crate::ledger::{
     keys, GiftRedeemRequest, Readers, RedeemRequest, Redeemed, RefundRequest, SaleRequest,
 };
@@ -146,7 +146,7 @@ pub async fn sale(
         })
         .await?;
     // The sale is done: the next customer at this lane starts without a member.
-    state.lanes.clear(&lane);
+    state.lanes.end(&lane, SessionEnd::Sale);
     let points = answer.points_earned;
     if points > 0 {
         state.metrics.credited(points);
@@ -155,14 +155,67 @@ pub async fn sale(
         .metrics
         .observe_sale_latency(started.elapsed().as_secs_f64());
     info!(lane = %lane, receipt = %b.receipt_id, member = answer.member_id.as_deref(), points, "Sale recorded.");
-    state.live.recorded(&lane, Recorded::Sale(&answer));
+    state
+        .live
+        .recorded(&lane, state.lanes.epoch(&lane), Recorded::Sale(&answer));
     Ok(Json(json!(answer)))
 }
 
 pub async fn lane(State(state): State<AppState>, Path(lane): Path<String>) -> ApiResult {
     known_lane(&state, &lane)?;
     let member = lane_view::lane_member(&state, &lane).await?;
-    Ok(Json(json!({"lane": lane, "member": member})))
+    let mut answer = lane_view::lane_alerts(&state, &lane);
+    answer["lane"] = json!(lane);
+    answer["member"] = member;
+    Ok(Json(answer))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ClearBody {
+    #[serde(default)]
+    reason: Option<ClearReason>,
+}
+
+/// Why the POS or the cashier ends a lane's session; a sale ends it on its own.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum ClearReason {
+    Cashier,
+    NewBasket,
+    Void,
+}
+
+/// `POST /v1/lanes/{lane}/clear`: the customer identified at the lane is gone (the cashier's
+/// Clear, or the POS opening a new basket or voiding one). An empty body is the cashier's.
+pub async fn clear(
+    State(state): State<AppState>,
+    Path(lane): Path<String>,
+    payload: axum::body::Bytes,
+) -> ApiResult {
+    known_lane(&state, &lane)?;
+    // No body at all is the cashier's button; a body must be the documented object.
+    let b: ClearBody = if payload.iter().all(u8::is_ascii_whitespace) {
+        ClearBody::default()
+    } else {
+        serde_json::from_slice(&payload).map_err(|e| {
+            ApiError::invalid(
+                "bad_json",
+                format!("the body must be {{\"reason\": \"cashier\" | \"new_basket\" | \"void\"}} or empty: {e}"),
+            )
+        })?
+    };
+    let why = match b.reason.unwrap_or(ClearReason::Cashier) {
+        ClearReason::Cashier => SessionEnd::Cashier,
+        ClearReason::NewBasket => SessionEnd::NewBasket,
+        ClearReason::Void => SessionEnd::Void,
+    };
+    let ended = state.lanes.end(&lane, why);
+    Ok(Json(json!({
+        "lane": lane,
+        "reason": why.as_str(),
+        "ended": ended.map(|who| json!({"member_id": who.member_id, "card": who.card})),
+    })))
 }
 
 #[derive(Deserialize)]
@@ -252,7 +305,11 @@ pub async fn redeem(
             return Err(e.into());
         }
     };
-    state.live.recorded(&lane, Recorded::Redemption(&answer));
+    state.live.recorded(
+        &lane,
+        state.lanes.epoch(&lane),
+        Recorded::Redemption(&answer),
+    );
     Ok(Json(json!(answer)))
 }
 
@@ -289,7 +346,9 @@ async fn redeem_gift(
     if let Redeemed::Gift(g) = &answer {
         info!(lane = %lane, gift = %g.gift_id, "Gift handed over.");
     }
-    state.live.recorded(lane, Recorded::Redemption(&answer));
+    state
+        .live
+        .recorded(lane, state.lanes.epoch(lane), Recorded::Redemption(&answer));
     Ok(Json(json!(answer)))
 }
 
@@ -330,7 +389,9 @@ pub async fn refund(
             at: chrono::Utc::now(),
         })
         .await?;
-    state.live.recorded(&lane, Recorded::Refund(&answer));
+    state
+        .live
+        .recorded(&lane, state.lanes.epoch(&lane), Recorded::Refund(&answer));
     Ok(Json(json!(answer)))
 }
 

@@ -46,10 +46,12 @@ pub enum Recorded<'a> {
     Refund(&'a RefundOutcome),
 }
 
+/// A lane's last sale and last action, each with the lane's customer epoch when recorded
+/// ([`crate::checkout::Lanes::epoch`]): the page shows only the current customer's.
 #[derive(Debug, Clone, Default)]
 struct Recent {
-    last_sale: Option<Value>,
-    last_action: Option<Value>,
+    last_sale: Option<(u64, Value)>,
+    last_action: Option<(u64, Value)>,
 }
 
 /// Live lane pages: who to wake, and what each lane last did.
@@ -69,23 +71,26 @@ impl LivePages {
         }
     }
 
-    /// Called by a handler after it recorded `what` on `lane`: remembers it for the page and
-    /// wakes the lane's open feeds.
-    pub fn recorded(&self, lane: &str, what: Recorded<'_>) {
+    /// Called by a handler after it recorded `what` on `lane` for the lane's customer `epoch`:
+    /// remembers it for the page and wakes the lane's open feeds.
+    pub fn recorded(&self, lane: &str, epoch: u64, what: Recorded<'_>) {
         // Milliseconds: the page tells one action from the next by this time.
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         if let Ok(mut recent) = self.recent.lock() {
             let entry = recent.entry(lane.to_owned()).or_default();
             match what {
                 Recorded::Sale(a) => {
-                    entry.last_sale = Some(json!({
-                        "receipt_id": a.receipt_id,
-                        "member_id": a.member_id,
-                        "card": a.card,
-                        "points_earned": a.points_earned,
-                        "balance": a.balance,
-                        "at": now,
-                    }));
+                    entry.last_sale = Some((
+                        epoch,
+                        json!({
+                            "receipt_id": a.receipt_id,
+                            "member_id": a.member_id,
+                            "card": a.card,
+                            "points_earned": a.points_earned,
+                            "balance": a.balance,
+                            "at": now,
+                        }),
+                    ));
                 }
                 Recorded::Redemption(a) => {
                     let text = match a {
@@ -94,8 +99,10 @@ impl LivePages {
                             format!("{} points spent; balance {}", p.points_spent, p.balance)
                         }
                     };
-                    entry.last_action =
-                        Some(json!({"kind": "redemption", "text": text, "at": now}));
+                    entry.last_action = Some((
+                        epoch,
+                        json!({"kind": "redemption", "text": text, "at": now}),
+                    ));
                 }
                 Recorded::Refund(a) => {
                     let text = format!(
@@ -105,7 +112,8 @@ impl LivePages {
                         a.balance
                             .map_or_else(|| "null".to_owned(), |b| b.to_string())
                     );
-                    entry.last_action = Some(json!({"kind": "refund", "text": text, "at": now}));
+                    entry.last_action =
+                        Some((epoch, json!({"kind": "refund", "text": text, "at": now})));
                 }
             }
         }
@@ -123,8 +131,11 @@ impl LivePages {
 }
 
 /// How the page presents the lane's member; each state has its own colour on the page.
-pub fn lane_state(member: &Value) -> (&'static str, Option<String>) {
+pub fn lane_state(member: &Value, rejected_scan: &Value) -> (&'static str, Option<String>) {
     if member.is_null() {
+        if let Some(message) = rejected_scan["message"].as_str() {
+            return ("rejected", Some(message.to_owned()));
+        }
         return ("idle", None);
     }
     if member["known"] != Value::Bool(true) {
@@ -138,7 +149,11 @@ pub fn lane_state(member: &Value) -> (&'static str, Option<String>) {
             .to_owned();
         return ("token_expired", Some(why));
     }
-    ("member", None)
+    // By card, or a QR already spent once: the cashier learns before trying to redeem points.
+    let why = (member["can_spend"] != Value::Bool(true))
+        .then(|| member["spend_refused"].as_str().map(str::to_owned))
+        .flatten();
+    ("member", why)
 }
 
 /// Everything the page shows, as one JSON object.
@@ -150,15 +165,21 @@ pub async fn snapshot(state: &AppState, lane: &str) -> Value {
             return json!({"lane": lane, "state": "unavailable", "message": e.message});
         }
     };
-    let (name, why) = lane_state(&member);
+    let alerts = lane_view::lane_alerts(state, lane);
+    let (name, why) = lane_state(&member, &alerts["rejected_scan"]);
     let recent = state.live.recent(lane);
+    let epoch = state.lanes.epoch(lane);
+    let current = |fact: Option<(u64, Value)>| fact.filter(|(e, _)| *e == epoch).map(|(_, v)| v);
     json!({
         "lane": lane,
         "state": name,
         "why": why,
         "member": member,
-        "last_sale": recent.last_sale,
-        "last_action": recent.last_action,
+        "rejected_scan": alerts["rejected_scan"],
+        "scanner": alerts["scanner"],
+        "session_timeout_secs": state.lanes.timeout().as_secs(),
+        "last_sale": current(recent.last_sale),
+        "last_action": current(recent.last_action),
         "hq": hq_view(state).await,
         "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     })
@@ -304,17 +325,25 @@ mod tests {
 
     #[test]
     fn states_follow_how_the_member_was_identified() {
-        assert_eq!(lane_state(&Value::Null), ("idle", None));
+        assert_eq!(lane_state(&Value::Null, &Value::Null), ("idle", None));
+        let refused = json!({"code": "bad_check_digit", "message": "Scan refused"});
+        assert_eq!(
+            lane_state(&Value::Null, &refused),
+            ("rejected", Some("Scan refused".to_owned()))
+        );
         let card =
             json!({"member_id": null, "card": "4006381333931", "known": false, "can_spend": false});
-        assert_eq!(lane_state(&card).0, "unknown_card");
+        assert_eq!(lane_state(&card, &Value::Null).0, "unknown_card");
         let member_card = json!({"member_id": "m", "card": "4006381333931", "known": true, "can_spend": false, "spend_refused": "a card earns"});
-        assert_eq!(lane_state(&member_card), ("member", None));
+        assert_eq!(
+            lane_state(&member_card, &Value::Null),
+            ("member", Some("a card earns".to_owned()))
+        );
         let fresh_qr = json!({"member_id": "m", "card": null, "known": true, "can_spend": true});
-        assert_eq!(lane_state(&fresh_qr), ("member", None));
+        assert_eq!(lane_state(&fresh_qr, &Value::Null), ("member", None));
         let old_qr = json!({"member_id": "m", "card": null, "known": true, "can_spend": false, "spend_refused": "expired"});
         assert_eq!(
-            lane_state(&old_qr),
+            lane_state(&old_qr, &Value::Null),
             ("token_expired", Some("expired".to_owned()))
         );
     }

@@ -6,9 +6,10 @@ use serde_json::{json, Value};
 
 /// The member at the lane as `GET /v1/lanes/{lane}` shows it, or null; the lane page too.
 pub async fn lane_member(state: &AppState, lane: &str) -> Result<Value, ApiError> {
-    let Some(who) = state.lanes.current(lane) else {
+    let Some(current) = state.lanes.current_with_remaining(lane) else {
         return Ok(Value::Null);
     };
+    let who = current.who;
     let account = match (&who.member_id, &who.card) {
         (Some(m), _) => m.clone(),
         (None, Some(card)) => card_account(card),
@@ -29,6 +30,7 @@ pub async fn lane_member(state: &AppState, lane: &str) -> Result<Value, ApiError
         .await?;
     Ok(json!({
         "member_id": who.member_id,
+        "display_name": view.as_ref().and_then(|v| v.display_name.clone()),
         "card": who.card,
         "known": who.member_id.is_some(),
         "tier": view.as_ref().and_then(|v| v.tier.clone()),
@@ -36,5 +38,22 @@ pub async fn lane_member(state: &AppState, lane: &str) -> Result<Value, ApiError
         "gifts": view.map(|v| v.gifts).unwrap_or_default(),
         "can_spend": who.can_spend,
         "spend_refused": who.spend_refused,
+        // Whole seconds, rounded up: the page counts down from it.
+        "session_ends_in_secs": current.remaining.as_millis().div_ceil(1000),
     }))
+}
+
+/// What else the cashier must see at once: the last refused scan, and the lane's scanner when
+/// it is not connected (`null` when the lane has none configured).
+pub fn lane_alerts(state: &AppState, lane: &str) -> Value {
+    let scanner = state.scanners.get(lane).map(|h| {
+        json!({
+            "connected": h.is_connected(),
+            "state": h.state(),
+        })
+    });
+    json!({
+        "rejected_scan": state.lanes.rejection(lane),
+        "scanner": scanner,
+    })
 }

@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/lanes/{lane}/sales", post(handlers::sale))
         .route("/v1/lanes/{lane}", get(handlers::lane))
+        .route("/v1/lanes/{lane}/clear", post(handlers::clear))
         .route("/v1/lanes/{lane}/redemptions", post(handlers::redeem))
         .route("/v1/lanes/{lane}/refunds", post(handlers::refund))
         .route("/v1/members/{member_id}", get(handlers::member))

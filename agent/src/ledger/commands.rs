@@ -377,27 +377,25 @@ pub(super) fn redeem(tx: &Connection, r: &RedeemRequest) -> Applied {
     Ok(Ok(Answer::Redeemed(response)))
 }
 
-/// A member's profile as imported or pulled from HQ: the fields, not the cards.
-pub(super) struct Profile<'a> {
-    pub member_id: &'a str,
-    pub tier: Option<&'a str>,
-    pub segments: &'a [String],
-    pub qr_public_key: Option<&'a str>,
-    pub proximity_key: Option<&'a str>,
-}
-
-pub(super) fn upsert_member(tx: &Connection, m: &Profile<'_>, at: &str) -> rusqlite::Result<()> {
+/// Writes a member's profile as imported or pulled from HQ: the fields, not the cards.
+pub(super) fn upsert_member(
+    tx: &Connection,
+    member_id: &str,
+    m: &loyalty_protocol::MemberProfile,
+    at: &str,
+) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO members (member_id, tier, segments, qr_public_key, proximity_key, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT(member_id) DO UPDATE SET tier = ?2, segments = ?3, qr_public_key = ?4, proximity_key = ?5, updated_at = ?6",
+        "INSERT INTO members (member_id, tier, segments, qr_public_key, proximity_key, display_name, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(member_id) DO UPDATE SET tier = ?2, segments = ?3, qr_public_key = ?4, proximity_key = ?5, display_name = ?6, updated_at = ?7",
     )?
     .execute(params![
-        m.member_id,
+        member_id,
         m.tier,
-        serde_json::to_string(m.segments).unwrap_or_else(|_| "[]".into()),
+        serde_json::to_string(&m.segments).unwrap_or_else(|_| "[]".into()),
         m.qr_public_key,
         m.proximity_key,
+        m.display_name,
         at
     ])?;
     Ok(())
@@ -416,17 +414,7 @@ pub(super) fn import(tx: &Connection, members: &[MemberRecord]) -> Applied {
     let now = ts(Utc::now());
     let mut cards = 0;
     for m in members {
-        upsert_member(
-            tx,
-            &Profile {
-                member_id: &m.member_id,
-                tier: m.profile.tier.as_deref(),
-                segments: &m.profile.segments,
-                qr_public_key: m.profile.qr_public_key.as_deref(),
-                proximity_key: m.profile.proximity_key.as_deref(),
-            },
-            &now,
-        )?;
+        upsert_member(tx, &m.member_id, &m.profile, &now)?;
         for card in &m.profile.cards {
             cards += link_card(tx, card, &m.member_id)?;
         }

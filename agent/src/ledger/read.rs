@@ -18,6 +18,8 @@ pub struct Readers {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MemberView {
     pub member_id: String,
+    /// What the member is called at the till (HQ's profile or the import); `None`: not given.
+    pub display_name: Option<String>,
     pub tier: Option<String>,
     pub balance: i64,
     pub pending_events: i64,
@@ -107,7 +109,7 @@ impl Readers {
         self.with(|c| {
             let row = c
                 .prepare_cached(
-                    "SELECT m.member_id, m.tier, m.qr_public_key, b.points, b.last_visit, b.pending_events
+                    "SELECT m.member_id, m.tier, m.qr_public_key, b.points, b.last_visit, b.pending_events, m.display_name
                      FROM members m LEFT JOIN balances b ON b.account = m.member_id WHERE m.member_id = ?1",
                 )?
                 .query_row([member_id], |r| {
@@ -118,6 +120,7 @@ impl Readers {
                         balance: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
                         last_visit: r.get(4)?,
                         pending_events: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
+                        display_name: r.get(6)?,
                         gifts: Vec::new(),
                     })
                 })

@@ -184,6 +184,10 @@ pub const MIGRATIONS: &[&str] = &[
         rebased_at         TEXT NOT NULL
     );
     "#,
+    // 7: what the lane page greets a member by (HQ's profile, or the import).
+    r#"
+    ALTER TABLE members ADD COLUMN display_name TEXT;
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]

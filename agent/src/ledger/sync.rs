@@ -141,17 +141,7 @@ fn member_pulled(
     if let Err(e) = bounds::add_to_balance(m.offline_allowance, 0) {
         return Ok(Err(format!("offline allowance: {e}")));
     }
-    super::commands::upsert_member(
-        tx,
-        &super::commands::Profile {
-            member_id: &m.member_id,
-            tier: m.profile.tier.as_deref(),
-            segments: &m.profile.segments,
-            qr_public_key: m.profile.qr_public_key.as_deref(),
-            proximity_key: m.profile.proximity_key.as_deref(),
-        },
-        at,
-    )?;
+    super::commands::upsert_member(tx, &m.member_id, &m.profile, at)?;
     // HQ's card list is the whole truth: cards it no longer lists for this member are unlinked.
     tx.prepare_cached("DELETE FROM cards WHERE member_id = ?1")?
         .execute([&m.member_id])?;

@@ -51,6 +51,26 @@ pub use port::{
 pub use qr::{AppQr, QrError};
 pub use reader::{read_scans, ReadError};
 
+/// What a lane's scanner read: a code, or a scan refused before it could identify anyone (the
+/// lane page shows it, and it ends the lane's session: the customer scanning is not the one
+/// identified before).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LaneRead {
+    Scan(LaneScan),
+    Rejected(RejectedScan),
+}
+
+/// A scan refused at the lane; the scanned text is never kept (a damaged app token is still
+/// most of a credential).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedScan {
+    pub lane: String,
+    /// The metrics' and API's snake_case reason (`bad_check_digit`, `malformed` ...).
+    pub reason: &'static str,
+    /// What the cashier reads.
+    pub message: String,
+}
+
 /// One scan read at a lane, ready for the engine.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LaneScan {

@@ -14,7 +14,7 @@ use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
 
 use super::reader::read_scans;
-use super::{LaneScan, ScannerSettings};
+use super::{LaneRead, ScannerSettings};
 use crate::metrics::Metrics;
 use crate::serial::{supervise_device, SerialDevice};
 
@@ -62,7 +62,7 @@ impl ScannerHealth {
 pub async fn supervise(
     lane: String,
     settings: ScannerSettings,
-    tx: Sender<LaneScan>,
+    tx: Sender<LaneRead>,
     health: Arc<ScannerHealth>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -82,7 +82,7 @@ pub async fn supervise(
 struct Scanner {
     lane: String,
     settings: ScannerSettings,
-    tx: Sender<LaneScan>,
+    tx: Sender<LaneRead>,
     health: Arc<ScannerHealth>,
     metrics: Arc<Metrics>,
 }

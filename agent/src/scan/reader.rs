@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 use super::aim::split_aim;
 use super::codes::{classify, CodeError};
 use super::framing::{FrameEvent, Framer};
-use super::{LaneScan, ScannedCode, ScannerSettings};
+use super::{LaneRead, LaneScan, RejectedScan, ScannedCode, ScannerSettings};
 use crate::metrics::Metrics;
 
 /// Why the read loop stopped other than by shutdown.
@@ -43,7 +43,7 @@ pub fn read_scans<R: Read>(
     mut reader: R,
     lane: &str,
     settings: &ScannerSettings,
-    tx: &Sender<LaneScan>,
+    tx: &Sender<LaneRead>,
     metrics: &Metrics,
     shutdown: &CancellationToken,
 ) -> Result<(), ReadError> {
@@ -104,7 +104,7 @@ struct Lane<'a> {
     debounce: Duration,
     /// The last good code and when it was last read, for debouncing.
     last: Option<(ScannedCode, Instant)>,
-    tx: &'a Sender<LaneScan>,
+    tx: &'a Sender<LaneRead>,
     metrics: &'a Metrics,
     shutdown: &'a CancellationToken,
 }
@@ -125,8 +125,7 @@ impl Lane<'_> {
         let code = match classify(symbology, body) {
             Ok(code) => code,
             Err(e) => {
-                self.reject(&e, symbology.map(|s| s.to_string()), body.len());
-                return Flow::Continue;
+                return self.reject(&e, symbology.map(|s| s.to_string()), body.len());
             }
         };
 
@@ -151,14 +150,14 @@ impl Lane<'_> {
             symbology,
             read_at: now,
         };
-        if self.send(scan) == Flow::Stop {
+        if self.send(LaneRead::Scan(scan)) == Flow::Stop {
             return Flow::Stop;
         }
         self.metrics.scan(lane, kind);
         Flow::Continue
     }
 
-    fn reject(&self, error: &CodeError, symbology: Option<String>, len: usize) {
+    fn reject(&self, error: &CodeError, symbology: Option<String>, len: usize) -> Flow {
         let lane = self.lane;
         let reason = error.reason();
         // The text is not logged: a damaged app token is still most of a credential.
@@ -167,11 +166,16 @@ impl Lane<'_> {
         if let CodeError::Qr(e) = error {
             self.metrics.qr_rejected(e.reason());
         }
+        self.send(LaneRead::Rejected(RejectedScan {
+            lane: lane.to_owned(),
+            reason,
+            message: format!("Scan refused: {error}. Scan the card or app QR again."),
+        }))
     }
 
     /// `blocking_send` would hold the loop while the consumer lags and make shutdown wait on
     /// it, so retry `try_send` and watch the token between tries.
-    fn send(&self, mut scan: LaneScan) -> Flow {
+    fn send(&self, mut scan: LaneRead) -> Flow {
         loop {
             match self.tx.try_send(scan) {
                 Ok(()) => return Flow::Continue,
@@ -228,10 +232,26 @@ mod tests {
         }
     }
 
+    /// The scans only (refusals are checked by [`run_reads`]).
     fn run(
         steps: Vec<Step>,
         settings: &ScannerSettings,
     ) -> (Result<(), ReadError>, Vec<LaneScan>, String) {
+        let (result, reads, metrics) = run_reads(steps, settings);
+        let scans = reads
+            .into_iter()
+            .filter_map(|r| match r {
+                LaneRead::Scan(s) => Some(s),
+                LaneRead::Rejected(_) => None,
+            })
+            .collect();
+        (result, scans, metrics)
+    }
+
+    fn run_reads(
+        steps: Vec<Step>,
+        settings: &ScannerSettings,
+    ) -> (Result<(), ReadError>, Vec<LaneRead>, String) {
         let (tx, mut rx) = mpsc::channel(64);
         let metrics = Metrics::new();
         let result = read_scans(
@@ -255,6 +275,29 @@ mod tests {
 
     fn codes(scans: &[LaneScan]) -> Vec<ScannedCode> {
         scans.iter().map(|s| s.code.clone()).collect()
+    }
+
+    #[test]
+    fn a_refused_code_reaches_the_lane_without_its_text() {
+        let (_, reads, _) = run_reads(
+            vec![Step::Data(b"4006381333932\r\n]E04006381333931\r\n")],
+            &ScannerSettings::default(),
+        );
+        let LaneRead::Rejected(refused) = &reads[0] else {
+            panic!("the bad check digit was not reported: {reads:?}");
+        };
+        assert_eq!(
+            (refused.lane.as_str(), refused.reason),
+            ("7", "bad_check_digit")
+        );
+        assert!(
+            refused.message.contains("check digit"),
+            "{}",
+            refused.message
+        );
+        assert!(!refused.message.contains("4006381333932"));
+        assert!(matches!(&reads[1], LaneRead::Scan(s) if s.code == card("4006381333931")));
+        assert_eq!(reads.len(), 2);
     }
 
     #[test]

@@ -182,7 +182,13 @@ pub async fn run_with(
     let ledger_for_watchdog = ledger.clone();
     drop(ledger);
     let address = listener.local_addr().context("reading the API's address")?;
-    info!(store = %config.store_id, address = %address, lanes = config.lanes.len(), "Agent serving.");
+    let time_zone = config.rules.time_zone;
+    if let crate::engine::StoreTimeZone::Fixed(_) = time_zone {
+        // Only the deprecated key gives a fixed offset; it is an hour off whenever the clocks
+        // change, so say so where an operator looks.
+        tracing::warn!(utc_offset = %time_zone, "store.utc_offset is deprecated: set store.time_zone (e.g. \"Europe/Amsterdam\") so campaign hours and daily limits follow daylight saving time.");
+    }
+    info!(store = %config.store_id, address = %address, lanes = config.lanes.len(), time_zone = %time_zone, tzdata = crate::engine::time_zone::TZDB_VERSION, "Agent serving.");
     tracker.spawn(crate::systemd::watchdog(
         ledger_for_watchdog,
         address,

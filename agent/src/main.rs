@@ -41,7 +41,15 @@ fn main() -> ExitCode {
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::CheckConfig { config } => Ok(match Config::load(&config) {
-            Ok(_) => {
+            Ok(loaded) => {
+                if let loyalty_agent::engine::StoreTimeZone::Fixed(_) = loaded.rules.time_zone {
+                    // Valid, so not an error; but check-config is where an operator looks.
+                    eprintln!(
+                        "{}: note: store.utc_offset is deprecated: a fixed offset is an hour off \
+                         whenever the clocks change; set store.time_zone (e.g. \"Europe/Amsterdam\")",
+                        config.display()
+                    );
+                }
                 println!("{}: ok", config.display());
                 ExitCode::SUCCESS
             }

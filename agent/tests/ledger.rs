@@ -1,10 +1,11 @@
 //! The ledger's promises, against a real SQLite file: once, durable, refusing when full.
 
 use chrono::Utc;
-use loyalty_agent::engine::Rules;
+use loyalty_agent::engine::gifts::{GiftCampaign, GiftLimit, GiftTrigger, PresenceFact};
+use loyalty_agent::engine::{Rules, StoreTimeZone};
 use loyalty_agent::ledger::{
-    Identity, Ledger, LedgerError, MemberProfile, MemberRecord, RedeemRequest, Redeemed,
-    RefundRequest, Refusal, SaleRequest,
+    Identity, Ledger, LedgerError, MemberProfile, MemberRecord, PresenceRequest, RedeemRequest,
+    Redeemed, RefundRequest, Refusal, SaleRequest,
 };
 use std::sync::Arc;
 
@@ -287,5 +288,117 @@ async fn a_commit_that_appends_events_wakes_sync_and_one_that_does_not_stays_qui
             .await
             .is_err(),
         "a retried receipt and a ping append nothing and must not wake sync"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-day gift limits in a store with daylight saving time (Europe/Amsterdam): the day a gift
+// counts against runs from local midnight to local midnight, 23 hours on 2027-03-28 (clocks
+// forward at 01:00 UTC) and 25 hours on 2027-10-31 (clocks back at 01:00 UTC).
+
+fn daily_coffee(limit: GiftLimit, daily_budget: Option<u32>) -> GiftCampaign {
+    GiftCampaign {
+        id: "daily-coffee".into(),
+        version: 1,
+        gift: "Free coffee".into(),
+        trigger: GiftTrigger::EnteredStore,
+        tiers: vec![],
+        segments: vec![],
+        limit,
+        daily_budget,
+        starts: None,
+        ends: None,
+        valid_for: chrono::Duration::hours(1),
+        expires_at: None,
+        points: 0,
+    }
+}
+
+async fn amsterdam_store(dir: &tempfile::TempDir, gift: GiftCampaign) -> Ledger {
+    let rules = Rules {
+        time_zone: StoreTimeZone::named("Europe/Amsterdam").unwrap(),
+        gifts: vec![gift],
+        ..Rules::default()
+    };
+    let (ledger, _writer) = Ledger::open(&dir.path().join("ledger.db"), Arc::new(rules)).unwrap();
+    let member = |id: &str| MemberRecord {
+        member_id: id.into(),
+        profile: MemberProfile {
+            tier: None,
+            segments: vec![],
+            cards: vec![],
+            qr_public_key: None,
+            proximity_key: None,
+            display_name: None,
+        },
+    };
+    ledger
+        .import_members(vec![member("m1"), member("m2")])
+        .await
+        .unwrap();
+    ledger
+}
+
+/// Whether `member` walking in at `utc` gets the coffee.
+async fn gets_coffee(ledger: &Ledger, member: &str, utc: &str) -> bool {
+    let at = chrono::DateTime::parse_from_rfc3339(utc)
+        .unwrap()
+        .with_timezone(&Utc);
+    let answer = ledger
+        .presence(PresenceRequest {
+            member_id: member.into(),
+            fact: PresenceFact::WalkedIn,
+            at,
+        })
+        .await
+        .unwrap();
+    !answer.gifts.is_empty()
+}
+
+#[tokio::test]
+async fn once_per_day_resets_at_local_midnight_on_the_23_hour_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = amsterdam_store(&dir, daily_coffee(GiftLimit::OncePerDay, None)).await;
+    for (utc, local, expected) in [
+        ("2027-03-27T22:30:00Z", "Sat 23:30 CET", true),
+        ("2027-03-27T23:00:00Z", "Sun 00:00 CET", true),
+        ("2027-03-28T21:59:00Z", "Sun 23:59 CEST", false),
+        // A fixed +01:00 would still call this Sunday 23:00.
+        ("2027-03-28T22:00:00Z", "Mon 00:00 CEST", true),
+    ] {
+        assert_eq!(gets_coffee(&ledger, "m1", utc).await, expected, "{local}");
+    }
+}
+
+#[tokio::test]
+async fn once_per_day_resets_at_local_midnight_on_the_25_hour_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = amsterdam_store(&dir, daily_coffee(GiftLimit::OncePerDay, None)).await;
+    for (utc, local, expected) in [
+        ("2027-10-30T21:59:00Z", "Sat 23:59 CEST", true),
+        // A fixed +01:00 would still call this Saturday 23:00.
+        ("2027-10-30T22:00:00Z", "Sun 00:00 CEST", true),
+        ("2027-10-31T22:59:00Z", "Sun 23:59 CET", false),
+        ("2027-10-31T23:00:00Z", "Mon 00:00 CET", true),
+    ] {
+        assert_eq!(gets_coffee(&ledger, "m1", utc).await, expected, "{local}");
+    }
+}
+
+#[tokio::test]
+async fn the_store_daily_budget_lasts_the_whole_25_hour_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = amsterdam_store(&dir, daily_coffee(GiftLimit::OncePerVisit, Some(1))).await;
+    assert!(
+        gets_coffee(&ledger, "m1", "2027-10-30T22:00:00Z").await,
+        "Sun 00:00 CEST"
+    );
+    assert!(
+        !gets_coffee(&ledger, "m2", "2027-10-31T22:59:00Z").await,
+        "Sun 23:59 CET: Sunday's one gift is gone"
+    );
+    assert!(
+        gets_coffee(&ledger, "m2", "2027-10-31T23:00:00Z").await,
+        "Mon 00:00 CET"
     );
 }

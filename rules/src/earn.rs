@@ -46,7 +46,7 @@ pub fn earn(
     };
     apply(tier_multiplier, &mut numerator, &mut denominator);
     for campaign in &rules.campaigns {
-        if !campaign.applies(profile, total_cents, at, rules.local_offset) {
+        if !campaign.applies(profile, total_cents, at, rules.time_zone) {
             continue;
         }
         match campaign.boost {
@@ -84,7 +84,7 @@ fn gcd(mut a: i128, mut b: i128) -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DailyHours, PointsCampaign};
+    use crate::{DailyHours, PointsCampaign, StoreTimeZone};
     use chrono::{NaiveTime, TimeZone, Weekday};
     use proptest::prelude::*;
 
@@ -188,6 +188,134 @@ mod tests {
         });
         assert_eq!(earn(&r, None, 4999, at(2026, 11, 23, 10)).points, 49);
         assert_eq!(earn(&r, None, 5000, at(2026, 11, 23, 10)).points, 100);
+    }
+
+    /// Doubles the points of sales whose store-local time is in `hours` on `weekdays`.
+    fn doubling(hours: (u32, u32), weekdays: Vec<Weekday>) -> PointsCampaign {
+        PointsCampaign {
+            id: "double".into(),
+            version: 1,
+            boost: Boost::Multiply(Multiplier(2000)),
+            starts: None,
+            ends: None,
+            weekdays,
+            hours: Some(DailyHours {
+                from: NaiveTime::from_hms_opt(hours.0, 0, 0).unwrap(),
+                to: NaiveTime::from_hms_opt(hours.1, 0, 0).unwrap(),
+            }),
+            tiers: vec![],
+            segments: vec![],
+            min_total_cents: 0,
+        }
+    }
+
+    fn in_amsterdam(campaign: PointsCampaign) -> Rules {
+        let mut r = rules();
+        r.time_zone = StoreTimeZone::named("Europe/Amsterdam").unwrap();
+        r.campaigns.push(campaign);
+        r
+    }
+
+    /// Points for a 10.00 EUR sale at `utc` by a member with no tier: 20 when the campaign
+    /// doubles it, 10 when not.
+    fn points_at(r: &Rules, utc: &str) -> i64 {
+        let at = DateTime::parse_from_rfc3339(utc)
+            .unwrap()
+            .with_timezone(&Utc);
+        earn(r, Some(&MemberProfile::default()), 1000, at).points
+    }
+
+    #[test]
+    fn monday_evening_campaign_runs_at_local_17_30_in_winter_and_in_summer() {
+        let r = in_amsterdam(doubling((17, 20), vec![Weekday::Mon]));
+        // Winter, CET (UTC+1): Monday 2027-01-11.
+        assert_eq!(points_at(&r, "2027-01-11T16:30:00Z"), 20, "17:30 CET");
+        assert_eq!(points_at(&r, "2027-01-11T15:30:00Z"), 10, "16:30 CET");
+        assert_eq!(
+            points_at(&r, "2027-01-11T19:00:00Z"),
+            10,
+            "20:00 CET, end excluded"
+        );
+        // Summer, CEST (UTC+2): Monday 2027-06-14.
+        assert_eq!(points_at(&r, "2027-06-14T15:30:00Z"), 20, "17:30 CEST");
+        assert_eq!(points_at(&r, "2027-06-14T14:30:00Z"), 10, "16:30 CEST");
+        assert_eq!(
+            points_at(&r, "2027-06-14T18:00:00Z"),
+            10,
+            "20:00 CEST, end excluded"
+        );
+        // The old fixed offset judged the summer sale at 16:30: an hour off.
+        let mut fixed = r.clone();
+        fixed.time_zone = StoreTimeZone::Fixed(chrono::FixedOffset::east_opt(3600).unwrap());
+        assert_eq!(points_at(&fixed, "2027-06-14T15:30:00Z"), 10);
+    }
+
+    #[test]
+    fn the_weekday_is_the_local_one_near_midnight() {
+        let r = in_amsterdam(doubling((0, 1), vec![Weekday::Mon]));
+        // Sunday 22:30 UTC in summer is Monday 00:30 in Amsterdam.
+        assert_eq!(points_at(&r, "2027-06-13T22:30:00Z"), 20);
+        // In winter the same local time is 23:30 UTC; 22:30 UTC is still Sunday there.
+        assert_eq!(points_at(&r, "2027-01-10T23:30:00Z"), 20);
+        assert_eq!(points_at(&r, "2027-01-10T22:30:00Z"), 10);
+    }
+
+    #[test]
+    fn the_hours_around_spring_forward_are_judged_on_the_wall_clock() {
+        // 2027-03-28 01:00 UTC: 02:00 CET jumps to 03:00 CEST.
+        let before = in_amsterdam(doubling((1, 2), vec![Weekday::Sun]));
+        let after = in_amsterdam(doubling((3, 4), vec![Weekday::Sun]));
+        for (utc, local_before, local_after) in [
+            ("2027-03-28T00:00:00Z", 20, 10), // 01:00 CET
+            ("2027-03-28T00:59:59Z", 20, 10), // 01:59:59 CET
+            ("2027-03-28T01:00:00Z", 10, 20), // 03:00 CEST
+            ("2027-03-28T01:59:59Z", 10, 20), // 03:59:59 CEST
+            ("2027-03-28T02:00:00Z", 10, 10), // 04:00 CEST
+        ] {
+            assert_eq!(
+                points_at(&before, utc),
+                local_before,
+                "01:00-02:00 at {utc}"
+            );
+            assert_eq!(points_at(&after, utc), local_after, "03:00-04:00 at {utc}");
+        }
+        // 02:00-03:00 never shows on the clock that night, so that window does not run.
+        let skipped = in_amsterdam(doubling((2, 3), vec![Weekday::Sun]));
+        let night = Utc.with_ymd_and_hms(2027, 3, 27, 23, 0, 0).unwrap();
+        let minutes_run = (0..6 * 60)
+            .filter(|m| {
+                let at = night + chrono::Duration::minutes(*m);
+                earn(&skipped, Some(&MemberProfile::default()), 1000, at).points == 20
+            })
+            .count();
+        assert_eq!(minutes_run, 0);
+    }
+
+    #[test]
+    fn the_hours_around_fall_back_are_judged_on_the_wall_clock() {
+        // 2027-10-31 01:00 UTC: 03:00 CEST falls back to 02:00 CET, so 02:xx happens twice.
+        let twice = in_amsterdam(doubling((2, 3), vec![Weekday::Sun]));
+        let after = in_amsterdam(doubling((3, 4), vec![Weekday::Sun]));
+        for (utc, in_twice, in_after) in [
+            ("2027-10-30T23:59:59Z", 10, 10), // 01:59:59 CEST
+            ("2027-10-31T00:00:00Z", 20, 10), // 02:00 CEST
+            ("2027-10-31T00:59:59Z", 20, 10), // 02:59:59 CEST
+            ("2027-10-31T01:00:00Z", 20, 10), // 02:00 CET, again
+            ("2027-10-31T01:59:59Z", 20, 10), // 02:59:59 CET
+            ("2027-10-31T02:00:00Z", 10, 20), // 03:00 CET
+        ] {
+            assert_eq!(points_at(&twice, utc), in_twice, "02:00-03:00 at {utc}");
+            assert_eq!(points_at(&after, utc), in_after, "03:00-04:00 at {utc}");
+        }
+        // The repeated hour counts both times: the window runs two real hours that night.
+        let night = Utc.with_ymd_and_hms(2027, 10, 30, 22, 0, 0).unwrap();
+        let minutes_run = (0..6 * 60)
+            .filter(|m| {
+                let at = night + chrono::Duration::minutes(*m);
+                earn(&twice, Some(&MemberProfile::default()), 1000, at).points == 20
+            })
+            .count();
+        assert_eq!(minutes_run, 120);
     }
 
     proptest! {

@@ -7,7 +7,8 @@
 //! ledger, so an agent restarted mid-visit sees the same visit and gives no second welcome gift.
 
 use super::MemberProfile;
-use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Utc};
+use crate::time_zone::StoreTimeZone;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Absence after which the next sighting starts a new visit.
@@ -132,9 +133,10 @@ pub struct GiftGrant {
     pub expires_at: DateTime<Utc>,
 }
 
-/// The store-local day a gift counts against for daily limits and budgets.
-pub fn local_day(at: DateTime<Utc>, local: FixedOffset) -> NaiveDate {
-    at.with_timezone(&local).date_naive()
+/// The store-local day a gift counts against for daily limits and budgets: local midnight to
+/// local midnight, so 23 or 25 hours long on the days the clocks change.
+pub fn local_day(at: DateTime<Utc>, zone: StoreTimeZone) -> NaiveDate {
+    zone.date(at)
 }
 
 /// Whether `campaign` gives `profile` a gift for `fact` at `now`.
@@ -385,6 +387,22 @@ mod tests {
             ),
             Err(NoGift::OutsideWindow)
         );
+    }
+
+    #[test]
+    fn a_local_day_runs_midnight_to_midnight_23_hours_in_spring_and_25_in_autumn() {
+        let amsterdam = StoreTimeZone::named("Europe/Amsterdam").unwrap();
+        let day = |at: &str| local_day(t(at), amsterdam).to_string();
+        // Sunday 2027-03-28 (clocks forward): from 00:00 CET to 00:00 CEST, 23 hours.
+        assert_eq!(day("2027-03-27T22:59:59Z"), "2027-03-27");
+        assert_eq!(day("2027-03-27T23:00:00Z"), "2027-03-28");
+        assert_eq!(day("2027-03-28T21:59:59Z"), "2027-03-28");
+        assert_eq!(day("2027-03-28T22:00:00Z"), "2027-03-29");
+        // Sunday 2027-10-31 (clocks back): from 00:00 CEST to 00:00 CET, 25 hours.
+        assert_eq!(day("2027-10-30T21:59:59Z"), "2027-10-30");
+        assert_eq!(day("2027-10-30T22:00:00Z"), "2027-10-31");
+        assert_eq!(day("2027-10-31T22:59:59Z"), "2027-10-31");
+        assert_eq!(day("2027-10-31T23:00:00Z"), "2027-11-01");
     }
 
     #[test]

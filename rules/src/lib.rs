@@ -10,7 +10,9 @@
 //! as HQ publishes it (the agent's `[[points.campaigns]]` tables go through the same checks).
 //!
 //! A crate of its own so that "the rules do no I/O" is a compile-time fact (its dependencies are
-//! chrono, serde and toml), and so that HQ validates a campaign with the code the stores run.
+//! chrono, chrono-tz with its zone database compiled in, serde and toml), and so that HQ
+//! validates a campaign with the code the stores run. Store-local time (weekdays, hours, the
+//! day of per-day limits) is [`StoreTimeZone`]: see [`time_zone`] for the daylight-saving rules.
 
 // Input and I/O never panic the process: an unwrap outside tests is an error (tests may).
 #![deny(clippy::unwrap_used)]
@@ -22,10 +24,12 @@ pub mod gift_spec;
 pub mod gifts;
 mod refund;
 mod rules;
+pub mod time_zone;
 
 pub use earn::{earn, Earning};
 pub use refund::{redeem, refund, RedeemError, RefundDecision, RefundError, SaleRecord};
 pub use rules::{Boost, DailyHours, MemberProfile, Multiplier, PointsCampaign, Rules};
+pub use time_zone::{StoreTimeZone, TimeZoneError};
 
 /// Ids appear in URLs, file names and log lines: keep them plain (letters, digits, `-`, `_`).
 pub fn is_identifier(s: &str, max: usize) -> bool {

@@ -1,6 +1,7 @@
 //! The points rules a store runs with, already validated (see `config` for where they come from).
 
-use chrono::{DateTime, FixedOffset, NaiveTime, Utc, Weekday};
+use crate::time_zone::StoreTimeZone;
+use chrono::{DateTime, Datelike, NaiveTime, Utc, Weekday};
 use std::collections::BTreeMap;
 
 /// A multiplier in thousandths, so that rule arithmetic stays in integers: 1.25 is 1250.
@@ -35,7 +36,9 @@ pub enum Boost {
     Bonus(i64),
 }
 
-/// Daily hours in store-local time; `from > to` wraps past midnight.
+/// Daily hours on the store's wall clock; `from > to` wraps past midnight. Judged on local
+/// wall-clock time, so at the daylight-saving transitions a window may be an hour shorter or
+/// longer that night (see [`crate::time_zone`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DailyHours {
     pub from: NaiveTime,
@@ -71,13 +74,14 @@ pub struct PointsCampaign {
 }
 
 impl PointsCampaign {
-    /// Whether this campaign applies to a sale of `total_cents` by `profile` at `at`.
+    /// Whether this campaign applies to a sale of `total_cents` by `profile` at `at`, with
+    /// weekdays and hours judged in the store's time zone `zone`.
     pub fn applies(
         &self,
         profile: Option<&MemberProfile>,
         total_cents: i64,
         at: DateTime<Utc>,
-        local: FixedOffset,
+        zone: StoreTimeZone,
     ) -> bool {
         if total_cents < self.min_total_cents {
             return false;
@@ -85,12 +89,8 @@ impl PointsCampaign {
         if self.starts.is_some_and(|s| at < s) || self.ends.is_some_and(|e| at >= e) {
             return false;
         }
-        let local_time = at.with_timezone(&local);
-        if !self.weekdays.is_empty()
-            && !self
-                .weekdays
-                .contains(&chrono::Datelike::weekday(&local_time))
-        {
+        let local_time = zone.local(at);
+        if !self.weekdays.is_empty() && !self.weekdays.contains(&local_time.weekday()) {
             return false;
         }
         if let Some(hours) = &self.hours {
@@ -123,8 +123,9 @@ pub struct Rules {
     pub version: String,
     pub tier_multipliers: BTreeMap<String, Multiplier>,
     pub campaigns: Vec<PointsCampaign>,
-    /// Store-local offset for campaign weekdays and hours.
-    pub local_offset: FixedOffset,
+    /// The store's time zone: campaign weekdays and hours, and the local day of per-day gift
+    /// limits and budgets.
+    pub time_zone: StoreTimeZone,
     /// Gift campaigns from agent.toml; HQ's come through the ledger's campaigns table.
     pub gifts: Vec<super::gifts::GiftCampaign>,
 }
@@ -136,7 +137,7 @@ impl Default for Rules {
             version: "default".into(),
             tier_multipliers: BTreeMap::new(),
             campaigns: Vec::new(),
-            local_offset: chrono::Offset::fix(&Utc),
+            time_zone: StoreTimeZone::UTC,
             gifts: Vec::new(),
         }
     }

@@ -65,7 +65,11 @@ pub struct RawZone {
 pub struct RawStore {
     pub id: Option<String>,
     pub data_dir: Option<String>,
-    /// Store-local offset for campaign hours, e.g. "+01:00".
+    /// The store's IANA time zone, e.g. "Europe/Amsterdam": campaign weekdays and hours, and
+    /// the local day of per-day gift limits.
+    pub time_zone: Option<String>,
+    /// Deprecated: a fixed offset such as "+01:00", an hour off for half the year where the
+    /// clocks change. Still read so existing configs load.
     pub utc_offset: Option<String>,
 }
 

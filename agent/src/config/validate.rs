@@ -6,7 +6,7 @@ use super::{
     BluetoothSensor, CheckoutSettings, Config, HqConfig, LaneConfig, Problem, ProximityConfig,
     SensorConfig,
 };
-use crate::engine::{Multiplier, PointsCampaign, Rules};
+use crate::engine::{Multiplier, PointsCampaign, Rules, StoreTimeZone};
 use crate::scan::{ScannerSettings, Terminator};
 use crate::serial::PortSource;
 use chrono::{DateTime, FixedOffset, Utc};
@@ -93,7 +93,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
 }
 
 fn build(raw: RawConfig, base_dir: &Path, c: &mut Collector) -> Option<Config> {
-    let (store_id, data_dir, local_offset) = match &raw.store {
+    let (store_id, data_dir, time_zone) = match &raw.store {
         None => {
             c.value("store", "missing [store] table with `id` and `data_dir`");
             (None, None, None)
@@ -124,20 +124,37 @@ fn build(raw: RawConfig, base_dir: &Path, c: &mut Collector) -> Option<Config> {
                 }
                 Some(dir) => Some(base_dir.join(dir)),
             };
-            let offset = match store.utc_offset.as_deref() {
-                None => Some(chrono::Offset::fix(&Utc)),
-                Some(text) => match parse_offset(text) {
-                    Some(o) => Some(o),
+            let zone = match (store.time_zone.as_deref(), store.utc_offset.as_deref()) {
+                (Some(_), Some(_)) => {
+                    c.value(
+                        "store.utc_offset",
+                        "give `store.time_zone` or the deprecated `store.utc_offset`, not both",
+                    );
+                    None
+                }
+                (None, None) => Some(StoreTimeZone::UTC),
+                (Some(name), None) => match StoreTimeZone::named(name) {
+                    Ok(zone) => Some(zone),
+                    Err(e) => {
+                        c.value("store.time_zone", format!("store.time_zone: {e}"));
+                        None
+                    }
+                },
+                (None, Some(text)) => match parse_offset(text) {
+                    Some(o) => Some(StoreTimeZone::Fixed(o)),
                     None => {
                         c.value(
                             "store.utc_offset",
-                            format!("`{text}` is not a UTC offset like \"+01:00\""),
+                            format!(
+                                "`{text}` is not a UTC offset like \"+01:00\" (deprecated: name \
+                                 the zone instead, `time_zone = \"Europe/Amsterdam\"`)"
+                            ),
                         );
                         None
                     }
                 },
             };
-            (id, data_dir, offset)
+            (id, data_dir, zone)
         }
     };
 
@@ -236,11 +253,10 @@ fn build(raw: RawConfig, base_dir: &Path, c: &mut Collector) -> Option<Config> {
         .map(|p| build_proximity(p, c))
         .unwrap_or_default();
     let gifts = build_gifts(&raw.gifts, proximity.as_ref(), c);
-    let rules =
-        build_rules(&raw, local_offset.unwrap_or(chrono::Offset::fix(&Utc)), c).map(|mut r| {
-            r.gifts = gifts;
-            r
-        });
+    let rules = build_rules(&raw, time_zone.unwrap_or_default(), c).map(|mut r| {
+        r.gifts = gifts;
+        r
+    });
 
     Some(Config {
         store_id: store_id?,
@@ -639,9 +655,9 @@ fn build_checkout(raw: &RawConfig, c: &mut Collector) -> CheckoutSettings {
     settings
 }
 
-fn build_rules(raw: &RawConfig, local_offset: FixedOffset, c: &mut Collector) -> Option<Rules> {
+fn build_rules(raw: &RawConfig, time_zone: StoreTimeZone, c: &mut Collector) -> Option<Rules> {
     let mut rules = Rules {
-        local_offset,
+        time_zone,
         ..Rules::default()
     };
     let Some(points) = &raw.points else {
@@ -950,6 +966,90 @@ valid_for_minutes = 30
         assert!(has("exit"), "exit nearer than enter: {p:?}");
         assert!(has("min_dwell_secs to at least 60"), "{p:?}");
         assert!(has("zone `bakery` is not one of"), "{p:?}");
+    }
+
+    fn with_store_keys(keys: &str) -> String {
+        let text = GOOD.replace(
+            "data_dir = \"/var/lib/loyalty-agent\"\n",
+            &format!("data_dir = \"/var/lib/loyalty-agent\"\n{keys}\n"),
+        );
+        assert_ne!(text, GOOD);
+        text
+    }
+
+    #[test]
+    fn store_time_zone_makes_campaign_hours_follow_daylight_saving_time() {
+        let text = with_store_keys("time_zone = \"Europe/Amsterdam\"");
+        let config = parse(&text, Path::new("agent.toml")).expect("valid");
+        assert_eq!(config.rules.time_zone.to_string(), "Europe/Amsterdam");
+        // double-monday, 17:00-20:00: local 17:30 on a winter and a summer Monday.
+        let points = |utc: &str| {
+            let at = DateTime::parse_from_rfc3339(utc)
+                .unwrap()
+                .with_timezone(&Utc);
+            crate::engine::earn(&config.rules, None, 1000, at).points
+        };
+        assert_eq!(points("2027-01-11T16:30:00Z"), 20, "17:30 CET");
+        assert_eq!(points("2027-06-14T15:30:00Z"), 20, "17:30 CEST");
+        assert_eq!(points("2027-06-14T18:30:00Z"), 10, "20:30 CEST");
+        // Without a zone the store keeps UTC, as before.
+        let utc = parse(GOOD, Path::new("agent.toml")).expect("valid");
+        assert_eq!(utc.rules.time_zone, StoreTimeZone::UTC);
+    }
+
+    #[test]
+    fn a_wrong_time_zone_is_located_and_says_what_to_write() {
+        assert_eq!(
+            problems(&with_store_keys("time_zone = \"Europe/Amsterdm\"")),
+            vec![
+                "agent.toml:5:13: store.time_zone: `Europe/Amsterdm` is not an IANA time zone \
+                 name: write one like \"Europe/Amsterdam\" (`timedatectl list-timezones` lists \
+                 them)"
+                    .to_string()
+            ]
+        );
+        assert_eq!(
+            problems(&with_store_keys("time_zone = \"+02:00\"")),
+            vec![
+                "agent.toml:5:13: store.time_zone: `+02:00` is a UTC offset, not a time zone: \
+                 write the zone's name, like \"Europe/Amsterdam\", so that campaign hours \
+                 follow daylight saving time"
+                    .to_string()
+            ]
+        );
+        let p = problems(&with_store_keys("time_zone = \"europe/amsterdam\""));
+        assert!(
+            p.len() == 1 && p[0].ends_with("write \"Europe/Amsterdam\""),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn the_deprecated_utc_offset_still_loads_but_not_beside_time_zone() {
+        let config = parse(
+            &with_store_keys("utc_offset = \"+01:00\""),
+            Path::new("agent.toml"),
+        )
+        .expect("an existing config still loads");
+        assert_eq!(
+            config.rules.time_zone,
+            StoreTimeZone::Fixed(FixedOffset::east_opt(3600).unwrap())
+        );
+        assert_eq!(
+            problems(&with_store_keys(
+                "time_zone = \"Europe/Amsterdam\"\nutc_offset = \"+01:00\""
+            )),
+            vec![
+                "agent.toml:6:14: give `store.time_zone` or the deprecated `store.utc_offset`, \
+                 not both"
+                    .to_string()
+            ]
+        );
+        let p = problems(&with_store_keys("utc_offset = \"CET\""));
+        assert!(
+            p.len() == 1 && p[0].contains("`CET` is not a UTC offset like \"+01:00\""),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -111,7 +111,7 @@ pub(super) fn presence(tx: &Connection, rules: &Rules, r: &PresenceRequest) -> A
             gifts: Vec::new(),
         })));
     };
-    let day = gifts::local_day(r.at, rules.local_offset).to_string();
+    let day = gifts::local_day(r.at, rules.time_zone).to_string();
     let zone = match &r.fact {
         PresenceFact::Dwelled { zone, .. } | PresenceFact::Entered { zone } => Some(zone.as_str()),
         PresenceFact::WalkedIn => None,

@@ -3,6 +3,7 @@
 //! into the rules the engine runs. One set of checks for both, so a campaign HQ accepts is one
 //! every store runs, and HQ refuses with the very sentences a store would have logged.
 
+use crate::basket::LineScope;
 use crate::gift_spec;
 use crate::gifts::GiftCampaign;
 use crate::rules::{Boost, DailyHours, Multiplier, PointsCampaign};
@@ -28,6 +29,10 @@ pub struct RawCampaign {
     #[serde(default)]
     pub segments: Vec<String>,
     pub min_total_cents: Option<i64>,
+    /// At most one of these: the campaign applies to matching basket lines only.
+    pub sku: Option<String>,
+    pub category: Option<String>,
+    pub brand: Option<String>,
 }
 
 /// A problem with a campaign: the dotted path of the value (`points.campaigns.0.bonus`) and a
@@ -128,6 +133,29 @@ pub fn build_points_campaign(
         }
         parsed
     });
+    let scope = match (&raw.sku, &raw.category, &raw.brand) {
+        (None, None, None) => None,
+        (Some(v), None, None) => {
+            scope_value(&format!("{here}.sku"), v, problems).map(LineScope::Sku)
+        }
+        (None, Some(v), None) => {
+            scope_value(&format!("{here}.category"), v, problems).map(LineScope::Category)
+        }
+        (None, None, Some(v)) => {
+            scope_value(&format!("{here}.brand"), v, problems).map(LineScope::Brand)
+        }
+        _ => {
+            problems.push((
+                here.to_owned(),
+                "a campaign is scoped to one of `sku`, `category` or `brand`, not several".into(),
+            ));
+            None
+        }
+    };
+    let scoped = raw.sku.is_some() || raw.category.is_some() || raw.brand.is_some();
+    if scoped && scope.is_none() {
+        return None;
+    }
     Some(PointsCampaign {
         id: id?,
         version: raw.version.unwrap_or(1),
@@ -139,7 +167,20 @@ pub fn build_points_campaign(
         tiers: raw.tiers.clone(),
         segments: raw.segments.clone(),
         min_total_cents: raw.min_total_cents.unwrap_or(0).max(0),
+        scope,
     })
+}
+
+/// A SKU, category or brand a campaign is scoped to: 1 to 64 printable characters.
+fn scope_value(path: &str, value: &str, problems: &mut Vec<Problem>) -> Option<String> {
+    if value.is_empty() || value.chars().count() > 64 || value.chars().any(char::is_control) {
+        problems.push((
+            path.to_owned(),
+            "a SKU, category or brand is 1 to 64 printable characters".into(),
+        ));
+        return None;
+    }
+    Some(value.to_owned())
 }
 
 /// A campaign HQ publishes, checked.

@@ -1,10 +1,18 @@
-//! Points earned by a sale.
+//! Points earned by a sale, a basket of lines or a total alone.
 //!
-//! Rounding rule: the base amount is `total_cents * per_euro / 100`, multiplied by the tier
-//! multiplier and every applicable multiplying campaign, computed exactly in integers and
-//! rounded *down* once, at the end, to whole points; fixed bonuses are then added. Rounding once
-//! means splitting a basket never earns more than paying it at once.
+//! Rounding rule: each line's base amount is `line_total_cents * per_euro / 100`, multiplied by
+//! the tier multiplier, every applicable basket-wide multiplying campaign and every campaign
+//! scoped to the line's SKU, category or brand, computed exactly in integers; the basket's
+//! points are the sum of those exact amounts rounded *down* once, at the end. Each line is then
+//! given its whole points plus, by largest remainder, the points the rounding of the sum left,
+//! so the lines' points add up to the basket's. Fixed bonuses come last: a scoped bonus is per
+//! unit of each matching line (the line's), a basket-wide bonus once per sale (the basket's,
+//! attributed to no line). Lines in an excluded category earn nothing and do not count towards
+//! a campaign's minimum basket. Rounding once means splitting a basket never earns more than
+//! paying it at once. A sale given as a total alone is a basket of one line that no scoped
+//! campaign matches.
 
+use super::basket::BasketLine;
 use super::rules::{Boost, MemberProfile, Multiplier, Rules};
 use chrono::{DateTime, Utc};
 
@@ -15,6 +23,11 @@ pub struct Earning {
     /// `rules.version` plus the tier and every campaign (with its version) that applied.
     pub rule_version: String,
     pub campaigns: Vec<String>,
+    /// Each line's points, in the basket's order (one entry for a total-only sale); they add up
+    /// to `points - basket_bonus`.
+    pub lines: Vec<i64>,
+    /// Basket-wide bonuses, attributed to no line.
+    pub basket_bonus: i64,
 }
 
 /// Points for a sale of `total_cents` (never negative) by `profile` (None: an unknown card).
@@ -24,38 +37,101 @@ pub fn earn(
     total_cents: i64,
     at: DateTime<Utc>,
 ) -> Earning {
-    let total_cents = total_cents.max(0);
+    earn_basket(rules, profile, &[BasketLine::total_only(total_cents)], at)
+}
+
+/// An exact non-negative amount of points, `n / d`.
+#[derive(Clone, Copy)]
+struct Exact {
+    n: i128,
+    d: i128,
+}
+
+impl Exact {
+    fn times(self, m: Multiplier) -> Exact {
+        let (n, d) = (self.n * i128::from(m.0), self.d * 1000);
+        // Keep the fraction small: every factor is at most 100_000 / 1000.
+        let g = gcd(n, d).max(1);
+        Exact { n: n / g, d: d / g }
+    }
+}
+
+/// Points for `basket` by `profile` at `at`.
+pub fn earn_basket(
+    rules: &Rules,
+    profile: Option<&MemberProfile>,
+    basket: &[BasketLine],
+    at: DateTime<Utc>,
+) -> Earning {
     let tier = profile.and_then(|p| p.tier.as_deref());
     let tier_multiplier = tier
         .and_then(|t| rules.tier_multipliers.get(t).copied())
         .unwrap_or(Multiplier::ONE);
+    let earns: Vec<bool> = basket
+        .iter()
+        .map(|l| !rules.excluded_categories.iter().any(|c| *c == l.category))
+        .collect();
+    let eligible_cents: i64 = basket
+        .iter()
+        .zip(&earns)
+        .filter(|(_, e)| **e)
+        .map(|(l, _)| l.total_cents.max(0))
+        .fold(0i64, i64::saturating_add);
 
-    let mut numerator: i128 = i128::from(total_cents) * i128::from(rules.per_euro);
-    let mut denominator: i128 = 100;
-    let mut bonus: i64 = 0;
+    let mut exact: Vec<Exact> = basket
+        .iter()
+        .zip(&earns)
+        .map(|(l, e)| Exact {
+            n: if *e {
+                i128::from(l.total_cents.max(0)) * i128::from(rules.per_euro)
+            } else {
+                0
+            },
+            d: 100,
+        })
+        .map(|x| x.times(tier_multiplier))
+        .collect();
+    let mut line_bonus = vec![0i64; basket.len()];
+    let mut basket_bonus: i64 = 0;
     let mut campaigns = Vec::new();
-    let apply = |m: Multiplier, numerator: &mut i128, denominator: &mut i128| {
-        *numerator *= i128::from(m.0);
-        *denominator *= 1000;
-        // Keep the fraction small: every factor is at most 100_000 / 1000.
-        let g = gcd(*numerator, *denominator);
-        if g > 1 {
-            *numerator /= g;
-            *denominator /= g;
-        }
-    };
-    apply(tier_multiplier, &mut numerator, &mut denominator);
     for campaign in &rules.campaigns {
-        if !campaign.applies(profile, total_cents, at, rules.time_zone) {
+        if !campaign.applies(profile, eligible_cents, at, rules.time_zone) {
             continue;
         }
-        match campaign.boost {
-            Boost::Multiply(m) => apply(m, &mut numerator, &mut denominator),
-            Boost::Bonus(points) => bonus = bonus.saturating_add(points),
+        let mut matched = false;
+        for (i, line) in basket.iter().enumerate() {
+            let in_scope = campaign.scope.as_ref().is_none_or(|s| s.matches(line));
+            if !in_scope || !earns[i] {
+                continue;
+            }
+            matched = true;
+            match (campaign.boost, &campaign.scope) {
+                (Boost::Multiply(m), _) => exact[i] = exact[i].times(m),
+                (Boost::Bonus(points), Some(_)) => {
+                    line_bonus[i] =
+                        line_bonus[i].saturating_add(points.saturating_mul(line.quantity))
+                }
+                (Boost::Bonus(_), None) => {}
+            }
         }
-        campaigns.push(format!("{}@{}", campaign.id, campaign.version));
+        // A basket of excluded lines alone (tobacco, gift cards) earns no basket bonus either.
+        if let (Boost::Bonus(points), None, true) =
+            (campaign.boost, &campaign.scope, earns.contains(&true))
+        {
+            basket_bonus = basket_bonus.saturating_add(points);
+            matched = true;
+        }
+        if matched {
+            campaigns.push(format!("{}@{}", campaign.id, campaign.version));
+        }
     }
-    let base = i64::try_from(numerator / denominator).unwrap_or(i64::MAX);
+    let mut lines = share_out(&exact);
+    for (points, bonus) in lines.iter_mut().zip(&line_bonus) {
+        *points = points.saturating_add(*bonus);
+    }
+    let points = lines
+        .iter()
+        .fold(basket_bonus, |sum, p| sum.saturating_add(*p));
     let mut rule_version = rules.version.clone();
     if let Some(t) = tier {
         rule_version.push_str(";tier=");
@@ -66,10 +142,49 @@ pub fn earn(
         rule_version.push_str(c);
     }
     Earning {
-        points: base.saturating_add(bonus),
+        points,
         rule_version,
         campaigns,
+        lines,
+        basket_bonus,
     }
+}
+
+/// Whole points per line: the sum of the exact amounts rounded down once, handed out as each
+/// line's whole part plus one point to each of the lines with the largest remainders.
+fn share_out(exact: &[Exact]) -> Vec<i64> {
+    let whole: Vec<i64> = exact
+        .iter()
+        .map(|x| i64::try_from(x.n / x.d).unwrap_or(i64::MAX))
+        .collect();
+    // Every denominator is 2^a 5^b (from 100 and 1000): their least common multiple is the
+    // largest power of each.
+    let Some(common) = exact
+        .iter()
+        .try_fold(1i128, |l, x| l.checked_mul(x.d / gcd(l, x.d).max(1)))
+    else {
+        // Beyond i128 (dozens of stacked multipliers): the lines' whole parts, never more.
+        return whole;
+    };
+    let remainders: Option<Vec<i128>> = exact
+        .iter()
+        .map(|x| (x.n % x.d).checked_mul(common / x.d))
+        .collect();
+    let Some(remainders) = remainders else {
+        return whole;
+    };
+    let Some(total) = remainders.iter().try_fold(0i128, |s, r| s.checked_add(*r)) else {
+        return whole;
+    };
+    let extra = usize::try_from(total / common).unwrap_or(0);
+    let mut order: Vec<usize> = (0..exact.len()).collect();
+    // Largest remainder first; ties to the earlier line, so the answer never depends on sorting.
+    order.sort_by(|a, b| remainders[*b].cmp(&remainders[*a]).then(a.cmp(b)));
+    let mut lines = whole;
+    for i in order.into_iter().take(extra) {
+        lines[i] = lines[i].saturating_add(1);
+    }
+    lines
 }
 
 fn gcd(mut a: i128, mut b: i128) -> i128 {
@@ -84,7 +199,7 @@ fn gcd(mut a: i128, mut b: i128) -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DailyHours, PointsCampaign, StoreTimeZone};
+    use crate::{DailyHours, LineScope, PointsCampaign, StoreTimeZone};
     use chrono::{NaiveTime, TimeZone, Weekday};
     use proptest::prelude::*;
 
@@ -143,6 +258,7 @@ mod tests {
             tiers: vec![],
             segments: vec!["students".into()],
             min_total_cents: 0,
+            scope: None,
         });
         // Monday 2026-11-23 18:00: applies, 10 * 1.5 * 2 = 30.
         let e = earn(&r, Some(&gold()), 1000, at(2026, 11, 23, 18));
@@ -185,6 +301,7 @@ mod tests {
             tiers: vec![],
             segments: vec![],
             min_total_cents: 5000,
+            scope: None,
         });
         assert_eq!(earn(&r, None, 4999, at(2026, 11, 23, 10)).points, 49);
         assert_eq!(earn(&r, None, 5000, at(2026, 11, 23, 10)).points, 100);
@@ -206,7 +323,146 @@ mod tests {
             tiers: vec![],
             segments: vec![],
             min_total_cents: 0,
+            scope: None,
         }
+    }
+
+    fn line(sku: &str, category: &str, brand: Option<&str>, qty: i64, unit: i64) -> BasketLine {
+        BasketLine {
+            sku: sku.into(),
+            category: category.into(),
+            brand: brand.map(Into::into),
+            quantity: qty,
+            unit_cents: unit,
+            total_cents: qty * unit,
+        }
+    }
+
+    fn scoped(id: &str, boost: Boost, scope: LineScope, min_total_cents: i64) -> PointsCampaign {
+        PointsCampaign {
+            id: id.into(),
+            version: 2,
+            boost,
+            starts: None,
+            ends: None,
+            weekdays: vec![],
+            hours: None,
+            tiers: vec![],
+            segments: vec![],
+            min_total_cents,
+            scope: Some(scope),
+        }
+    }
+
+    #[test]
+    fn lines_earn_by_sku_category_and_brand_and_excluded_categories_earn_nothing() {
+        let mut r = rules();
+        r.excluded_categories = vec!["tobacco".into(), "gift_cards".into()];
+        r.campaigns = vec![
+            scoped(
+                "coffee-x2",
+                Boost::Multiply(Multiplier(2000)),
+                LineScope::Category("coffee".into()),
+                0,
+            ),
+            scoped(
+                "acme-bonus",
+                Boost::Bonus(5),
+                LineScope::Brand("acme".into()),
+                0,
+            ),
+            scoped(
+                "croissant",
+                Boost::Bonus(3),
+                LineScope::Sku("CRO-1".into()),
+                0,
+            ),
+        ];
+        let t = at(2026, 11, 23, 10);
+        let basket = [
+            line("COF-1", "coffee", None, 2, 350),          // 7.00 x2 = 14
+            line("CRO-1", "bakery", Some("acme"), 3, 150),  // 4.50 -> 4 (+5x3 +3x3)
+            line("CIG-1", "tobacco", Some("acme"), 1, 900), // nothing, no acme bonus
+            line("GC-25", "gift_cards", None, 1, 2500),     // nothing
+        ];
+        let e = earn_basket(&r, None, &basket, t);
+        // 14 + 4.5 = 18.5 -> 18, shared 14 and 4; bonuses 15 + 9 on the croissants.
+        assert_eq!(e.lines, vec![14, 4 + 15 + 9, 0, 0]);
+        assert_eq!(e.points, 42);
+        assert_eq!(e.basket_bonus, 0);
+        assert_eq!(e.rule_version, "r1;coffee-x2@2;acme-bonus@2;croissant@2");
+    }
+
+    #[test]
+    fn the_rounding_of_the_sum_goes_to_the_largest_remainders() {
+        let r = rules();
+        // 1.50 + 1.50 + 1.20 = 4.20 -> 4 points: whole parts 1, 1, 1 and one more to the first
+        // of the two largest remainders.
+        let basket = [
+            line("A", "x", None, 1, 150),
+            line("B", "x", None, 1, 150),
+            line("C", "x", None, 1, 120),
+        ];
+        let e = earn_basket(&r, Some(&gold()), &basket, at(2026, 11, 23, 10));
+        // Gold 1.5: 2.25 + 2.25 + 1.80 = 6.30 -> 6: whole 2, 2, 1; the 0.80 gets the extra one.
+        assert_eq!(e.lines, vec![2, 2, 2]);
+        assert_eq!(e.points, 6);
+        assert_eq!(
+            earn_basket(&r, None, &basket, at(2026, 11, 23, 10)).lines,
+            vec![2, 1, 1]
+        );
+    }
+
+    #[test]
+    fn a_basket_bonus_needs_an_eligible_minimum_and_is_no_lines() {
+        let mut r = rules();
+        r.excluded_categories = vec!["tobacco".into()];
+        r.campaigns.push(PointsCampaign {
+            scope: None,
+            ..scoped("big", Boost::Bonus(50), LineScope::Sku("-".into()), 5000)
+        });
+        let t = at(2026, 11, 23, 10);
+        // 40 euros of groceries and 20 of tobacco: under the 50 euro minimum that counts.
+        let small = [
+            line("G", "grocery", None, 1, 4000),
+            line("T", "tobacco", None, 1, 2000),
+        ];
+        assert_eq!(earn_basket(&r, None, &small, t).points, 40);
+        let big = [line("G", "grocery", None, 1, 5000)];
+        let e = earn_basket(&r, None, &big, t);
+        assert_eq!(
+            (e.points, e.basket_bonus, e.lines.clone()),
+            (100, 50, vec![50])
+        );
+        // Tobacco alone earns no basket bonus, whatever its amount.
+        let r2 = Rules {
+            campaigns: vec![PointsCampaign {
+                scope: None,
+                ..scoped("any", Boost::Bonus(9), LineScope::Sku("-".into()), 0)
+            }],
+            ..r
+        };
+        assert_eq!(
+            earn_basket(&r2, None, &[line("T", "tobacco", None, 3, 900)], t).points,
+            0
+        );
+    }
+
+    #[test]
+    fn a_total_only_sale_earns_as_before() {
+        let mut r = rules();
+        r.campaigns.push(scoped(
+            "coffee-x2",
+            Boost::Multiply(Multiplier(2000)),
+            LineScope::Category("coffee".into()),
+            0,
+        ));
+        let e = earn(&r, Some(&gold()), 1999, at(2026, 11, 23, 10));
+        assert_eq!((e.points, e.lines.clone()), (29, vec![29]));
+        assert_eq!(
+            e.rule_version, "r1;tier=gold",
+            "a scoped campaign never matches a total"
+        );
     }
 
     fn in_amsterdam(campaign: PointsCampaign) -> Rules {
@@ -328,6 +584,19 @@ mod tests {
             let ph = earn(&r, Some(&gold()), hi, t).points;
             prop_assert!(pl >= 0);
             prop_assert!(pl <= ph);
+        }
+
+        #[test]
+        fn lines_add_up_to_the_basket_and_never_beat_one_line(
+            totals in proptest::collection::vec(0i64..1_000_000, 1..20),
+        ) {
+            let r = rules();
+            let t = at(2026, 11, 23, 10);
+            let basket: Vec<BasketLine> = totals.iter().map(|c| line("S", "c", None, 1, *c)).collect();
+            let e = earn_basket(&r, Some(&gold()), &basket, t);
+            prop_assert_eq!(e.lines.iter().sum::<i64>(), e.points);
+            let whole = earn(&r, Some(&gold()), totals.iter().sum(), t).points;
+            prop_assert_eq!(e.points, whole);
         }
 
         #[test]

@@ -18,6 +18,7 @@
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod basket;
 pub mod campaign;
 mod earn;
 pub mod gift_spec;
@@ -26,8 +27,12 @@ mod refund;
 mod rules;
 pub mod time_zone;
 
-pub use earn::{earn, Earning};
-pub use refund::{redeem, refund, RedeemError, RefundDecision, RefundError, SaleRecord};
+pub use basket::{BasketLine, LineScope};
+pub use earn::{earn, earn_basket, Earning};
+pub use refund::{
+    redeem, refund, refund_lines, LineRecord, LinesRefundDecision, RedeemError, RefundDecision,
+    RefundError, SaleRecord,
+};
 pub use rules::{Boost, DailyHours, MemberProfile, Multiplier, PointsCampaign, Rules};
 pub use time_zone::{StoreTimeZone, TimeZoneError};
 

@@ -28,7 +28,7 @@ pub struct MemberProfile {
 }
 
 /// What a campaign adds to a sale it applies to.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Boost {
     /// Multiplies the earned points (with the tier multiplier and other campaigns).
     Multiply(Multiplier),
@@ -71,6 +71,9 @@ pub struct PointsCampaign {
     /// Empty: every segment. Otherwise the member needs at least one of them.
     pub segments: Vec<String>,
     pub min_total_cents: i64,
+    /// `None`: the whole basket (a multiplier on every line, a bonus once per sale). Otherwise
+    /// only matching lines: a multiplier on them, a bonus per unit of each.
+    pub scope: Option<crate::basket::LineScope>,
 }
 
 impl PointsCampaign {
@@ -123,6 +126,9 @@ pub struct Rules {
     pub version: String,
     pub tier_multipliers: BTreeMap<String, Multiplier>,
     pub campaigns: Vec<PointsCampaign>,
+    /// Basket lines in these categories earn nothing (tobacco, gift cards, deposits) and do not
+    /// count towards a campaign's minimum basket.
+    pub excluded_categories: Vec<String>,
     /// The store's time zone: campaign weekdays and hours, and the local day of per-day gift
     /// limits and budgets.
     pub time_zone: StoreTimeZone,
@@ -137,6 +143,7 @@ impl Default for Rules {
             version: "default".into(),
             tier_multipliers: BTreeMap::new(),
             campaigns: Vec::new(),
+            excluded_categories: Vec::new(),
             time_zone: StoreTimeZone::UTC,
             gifts: Vec::new(),
         }

@@ -251,6 +251,7 @@ async fn ledger_only(dir: &Path) -> f64 {
                         lane: format!("L{lane}"),
                         receipt_id: format!("W-{lane}-{i}"),
                         total_cents: 1000,
+                        lines: Vec::new(),
                         identity: Some(Identity::Card(card_for(lane))),
                         at: chrono::Utc::now(),
                     })

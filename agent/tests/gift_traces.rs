@@ -942,6 +942,7 @@ async fn returned_after_absence_only_for_the_long_absent() {
             lane: "1".into(),
             receipt_id: "R-earlier".into(),
             total_cents: 500,
+            lines: Vec::new(),
             identity: Some(Identity::Card("4006381333931".into())),
             at: base() - Span::days(2),
         })

@@ -5,7 +5,7 @@ use loyalty_agent::engine::gifts::{GiftCampaign, GiftLimit, GiftTrigger, Presenc
 use loyalty_agent::engine::{Rules, StoreTimeZone};
 use loyalty_agent::ledger::{
     Identity, Ledger, LedgerError, MemberProfile, MemberRecord, PresenceRequest, RedeemRequest,
-    Redeemed, RefundRequest, Refusal, SaleRequest,
+    Redeemed, RefundOf, RefundRequest, Refusal, SaleRequest,
 };
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ fn sale(receipt: &str, cents: i64, who: Identity) -> SaleRequest {
         lane: "1".into(),
         receipt_id: receipt.into(),
         total_cents: cents,
+        lines: Vec::new(),
         identity: Some(who),
         at: Utc::now(),
     }
@@ -82,7 +83,7 @@ async fn refund_and_redemption_rules_hold() {
         lane: "1".into(),
         refund_id: id.into(),
         receipt_id: "r3".into(),
-        total_cents: cents,
+        what: RefundOf::Cents(cents),
         at: Utc::now(),
     };
     let half = ledger.refund(refund("f1", 1000)).await.unwrap();
@@ -205,7 +206,7 @@ async fn an_upgrade_backs_the_ledger_up_then_migrates_it_keeping_every_sale() {
             lane: "1".into(),
             refund_id: "f-old".into(),
             receipt_id: "r-old".into(),
-            total_cents: 1250,
+            what: RefundOf::Cents(1250),
             at: Utc::now(),
         })
         .await

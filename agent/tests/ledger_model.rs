@@ -4,7 +4,9 @@
 
 use chrono::Utc;
 use loyalty_agent::engine::Rules;
-use loyalty_agent::ledger::{Identity, Ledger, RedeemRequest, RefundRequest, SaleRequest};
+use loyalty_agent::ledger::{
+    Identity, Ledger, RedeemRequest, RefundOf, RefundRequest, SaleRequest,
+};
 use proptest::prelude::*;
 use serde_json::Value;
 use std::sync::Arc;
@@ -72,11 +74,11 @@ proptest! {
                 let request = match op {
                     Op::Sale { cents } => {
                         sales.push((format!("r{i}"), *cents));
-                        Sent::Sale(SaleRequest { lane: "1".into(), receipt_id: format!("r{i}"), total_cents: *cents, identity: member(), at: Utc::now() })
+                        Sent::Sale(SaleRequest { lane: "1".into(), receipt_id: format!("r{i}"), total_cents: *cents, lines: Vec::new(), identity: member(), at: Utc::now() })
                     }
                     Op::Refund { sale, cents } => {
                         let Some((receipt, _)) = sales.get(sale % sales.len().max(1)).cloned() else { continue };
-                        Sent::Refund(RefundRequest { lane: "1".into(), refund_id: format!("f{i}"), receipt_id: receipt, total_cents: *cents, at: Utc::now() })
+                        Sent::Refund(RefundRequest { lane: "1".into(), refund_id: format!("f{i}"), receipt_id: receipt, what: RefundOf::Cents(*cents), at: Utc::now() })
                     }
                     Op::Redeem { points } => Sent::Redeem(RedeemRequest { lane: "1".into(), redemption_id: format!("d{i}"), member_id: "m".into(), points: *points, at: Utc::now(), offline: false }),
                     Op::Retry { of } => {
@@ -100,11 +102,11 @@ proptest! {
                 // Refund what is left of every sale: the balance returns to zero.
                 for (receipt, total) in &sales {
                     let refunded: i64 = sent.iter().filter_map(|(s, a)| match (s, a) {
-                        (Sent::Refund(r), Some(_)) if &r.receipt_id == receipt => Some(r.total_cents),
+                        (Sent::Refund(r), Some(_)) if &r.receipt_id == receipt => match &r.what { RefundOf::Cents(c) => Some(*c), RefundOf::Lines(_) => None },
                         _ => None,
                     }).sum();
                     if total - refunded > 0 {
-                        let r = RefundRequest { lane: "1".into(), refund_id: format!("final-{receipt}"), receipt_id: receipt.clone(), total_cents: total - refunded, at: Utc::now() };
+                        let r = RefundRequest { lane: "1".into(), refund_id: format!("final-{receipt}"), receipt_id: receipt.clone(), what: RefundOf::Cents(total - refunded), at: Utc::now() };
                         prop_assert!(ledger.refund(r).await.is_ok());
                     }
                 }

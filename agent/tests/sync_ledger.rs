@@ -122,6 +122,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         lane: "1".into(),
                         receipt_id: format!("r{receipts}"),
                         total_cents: cents,
+                        lines: Vec::new(),
                         identity: Some(Identity::Member(MEMBERS[member].into())),
                         at: Utc::now(),
                     })
@@ -257,6 +258,7 @@ async fn a_watermark_ahead_of_the_log_acknowledges_nothing_it_was_not_sent() {
         lane: "1".into(),
         receipt_id: format!("r{n}"),
         total_cents: 1000,
+        lines: Vec::new(),
         identity: Some(Identity::Member("m1".into())),
         at: Utc::now(),
     };

@@ -69,7 +69,7 @@ pub fn earn_basket(
         .unwrap_or(Multiplier::ONE);
     let earns: Vec<bool> = basket
         .iter()
-        .map(|l| !rules.excluded_categories.iter().any(|c| *c == l.category))
+        .map(|l| !rules.excluded_categories.contains(&l.category))
         .collect();
     let eligible_cents: i64 = basket
         .iter()

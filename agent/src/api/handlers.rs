@@ -1,12 +1,13 @@
 //! One function per route.
 
+use super::basket;
 use super::lane_page::Recorded;
 use super::lane_view;
 use super::replay;
 use super::{ApiError, AppState};
 use crate::checkout::{LaneIdentity, SessionEnd, Spend};
 use crate::ledger::{
-    keys, GiftRedeemRequest, Readers, RedeemRequest, Redeemed, RefundRequest, SaleRequest,
+    keys, GiftRedeemRequest, Readers, RedeemRequest, Redeemed, RefundOf, RefundRequest, SaleRequest,
 };
 use crate::scan::{classify, qr, CardNumber, ScannedCode};
 use axum::extract::rejection::JsonRejection;
@@ -60,7 +61,8 @@ fn known_lane(state: &AppState, lane: &str) -> Result<(), ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct SaleBody {
     receipt_id: String,
-    total_cents: i64,
+    total_cents: Option<i64>,
+    lines: Option<Vec<basket::LineBody>>,
     card: Option<String>,
     qr: Option<String>,
 }
@@ -122,12 +124,7 @@ pub async fn sale(
     known_lane(&state, &lane)?;
     let b = body(payload)?;
     check_id("receipt_id", &b.receipt_id)?;
-    if !(0..=10_000_000_000).contains(&b.total_cents) {
-        return Err(ApiError::invalid(
-            "bad_total",
-            "`total_cents` must be between 0 and 10000000000",
-        ));
-    }
+    let (total_cents, lines) = basket::basket(b.total_cents, b.lines)?;
     let _turn = state.in_flight.turn(keys::sale(&b.receipt_id)).await;
     // A retry must not end the session of the customer now at the lane.
     if let Some(first) = replay::sale(&state, &b.receipt_id).await? {
@@ -140,7 +137,8 @@ pub async fn sale(
         .sale(SaleRequest {
             lane: lane.clone(),
             receipt_id: b.receipt_id.clone(),
-            total_cents: b.total_cents,
+            total_cents,
+            lines,
             identity: who.map(|w| w.identity),
             at: chrono::Utc::now(),
         })
@@ -357,7 +355,8 @@ async fn redeem_gift(
 pub struct RefundBody {
     refund_id: String,
     receipt_id: String,
-    total_cents: i64,
+    total_cents: Option<i64>,
+    lines: Option<Vec<basket::RefundLineBody>>,
 }
 
 pub async fn refund(
@@ -369,12 +368,20 @@ pub async fn refund(
     let b = body(payload)?;
     check_id("refund_id", &b.refund_id)?;
     check_id("receipt_id", &b.receipt_id)?;
-    if b.total_cents <= 0 {
-        return Err(ApiError::invalid(
-            "bad_total",
-            "`total_cents` must be more than 0",
-        ));
-    }
+    let what = match (b.total_cents, b.lines) {
+        (Some(cents), None) if cents > 0 => RefundOf::Cents(cents),
+        (Some(_), None) => {
+            return Err(ApiError::invalid(
+                "bad_total",
+                "`total_cents` must be more than 0",
+            ))
+        }
+        (None, Some(lines)) => RefundOf::Lines(basket::refund_lines(lines)?),
+        _ => return Err(ApiError::invalid(
+            "bad_request",
+            "send `total_cents` (an amount) or `lines` (units of the sale's lines), one of them",
+        )),
+    };
     let _turn = state.in_flight.turn(keys::refund(&b.refund_id)).await;
     if let Some(first) = replay::refund(&state, &b.refund_id).await? {
         return Ok(Json(json!(first)));
@@ -385,7 +392,7 @@ pub async fn refund(
             lane: lane.clone(),
             refund_id: b.refund_id,
             receipt_id: b.receipt_id,
-            total_cents: b.total_cents,
+            what,
             at: chrono::Utc::now(),
         })
         .await?;

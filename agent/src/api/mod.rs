@@ -2,11 +2,13 @@
 //! views, health and metrics. Bad input is always a 4xx with an error body, never a 500; every
 //! error body is JSON, axum's own rejections included (`loyalty_http_edge::errors`).
 
+mod basket;
 mod error;
 mod handlers;
 pub mod in_flight;
 pub mod lane_page;
 mod lane_view;
+mod quote;
 mod replay;
 
 pub use error::ApiError;
@@ -48,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/lanes/{lane}/sales", post(handlers::sale))
         .route("/v1/lanes/{lane}", get(handlers::lane))
         .route("/v1/lanes/{lane}/clear", post(handlers::clear))
+        .route("/v1/lanes/{lane}/quotes", post(quote::quote))
         .route("/v1/lanes/{lane}/redemptions", post(handlers::redeem))
         .route("/v1/lanes/{lane}/refunds", post(handlers::refund))
         .route("/v1/members/{member_id}", get(handlers::member))

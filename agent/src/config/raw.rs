@@ -122,6 +122,9 @@ pub struct RawPoints {
     pub tiers: BTreeMap<String, f64>,
     #[serde(default)]
     pub campaigns: Vec<RawCampaign>,
+    /// Basket line categories that earn no points (tobacco, gift cards, deposits).
+    #[serde(default)]
+    pub exclude_categories: Vec<String>,
 }
 
 /// Shared with HQ's validation of published campaigns.

@@ -678,6 +678,18 @@ fn build_rules(raw: &RawConfig, time_zone: StoreTimeZone, c: &mut Collector) -> 
         }
         rules.version = version.clone();
     }
+    for (i, category) in points.exclude_categories.iter().enumerate() {
+        if category.is_empty()
+            || category.chars().count() > 64
+            || category.chars().any(char::is_control)
+        {
+            c.value(
+                format!("points.exclude_categories.{i}"),
+                "a category is 1 to 64 printable characters, as the POS sends it",
+            );
+        }
+    }
+    rules.excluded_categories = points.exclude_categories.clone();
     for (tier, factor) in &points.tiers {
         match Multiplier::from_factor(*factor) {
             Some(m) => {

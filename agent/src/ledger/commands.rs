@@ -1,10 +1,11 @@
 //! What callers ask the writer to record, and how each is applied inside the transaction.
 
 use super::outcome::{
-    keys, Answer, ImportSummary, PointsRedeemed, Redeemed, RefundOutcome, Refusal, SaleOutcome,
+    keys, Answer, ImportSummary, LinePoints, LineRefunded, PointsRedeemed, Redeemed, RefundOutcome,
+    Refusal, SaleOutcome,
 };
 use super::LedgerError;
-use crate::engine::{self, MemberProfile, Rules, SaleRecord};
+use crate::engine::{self, BasketLine, LineRecord, MemberProfile, Rules, SaleRecord};
 use chrono::{DateTime, SecondsFormat, Utc};
 use loyalty_protocol::bounds;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -25,7 +26,10 @@ pub enum Identity {
 pub struct SaleRequest {
     pub lane: String,
     pub receipt_id: String,
+    /// With lines, their sum (the API checks it).
     pub total_cents: i64,
+    /// Empty: a sale given as a total alone.
+    pub lines: Vec<BasketLine>,
     pub identity: Option<Identity>,
     pub at: DateTime<Utc>,
 }
@@ -35,8 +39,17 @@ pub struct RefundRequest {
     pub lane: String,
     pub refund_id: String,
     pub receipt_id: String,
-    pub total_cents: i64,
+    /// What to refund: an amount, or units of given lines.
+    pub what: RefundOf,
     pub at: DateTime<Utc>,
+}
+
+/// A refund by amount (proportional points), or of given lines' units (their own points).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundOf {
+    Cents(i64),
+    /// (1-based line number, units).
+    Lines(Vec<(usize, i64)>),
 }
 
 #[derive(Debug, Clone)]
@@ -216,19 +229,32 @@ pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
         Some(m) => profile(tx, m)?,
         None => None,
     };
-    let (points, rule_version, balance_after) = match account {
+    let (points, rule_version, balance_after, line_points) = match account {
         Some(account) => {
-            let earning = engine::earn(rules, profile.as_ref(), r.total_cents, r.at);
+            let earning = if r.lines.is_empty() {
+                engine::earn(rules, profile.as_ref(), r.total_cents, r.at)
+            } else {
+                engine::earn_basket(rules, profile.as_ref(), &r.lines, r.at)
+            };
             // Checked before anything is written: an out-of-bounds credit would poison this
             // member's balance here and at HQ (protocol::bounds).
             if let Err(why) = bounds::add_to_balance(balance(tx, account)?, earning.points) {
                 return Ok(Err(Refusal::PointsOutOfBounds(why.to_string()).into()));
             }
             let b = add_points(tx, account, earning.points, Some(&at))?;
-            (earning.points, Some(earning.rule_version), Some(b))
+            (
+                earning.points,
+                Some(earning.rule_version),
+                Some(b),
+                earning.lines,
+            )
         }
-        None => (0, None, None),
+        None => (0, None, None, Vec::new()),
     };
+    // Lines earn nothing when nobody is identified; they are kept all the same, for refunds.
+    let line_points: Vec<i64> = (0..r.lines.len())
+        .map(|i| line_points.get(i).copied().unwrap_or(0))
+        .collect();
     let response = SaleOutcome {
         receipt_id: r.receipt_id.clone(),
         member_id: member_id.clone(),
@@ -239,7 +265,32 @@ pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
             Some(m) => super::read::open_gifts(tx, m)?,
             None => Vec::new(),
         },
+        rule_version: rule_version.clone(),
+        lines: r
+            .lines
+            .iter()
+            .zip(&line_points)
+            .enumerate()
+            .map(|(i, (l, p))| LinePoints {
+                line: i + 1,
+                sku: l.sku.clone(),
+                points: *p,
+            })
+            .collect(),
     };
+    let lines_json: Vec<Value> = r
+        .lines
+        .iter()
+        .zip(&line_points)
+        .map(|(l, p)| {
+            json!({"sku": l.sku, "category": l.category, "brand": l.brand, "quantity": l.quantity,
+                   "unit_cents": l.unit_cents, "total_cents": l.total_cents, "points": p})
+        })
+        .collect();
+    let mut payload = json!({"receipt_id": r.receipt_id, "total_cents": r.total_cents, "card": card, "member_id": member_id});
+    if !lines_json.is_empty() {
+        payload["lines"] = Value::Array(lines_json);
+    }
     let seq = append(
         tx,
         NewEvent {
@@ -248,7 +299,7 @@ pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
             account,
             lane: Some(&r.lane),
             points,
-            payload: json!({"receipt_id": r.receipt_id, "total_cents": r.total_cents, "card": card, "member_id": member_id}),
+            payload,
             response: stored(&response)?,
             rule_version: rule_version.as_deref(),
             at: &at,
@@ -258,6 +309,23 @@ pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
         "INSERT INTO sales (seq, account, total_cents, points_earned) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![seq, account, r.total_cents, points])?;
+    let mut insert_line = tx.prepare_cached(
+        "INSERT INTO sale_lines (sale_seq, line_no, sku, category, brand, quantity, unit_cents, total_cents, points)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for (i, (l, p)) in r.lines.iter().zip(&line_points).enumerate() {
+        insert_line.execute(params![
+            seq,
+            line_no(i + 1),
+            l.sku,
+            l.category,
+            l.brand,
+            l.quantity,
+            l.unit_cents,
+            l.total_cents,
+            p
+        ])?;
+    }
     Ok(Ok(Answer::Sale(response)))
 }
 
@@ -291,9 +359,25 @@ pub(super) fn refund(tx: &Connection, r: &RefundRequest) -> Applied {
         Some(a) => balance(tx, a)?,
         None => 0,
     };
-    let decision = match engine::refund(record, r.total_cents, current) {
-        Ok(d) => d,
-        Err(e) => return Ok(Err(Refusal::RefundRefused(e.to_string()).into())),
+    let (decision, cents, lines) = match &r.what {
+        RefundOf::Cents(cents) => match engine::refund(record, *cents, current) {
+            Ok(d) => (d, *cents, Vec::new()),
+            Err(e) => return Ok(Err(Refusal::RefundRefused(e.to_string()).into())),
+        },
+        RefundOf::Lines(requested) => {
+            let kept = sale_lines(tx, sale_seq)?;
+            if kept.is_empty() {
+                return Ok(Err(Refusal::RefundRefused(format!(
+                    "sale {} was recorded as a total without lines: refund it by `total_cents`",
+                    r.receipt_id
+                ))
+                .into()));
+            }
+            match engine::refund_lines(record, &kept, requested, current) {
+                Ok(d) => (d.decision, d.cents, d.lines),
+                Err(e) => return Ok(Err(Refusal::RefundRefused(e.to_string()).into())),
+            }
+        }
     };
     let balance_after = match &account {
         Some(a) => Some(add_points(tx, a, -decision.points_taken, None)?),
@@ -302,14 +386,35 @@ pub(super) fn refund(tx: &Connection, r: &RefundRequest) -> Applied {
     tx.prepare_cached(
         "UPDATE sales SET refunded_cents = refunded_cents + ?2, points_due_back = points_due_back + ?3 WHERE seq = ?1",
     )?
-    .execute(params![sale_seq, r.total_cents, decision.points_due])?;
+    .execute(params![sale_seq, cents, decision.points_due])?;
+    let mut update_line = tx.prepare_cached(
+        "UPDATE sale_lines SET refunded_quantity = refunded_quantity + ?3, points_back = points_back + ?4
+         WHERE sale_seq = ?1 AND line_no = ?2",
+    )?;
+    for (line, units, _, due) in &lines {
+        update_line.execute(params![sale_seq, line_no(*line), units, due])?;
+    }
     let response = RefundOutcome {
         refund_id: r.refund_id.clone(),
         receipt_id: r.receipt_id.clone(),
+        refunded_cents: cents,
+        lines: lines
+            .iter()
+            .map(|(line, quantity, cents, due)| LineRefunded {
+                line: *line,
+                quantity: *quantity,
+                refunded_cents: *cents,
+                points_due: *due,
+            })
+            .collect(),
         points_taken_back: decision.points_taken,
         points_uncollected: decision.uncollected,
         balance: balance_after,
     };
+    let mut payload = json!({"refund_id": r.refund_id, "receipt_id": r.receipt_id, "total_cents": cents, "points_due": decision.points_due, "uncollected": decision.uncollected});
+    if !lines.is_empty() {
+        payload["lines"] = json!(response.lines);
+    }
     append(
         tx,
         NewEvent {
@@ -318,13 +423,36 @@ pub(super) fn refund(tx: &Connection, r: &RefundRequest) -> Applied {
             account: account.as_deref(),
             lane: Some(&r.lane),
             points: -decision.points_taken,
-            payload: json!({"refund_id": r.refund_id, "receipt_id": r.receipt_id, "total_cents": r.total_cents, "points_due": decision.points_due, "uncollected": decision.uncollected}),
+            payload,
             response: stored(&response)?,
             rule_version: None,
             at: &ts(r.at),
         },
     )?;
     Ok(Ok(Answer::Refund(response)))
+}
+
+/// A 1-based line number as stored (a basket has at most a few hundred lines).
+fn line_no(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A sale's lines as kept for refunds, in line order.
+fn sale_lines(tx: &Connection, sale_seq: i64) -> rusqlite::Result<Vec<LineRecord>> {
+    tx.prepare_cached(
+        "SELECT quantity, total_cents, points, refunded_quantity, points_back FROM sale_lines
+         WHERE sale_seq = ?1 ORDER BY line_no",
+    )?
+    .query_map([sale_seq], |row| {
+        Ok(LineRecord {
+            quantity: row.get(0)?,
+            total_cents: row.get(1)?,
+            points: row.get(2)?,
+            refunded_quantity: row.get(3)?,
+            points_back: row.get(4)?,
+        })
+    })?
+    .collect()
 }
 
 pub(super) fn redeem(tx: &Connection, r: &RedeemRequest) -> Applied {

@@ -29,7 +29,7 @@ mod sync;
 mod writer;
 
 pub use commands::{
-    card_account, Identity, MemberRecord, RedeemRequest, RefundRequest, SaleRequest,
+    card_account, Identity, MemberRecord, RedeemRequest, RefundOf, RefundRequest, SaleRequest,
 };
 pub use gifts::{GiftRedeemRequest, PresenceRequest};
 pub use identity::OpenOptions;
@@ -104,6 +104,8 @@ pub struct Ledger {
     tx: mpsc::Sender<Job>,
     readers: Readers,
     appended: Arc<tokio::sync::Notify>,
+    /// The rules the writer credits with, for quotes: replaced after the writer took them.
+    rules: Arc<std::sync::RwLock<Arc<Rules>>>,
 }
 
 /// The writer's connection without the writer thread, for operator commands that run while the
@@ -146,6 +148,7 @@ impl Ledger {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
+        let current_rules = Arc::new(std::sync::RwLock::new(rules.clone()));
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || {
@@ -161,6 +164,7 @@ impl Ledger {
                 tx,
                 readers: Readers::new(path.to_owned()),
                 appended,
+                rules: current_rules,
             },
             handle,
         ))
@@ -236,7 +240,16 @@ impl Ledger {
 
     /// Replaces the rules sales are credited with, from the next command on.
     pub async fn set_rules(&self, rules: Arc<Rules>) -> Result<(), LedgerError> {
-        self.submit(Command::SetRules(rules)).await.map(|_| ())
+        self.submit(Command::SetRules(rules.clone())).await?;
+        // The rules hold no invariant a panicking writer of this lock could break half-way.
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
+        Ok(())
+    }
+
+    /// The rules sales are credited with now (a quote computes with them; the sale that follows
+    /// earns the same unless they change in between).
+    pub fn rules(&self) -> Arc<Rules> {
+        self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Hands over a gift at a lane; idempotent by `redemption_id`.

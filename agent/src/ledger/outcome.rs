@@ -54,6 +54,32 @@ pub struct SaleOutcome {
     /// The member's open gifts, so the POS can remind the cashier to hand them over.
     #[serde(default)]
     pub gifts: Vec<OpenGift>,
+    /// The rules that computed the points (`rules.version`, tier, campaigns): a quote that says
+    /// the same version earned the same. `None` when nothing was credited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_version: Option<String>,
+    /// Each basket line's points, for a sale sent with lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<LinePoints>,
+}
+
+/// What one basket line earned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinePoints {
+    /// 1-based, in the order the POS sent the lines.
+    pub line: usize,
+    pub sku: String,
+    pub points: i64,
+}
+
+/// What a refund took back of one line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineRefunded {
+    pub line: usize,
+    pub quantity: i64,
+    pub refunded_cents: i64,
+    /// Points due back for these units (taken from the balance as far as it goes).
+    pub points_due: i64,
 }
 
 /// `POST /v1/lanes/{lane}/refunds`.
@@ -61,6 +87,12 @@ pub struct SaleOutcome {
 pub struct RefundOutcome {
     pub refund_id: String,
     pub receipt_id: String,
+    /// The cents refunded: as sent, or the refunded lines' share of their totals.
+    #[serde(default)]
+    pub refunded_cents: i64,
+    /// For a refund of given lines, each of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<LineRefunded>,
     pub points_taken_back: i64,
     /// Points the member had already spent, recorded instead of a negative balance.
     pub points_uncollected: i64,

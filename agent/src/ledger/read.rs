@@ -166,6 +166,14 @@ impl Readers {
         self.with(|c| open_gifts(c, member_id))
     }
 
+    /// What the rules know of a member (tier, segments).
+    pub fn profile(
+        &self,
+        member_id: &str,
+    ) -> rusqlite::Result<Option<crate::engine::MemberProfile>> {
+        self.with(|c| super::commands::profile(c, member_id))
+    }
+
     pub fn member_for_card(&self, card: &str) -> rusqlite::Result<Option<String>> {
         self.with(|c| {
             c.prepare_cached("SELECT member_id FROM cards WHERE card_number = ?1")?

@@ -188,6 +188,23 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE members ADD COLUMN display_name TEXT;
     "#,
+    // 8: a sale's basket lines, each with the points it earned and what refunds took back of it.
+    r#"
+    CREATE TABLE sale_lines (
+        sale_seq          INTEGER NOT NULL REFERENCES sales(seq),
+        line_no           INTEGER NOT NULL,
+        sku               TEXT NOT NULL,
+        category          TEXT NOT NULL,
+        brand             TEXT,
+        quantity          INTEGER NOT NULL,
+        unit_cents        INTEGER NOT NULL,
+        total_cents       INTEGER NOT NULL,
+        points            INTEGER NOT NULL,
+        refunded_quantity INTEGER NOT NULL DEFAULT 0,
+        points_back       INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (sale_seq, line_no)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -252,6 +252,7 @@ async fn ledger_only(dir: &Path) -> f64 {
                         receipt_id: format!("W-{lane}-{i}"),
                         total_cents: 1000,
                         lines: Vec::new(),
+                        redemption_ids: Vec::new(),
                         identity: Some(Identity::Card(card_for(lane))),
                         at: chrono::Utc::now(),
                     })

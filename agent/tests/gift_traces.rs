@@ -170,6 +170,7 @@ fn campaign(id: &str, trigger: GiftTrigger) -> GiftCampaign {
         valid_for: Span::minutes(120),
         expires_at: None,
         points: 0,
+        reward: None,
     }
 }
 
@@ -943,6 +944,7 @@ async fn returned_after_absence_only_for_the_long_absent() {
             receipt_id: "R-earlier".into(),
             total_cents: 500,
             lines: Vec::new(),
+            redemption_ids: Vec::new(),
             identity: Some(Identity::Card("4006381333931".into())),
             at: base() - Span::days(2),
         })

@@ -15,6 +15,7 @@ fn sale(receipt: &str, cents: i64, who: Identity) -> SaleRequest {
         receipt_id: receipt.into(),
         total_cents: cents,
         lines: Vec::new(),
+        redemption_ids: Vec::new(),
         identity: Some(who),
         at: Utc::now(),
     }
@@ -100,6 +101,7 @@ async fn refund_and_redemption_rules_hold() {
         points,
         at: Utc::now(),
         offline: false,
+        reward: None,
     };
     assert!(matches!(
         ledger.redeem(spend("x1", 11)).await,
@@ -312,6 +314,7 @@ fn daily_coffee(limit: GiftLimit, daily_budget: Option<u32>) -> GiftCampaign {
         valid_for: chrono::Duration::hours(1),
         expires_at: None,
         points: 0,
+        reward: None,
     }
 }
 
@@ -402,4 +405,84 @@ async fn the_store_daily_budget_lasts_the_whole_25_hour_day() {
         gets_coffee(&ledger, "m2", "2027-10-31T23:00:00Z").await,
         "Mon 00:00 CET"
     );
+}
+
+/// A gift that is a reward: handed over with a basket, it answers the discount lines the POS
+/// applies; a voided basket opens it again; a basket it does not fit is refused, the gift kept.
+#[tokio::test]
+async fn a_reward_gift_gives_discount_lines_and_a_void_opens_it_again() {
+    use loyalty_agent::engine::reward::Reward;
+    use loyalty_agent::engine::BasketLine;
+    use loyalty_agent::ledger::{GiftRedeemRequest, VoidRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let mut gift = daily_coffee(GiftLimit::OncePerMember, None);
+    gift.reward = Some(Reward::FreeItem {
+        sku: "COF-1".into(),
+    });
+    let ledger = amsterdam_store(&dir, gift).await;
+    let now = Utc::now();
+    let issued = ledger
+        .presence(PresenceRequest {
+            member_id: "m1".into(),
+            fact: PresenceFact::WalkedIn,
+            at: now,
+        })
+        .await
+        .unwrap();
+    let gift_id = issued.gifts[0].gift_id.clone();
+    assert!(issued.gifts[0].reward.is_some());
+    let line = |sku: &str| BasketLine {
+        sku: sku.into(),
+        category: "coffee".into(),
+        brand: None,
+        quantity: 2,
+        unit_cents: 320,
+        total_cents: 640,
+    };
+    let hand_over = |id: &str, basket: Vec<BasketLine>| GiftRedeemRequest {
+        lane: "1".into(),
+        redemption_id: id.into(),
+        member_id: "m1".into(),
+        gift_id: gift_id.clone(),
+        basket,
+        at: now,
+    };
+    let refused = ledger
+        .redeem_gift(hand_over("G-0", vec![line("TEA-1")]))
+        .await;
+    assert!(matches!(
+        refused,
+        Err(LedgerError::Refused(Refusal::RewardNotApplicable(_)))
+    ));
+    let Redeemed::Gift(handed) = ledger
+        .redeem_gift(hand_over("G-1", vec![line("TEA-1"), line("COF-1")]))
+        .await
+        .unwrap()
+    else {
+        panic!("not a gift");
+    };
+    assert_eq!(handed.discounts.len(), 1);
+    assert_eq!(
+        (handed.discounts[0].line, handed.discounts[0].amount_cents),
+        (2, 320)
+    );
+    let open = |l: &Ledger| {
+        let r = l.readers().clone();
+        move || r.open_gifts("m1").unwrap().len()
+    };
+    assert_eq!(open(&ledger)(), 0);
+    let voided = ledger
+        .void(VoidRequest {
+            lane: "1".into(),
+            void_id: "V-1".into(),
+            redemption_ids: vec!["G-1".into()],
+            at: now,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        voided.returned[0].gift_id.as_deref(),
+        Some(gift_id.as_str())
+    );
+    assert_eq!(open(&ledger)(), 1, "the gift is open again");
 }

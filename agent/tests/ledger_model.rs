@@ -74,13 +74,13 @@ proptest! {
                 let request = match op {
                     Op::Sale { cents } => {
                         sales.push((format!("r{i}"), *cents));
-                        Sent::Sale(SaleRequest { lane: "1".into(), receipt_id: format!("r{i}"), total_cents: *cents, lines: Vec::new(), identity: member(), at: Utc::now() })
+                        Sent::Sale(SaleRequest { lane: "1".into(), receipt_id: format!("r{i}"), total_cents: *cents, lines: Vec::new(), redemption_ids: Vec::new(), identity: member(), at: Utc::now() })
                     }
                     Op::Refund { sale, cents } => {
                         let Some((receipt, _)) = sales.get(sale % sales.len().max(1)).cloned() else { continue };
                         Sent::Refund(RefundRequest { lane: "1".into(), refund_id: format!("f{i}"), receipt_id: receipt, what: RefundOf::Cents(*cents), at: Utc::now() })
                     }
-                    Op::Redeem { points } => Sent::Redeem(RedeemRequest { lane: "1".into(), redemption_id: format!("d{i}"), member_id: "m".into(), points: *points, at: Utc::now(), offline: false }),
+                    Op::Redeem { points } => Sent::Redeem(RedeemRequest { lane: "1".into(), redemption_id: format!("d{i}"), member_id: "m".into(), points: *points, at: Utc::now(), offline: false, reward: None }),
                     Op::Retry { of } => {
                         let Some((request, first)) = sent.get(of % sent.len().max(1)).cloned() else { continue };
                         let again = send(&ledger, &request).await;

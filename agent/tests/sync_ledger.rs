@@ -123,6 +123,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         receipt_id: format!("r{receipts}"),
                         total_cents: cents,
                         lines: Vec::new(),
+                        redemption_ids: Vec::new(),
                         identity: Some(Identity::Member(MEMBERS[member].into())),
                         at: Utc::now(),
                     })
@@ -140,6 +141,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         points,
                         at: Utc::now(),
                         offline: false,
+                        reward: None,
                     })
                     .await
                     .is_ok()
@@ -259,6 +261,7 @@ async fn a_watermark_ahead_of_the_log_acknowledges_nothing_it_was_not_sent() {
         receipt_id: format!("r{n}"),
         total_cents: 1000,
         lines: Vec::new(),
+        redemption_ids: Vec::new(),
         identity: Some(Identity::Member("m1".into())),
         at: Utc::now(),
     };

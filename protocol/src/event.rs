@@ -57,6 +57,9 @@ pub enum EventKind {
     GiftIssued,
     /// `gift_id`, `redemption_id`. Points <= 0.
     GiftRedeemed,
+    /// `void_id`, `redemption_ids`, `gift_ids`: a voided basket gave back what was redeemed for
+    /// it (the points, as a credit; the gifts, open again). Points >= 0.
+    RedemptionVoided,
     /// Any other kind, kept verbatim.
     Unknown(String),
 }
@@ -69,6 +72,7 @@ impl EventKind {
             EventKind::Redemption => "redemption",
             EventKind::GiftIssued => "gift_issued",
             EventKind::GiftRedeemed => "gift_redeemed",
+            EventKind::RedemptionVoided => "redemption_voided",
             EventKind::Unknown(s) => s,
         }
     }
@@ -82,6 +86,7 @@ impl From<String> for EventKind {
             "redemption" => EventKind::Redemption,
             "gift_issued" => EventKind::GiftIssued,
             "gift_redeemed" => EventKind::GiftRedeemed,
+            "redemption_voided" => EventKind::RedemptionVoided,
             _ => EventKind::Unknown(s),
         }
     }

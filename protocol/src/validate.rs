@@ -109,6 +109,7 @@ impl Event {
                 ],
             ),
             EventKind::GiftRedeemed => (false, &[("gift_id", Ty::Str), ("redemption_id", Ty::Str)]),
+            EventKind::RedemptionVoided => (true, &[("void_id", Ty::Str)]),
         };
         let sign_ok = if credit {
             self.points >= 0

@@ -6,6 +6,7 @@
 use crate::basket::LineScope;
 use crate::gift_spec;
 use crate::gifts::GiftCampaign;
+use crate::reward::CatalogueReward;
 use crate::rules::{Boost, DailyHours, Multiplier, PointsCampaign};
 use chrono::{DateTime, NaiveTime, Utc, Weekday};
 use serde::Deserialize;
@@ -188,6 +189,8 @@ fn scope_value(path: &str, value: &str, problems: &mut Vec<Problem>) -> Option<S
 pub enum Campaign {
     Points(PointsCampaign),
     Gift(GiftCampaign),
+    /// An item of the points catalogue.
+    Reward(CatalogueReward),
 }
 
 /// Checks an HQ campaign body of any kind: `Err` holds every problem as a sentence
@@ -204,12 +207,73 @@ pub fn validate(id: &str, version: i64, body: &Value) -> Result<Campaign, Vec<St
             Some(result) => result.map(Campaign::Gift),
             None => Err(vec!["campaign.kind: not a gift campaign".into()]),
         },
+        Some("reward") => catalogue_from_hq(id, version, body).map(Campaign::Reward),
         Some(other) => Err(vec![format!(
-            "campaign.kind: `{other}` is not a campaign kind (points or gift)"
+            "campaign.kind: `{other}` is not a campaign kind (points, gift or reward)"
         )]),
         None => Err(vec![
-            "campaign.kind: required, \"points\" or \"gift\"".into()
+            "campaign.kind: required, \"points\", \"gift\" or \"reward\"".into(),
         ]),
+    }
+}
+
+/// An item of the points catalogue as HQ publishes it:
+/// `{"kind": "reward", "cost_points": 150, "text": "A free coffee", "reward": {...}}`
+/// ([`crate::reward`]; a catalogue item gives a discount, never points for points).
+pub fn catalogue_from_hq(
+    id: &str,
+    version: i64,
+    body: &Value,
+) -> Result<CatalogueReward, Vec<String>> {
+    let Value::Object(map) = body else {
+        return Err(vec!["campaign: not a campaign object".into()]);
+    };
+    let mut problems: Vec<String> = map
+        .keys()
+        .filter(|k| {
+            !["kind", "id", "version", "cost_points", "text", "reward"].contains(&k.as_str())
+        })
+        .map(|k| format!("campaign.{k}: unknown key"))
+        .collect();
+    let cost_points = map.get("cost_points").and_then(Value::as_i64);
+    if !cost_points.is_some_and(|c| (1..=1_000_000_000).contains(&c)) {
+        problems.push("campaign.cost_points: required, 1 to 1000000000 points".into());
+    }
+    let text = map.get("text").and_then(Value::as_str).unwrap_or("");
+    if text.is_empty() || text.chars().count() > 80 || text.chars().any(char::is_control) {
+        problems.push(
+            "campaign.text: required, what the member reads, 1 to 80 characters on one line".into(),
+        );
+    }
+    let reward = match map.get("reward") {
+        None => {
+            problems.push("campaign.reward: required, what the points buy".into());
+            None
+        }
+        Some(v) => match crate::reward::check(v, "campaign.reward") {
+            Ok(crate::reward::Reward::Points { .. }) => {
+                problems.push(
+                    "campaign.reward: a catalogue item gives a discount or an item, not points"
+                        .into(),
+                );
+                None
+            }
+            Ok(r) => Some(r),
+            Err(mut p) => {
+                problems.append(&mut p);
+                None
+            }
+        },
+    };
+    match (cost_points, reward) {
+        (Some(cost_points), Some(reward)) if problems.is_empty() => Ok(CatalogueReward {
+            id: id.to_owned(),
+            version,
+            cost_points,
+            text: text.to_owned(),
+            reward,
+        }),
+        _ => Err(problems),
     }
 }
 
@@ -299,6 +363,18 @@ mod tests {
             Ok(Campaign::Gift(_))
         ));
         assert!(validate("x", 1, &json!({"kind": "teleport"})).is_err());
+        assert!(matches!(
+            validate("free-coffee", 2, &json!({"kind": "reward", "cost_points": 150, "text": "A free coffee",
+                                              "reward": {"type": "free_item", "sku": "COF-1"}})),
+            Ok(Campaign::Reward(r)) if r.cost_points == 150 && r.version == 2
+        ));
+        let problems = validate(
+            "x",
+            1,
+            &json!({"kind": "reward", "cost": 150, "reward": {"type": "points", "points": 5}}),
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(validate("x", 1, &json!({"multiplier": 2})).is_err());
     }
 }

@@ -15,6 +15,7 @@
 //! segments = ["coffee-lovers"]     # optional: members in at least one
 //! daily_budget = 200               # optional: gifts per store-local day at this store
 //! points = 0                       # optional: points credited with the gift
+//! reward = { type = "free_item", sku = "COF-1" }  # optional: what the POS applies (crate::reward)
 //! ```
 
 use super::gifts::{GiftCampaign, GiftLimit, GiftTrigger};
@@ -56,6 +57,10 @@ pub struct GiftCampaignSpec {
     pub daily_budget: Option<u32>,
     #[serde(default)]
     pub points: i64,
+    /// What the POS applies when the gift is handed over ([`crate::reward`]); `gift` stays the
+    /// text people read. A `points` reward is the same as `points`.
+    #[serde(default)]
+    pub reward: Option<serde_json::Value>,
 }
 
 impl GiftCampaignSpec {
@@ -110,6 +115,25 @@ impl GiftCampaignSpec {
         if self.points < 0 {
             problems.push("`points` must not be negative".into());
         }
+        let mut points = self.points;
+        let reward = match &self.reward {
+            None => None,
+            Some(v) => match crate::reward::check(v, "reward") {
+                Ok(crate::reward::Reward::Points { points: p }) if self.points == 0 => {
+                    points = p;
+                    None
+                }
+                Ok(crate::reward::Reward::Points { .. }) => {
+                    problems.push("give `points` or a `points` reward, not both".into());
+                    None
+                }
+                Ok(r) => Some(r),
+                Err(mut p) => {
+                    problems.append(&mut p);
+                    None
+                }
+            },
+        };
         match trigger {
             Some(trigger) if problems.is_empty() => Ok(GiftCampaign {
                 id,
@@ -124,7 +148,8 @@ impl GiftCampaignSpec {
                 ends: self.ends_at,
                 valid_for: Duration::minutes(i64::from(self.valid_for_minutes)),
                 expires_at: self.expires_at,
-                points: self.points,
+                points,
+                reward,
             }),
             _ => Err(problems),
         }

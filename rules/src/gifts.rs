@@ -74,6 +74,8 @@ pub struct GiftCampaign {
     pub expires_at: Option<DateTime<Utc>>,
     /// Points credited with the gift (0 for an item).
     pub points: i64,
+    /// What the POS applies when the gift is handed over; `None`: `gift` is free text.
+    pub reward: Option<crate::reward::Reward>,
 }
 
 /// The member's history with one campaign, and the store's, as the ledger knows it.
@@ -238,6 +240,7 @@ mod tests {
             valid_for: Duration::hours(2),
             expires_at: None,
             points: 0,
+            reward: None,
         }
     }
 

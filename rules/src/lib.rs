@@ -24,6 +24,7 @@ mod earn;
 pub mod gift_spec;
 pub mod gifts;
 mod refund;
+pub mod reward;
 mod rules;
 pub mod time_zone;
 

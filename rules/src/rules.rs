@@ -126,6 +126,8 @@ pub struct Rules {
     pub version: String,
     pub tier_multipliers: BTreeMap<String, Multiplier>,
     pub campaigns: Vec<PointsCampaign>,
+    /// The points catalogue: what members can spend points on (HQ's `"kind": "reward"`).
+    pub catalogue: Vec<crate::reward::CatalogueReward>,
     /// Basket lines in these categories earn nothing (tobacco, gift cards, deposits) and do not
     /// count towards a campaign's minimum basket.
     pub excluded_categories: Vec<String>,
@@ -144,6 +146,7 @@ impl Default for Rules {
             tier_multipliers: BTreeMap::new(),
             campaigns: Vec::new(),
             excluded_categories: Vec::new(),
+            catalogue: Vec::new(),
             time_zone: StoreTimeZone::UTC,
             gifts: Vec::new(),
         }

@@ -7,7 +7,8 @@ use super::replay;
 use super::{ApiError, AppState};
 use crate::checkout::{LaneIdentity, SessionEnd, Spend};
 use crate::ledger::{
-    keys, GiftRedeemRequest, Readers, RedeemRequest, Redeemed, RefundOf, RefundRequest, SaleRequest,
+    keys, GiftRedeemRequest, Readers, RedeemRequest, Redeemed, RefundOf, RefundRequest, RewardUse,
+    SaleRequest, VoidRequest,
 };
 use crate::scan::{classify, qr, CardNumber, ScannedCode};
 use axum::extract::rejection::JsonRejection;
@@ -65,6 +66,9 @@ pub struct SaleBody {
     lines: Option<Vec<basket::LineBody>>,
     card: Option<String>,
     qr: Option<String>,
+    /// Rewards and gifts the POS applied to this basket (their discount lines).
+    #[serde(default)]
+    redemption_ids: Vec<String>,
 }
 
 /// A code the POS read itself, sent with the request.
@@ -125,6 +129,9 @@ pub async fn sale(
     let b = body(payload)?;
     check_id("receipt_id", &b.receipt_id)?;
     let (total_cents, lines) = basket::basket(b.total_cents, b.lines)?;
+    for id in &b.redemption_ids {
+        check_id("redemption_ids", id)?;
+    }
     let _turn = state.in_flight.turn(keys::sale(&b.receipt_id)).await;
     // A retry must not end the session of the customer now at the lane.
     if let Some(first) = replay::sale(&state, &b.receipt_id).await? {
@@ -139,6 +146,7 @@ pub async fn sale(
             receipt_id: b.receipt_id.clone(),
             total_cents,
             lines,
+            redemption_ids: b.redemption_ids,
             identity: who.map(|w| w.identity),
             at: chrono::Utc::now(),
         })
@@ -222,6 +230,10 @@ pub struct RedeemBody {
     redemption_id: String,
     points: Option<i64>,
     gift_id: Option<String>,
+    /// An item of the points catalogue.
+    reward_id: Option<String>,
+    /// The basket a reward's discount lines are computed on.
+    lines: Option<Vec<basket::LineBody>>,
     qr: Option<String>,
 }
 
@@ -240,16 +252,42 @@ pub async fn redeem(
     if let Some(first) = replay::redemption(&state, &b.redemption_id).await? {
         return Ok(Json(json!(first)));
     }
-    let points = match (b.points, &b.gift_id) {
-        (Some(p), None) => p,
-        (None, Some(gift_id)) => {
+    let basket = match b.lines {
+        Some(lines) => basket::basket(None, Some(lines))?.1,
+        None => Vec::new(),
+    };
+    let (points, reward) = match (b.points, &b.gift_id, &b.reward_id) {
+        (Some(p), None, None) => (p, None),
+        (None, Some(gift_id), None) => {
             check_id("gift_id", gift_id)?;
-            return redeem_gift(&state, &lane, b.redemption_id, gift_id.clone(), b.qr).await;
+            let gift = GiftHandOver {
+                redemption_id: b.redemption_id,
+                gift_id: gift_id.clone(),
+                basket,
+            };
+            return redeem_gift(&state, &lane, gift, b.qr).await;
+        }
+        (None, None, Some(reward_id)) => {
+            let rules = state.ledger.rules();
+            let Some(item) = rules.catalogue.iter().find(|c| c.id == *reward_id) else {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_reward",
+                    format!("this store's catalogue has no reward `{reward_id}`"),
+                ));
+            };
+            let reward = RewardUse {
+                reward_id: item.id.clone(),
+                text: item.text.clone(),
+                reward: item.reward.clone(),
+                basket,
+            };
+            (item.cost_points, Some(reward))
         }
         _ => {
             return Err(ApiError::invalid(
                 "bad_request",
-                "send `points` or `gift_id`, one of them",
+                "send `points`, `gift_id` or `reward_id`, one of them",
             ))
         }
     };
@@ -292,6 +330,7 @@ pub async fn redeem(
             points,
             at: chrono::Utc::now(),
             offline: state.sync.as_ref().is_some_and(|s| s.is_offline()),
+            reward,
         })
         .await;
     let answer = match redeemed {
@@ -311,13 +350,19 @@ pub async fn redeem(
     Ok(Json(json!(answer)))
 }
 
+/// A gift to hand over, with the basket its reward applies to (if any).
+struct GiftHandOver {
+    redemption_id: String,
+    gift_id: String,
+    basket: Vec<crate::engine::BasketLine>,
+}
+
 /// A gift is handed to the member identified at the lane, by card or app QR: it was issued to
 /// that member for being here, and the cashier sees who it is for. Points need the fresh QR.
 async fn redeem_gift(
     state: &AppState,
     lane: &str,
-    redemption_id: String,
-    gift_id: String,
+    gift: GiftHandOver,
     qr: Option<String>,
 ) -> ApiResult {
     let who = match identify_from_pos(state, None, qr.as_deref()).await? {
@@ -335,9 +380,10 @@ async fn redeem_gift(
         .ledger
         .redeem_gift(GiftRedeemRequest {
             lane: lane.to_owned(),
-            redemption_id,
+            redemption_id: gift.redemption_id,
             member_id,
-            gift_id,
+            gift_id: gift.gift_id,
+            basket: gift.basket,
             at: chrono::Utc::now(),
         })
         .await?;
@@ -347,6 +393,47 @@ async fn redeem_gift(
     state
         .live
         .recorded(lane, state.lanes.epoch(lane), Recorded::Redemption(&answer));
+    Ok(Json(json!(answer)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoidBody {
+    void_id: String,
+    redemption_ids: Vec<String>,
+}
+
+/// `POST /v1/lanes/{lane}/voids`: the POS voided a basket; the rewards and gifts redeemed for
+/// it come back to the member, and the lane's session ends.
+pub async fn void(
+    State(state): State<AppState>,
+    Path(lane): Path<String>,
+    payload: Result<Json<VoidBody>, JsonRejection>,
+) -> ApiResult {
+    known_lane(&state, &lane)?;
+    let b = body(payload)?;
+    check_id("void_id", &b.void_id)?;
+    if b.redemption_ids.is_empty() || b.redemption_ids.len() > basket::MAX_LINES {
+        return Err(ApiError::invalid(
+            "bad_request",
+            "`redemption_ids` names 1 to 500 redemptions made for the voided basket",
+        ));
+    }
+    for id in &b.redemption_ids {
+        check_id("redemption_ids", id)?;
+    }
+    let _turn = state.in_flight.turn(keys::void(&b.void_id)).await;
+    let answer = state
+        .ledger
+        .void(VoidRequest {
+            lane: lane.clone(),
+            void_id: b.void_id,
+            redemption_ids: b.redemption_ids,
+            at: chrono::Utc::now(),
+        })
+        .await?;
+    state.lanes.end(&lane, SessionEnd::Void);
+    info!(lane = %lane, void = %answer.void_id, member = %answer.member_id, returned = answer.returned.len(), "Basket voided; its redemptions given back.");
     Ok(Json(json!(answer)))
 }
 

@@ -28,7 +28,19 @@ pub async fn lane_member(state: &AppState, lane: &str) -> Result<Value, ApiError
             Ok((balance, view))
         })
         .await?;
+    // The points catalogue with what this member can afford (spending still needs a fresh QR).
+    let rewards: Vec<serde_json::Value> = state
+        .ledger
+        .rules()
+        .catalogue
+        .iter()
+        .map(|c| {
+            json!({"reward_id": c.id, "text": c.text, "cost_points": c.cost_points,
+                   "affordable": who.member_id.is_some() && balance >= c.cost_points})
+        })
+        .collect();
     Ok(json!({
+        "rewards": rewards,
         "member_id": who.member_id,
         "display_name": view.as_ref().and_then(|v| v.display_name.clone()),
         "card": who.card,

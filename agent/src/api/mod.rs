@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/lanes/{lane}", get(handlers::lane))
         .route("/v1/lanes/{lane}/clear", post(handlers::clear))
         .route("/v1/lanes/{lane}/quotes", post(quote::quote))
+        .route("/v1/lanes/{lane}/voids", post(handlers::void))
         .route("/v1/lanes/{lane}/redemptions", post(handlers::redeem))
         .route("/v1/lanes/{lane}/refunds", post(handlers::refund))
         .route("/v1/members/{member_id}", get(handlers::member))

@@ -8,6 +8,7 @@
 use super::basket::{self, LineBody};
 use super::{ApiError, AppState};
 use crate::engine;
+use crate::engine::reward::{self, Discount};
 use crate::ledger::{card_account, Identity, OpenGift};
 use crate::scan::CardNumber;
 use axum::extract::rejection::JsonRejection;
@@ -51,6 +52,19 @@ pub struct Quote {
     pub balance: Option<i64>,
     /// Rewards the member can use on this basket: their open gifts.
     pub rewards: Vec<OpenGift>,
+    /// The points catalogue's items that apply to this basket, with their discount lines and
+    /// whether the member's balance affords them.
+    pub catalogue: Vec<CatalogueQuote>,
+}
+
+/// A catalogue item as a quote shows it.
+#[derive(Debug, Serialize)]
+pub struct CatalogueQuote {
+    pub reward_id: String,
+    pub text: String,
+    pub cost_points: i64,
+    pub affordable: bool,
+    pub discounts: Vec<Discount>,
 }
 
 pub async fn quote(
@@ -130,6 +144,20 @@ pub async fn quote(
                 .unwrap_or(0),
         })
         .collect();
+    let catalogue = rules
+        .catalogue
+        .iter()
+        .filter_map(|c| {
+            let discounts = reward::apply(&c.reward, &c.text, &lines).ok()?;
+            Some(CatalogueQuote {
+                reward_id: c.id.clone(),
+                text: c.text.clone(),
+                cost_points: c.cost_points,
+                affordable: member_id.is_some() && balance.is_some_and(|b| b >= c.cost_points),
+                discounts,
+            })
+        })
+        .collect();
     Ok(Json(Quote {
         lane,
         member_id,
@@ -141,5 +169,6 @@ pub async fn quote(
         campaigns: earning.map(|e| e.campaigns).unwrap_or_default(),
         balance,
         rewards,
+        catalogue,
     }))
 }

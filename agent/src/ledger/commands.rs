@@ -30,6 +30,8 @@ pub struct SaleRequest {
     pub total_cents: i64,
     /// Empty: a sale given as a total alone.
     pub lines: Vec<BasketLine>,
+    /// Redemptions (rewards, gifts) the POS applied to this sale: no void can give them back.
+    pub redemption_ids: Vec<String>,
     pub identity: Option<Identity>,
     pub at: DateTime<Utc>,
 }
@@ -61,6 +63,26 @@ pub struct RedeemRequest {
     pub at: DateTime<Utc>,
     /// HQ has not been reached lately: the member's offline spend allowance applies.
     pub offline: bool,
+    /// The catalogue item the points buy, with the basket it applies to; `None`: plain points.
+    pub reward: Option<RewardUse>,
+}
+
+/// A catalogue reward being bought, and the basket its discount lines are computed on.
+#[derive(Debug, Clone)]
+pub struct RewardUse {
+    pub reward_id: String,
+    pub text: String,
+    pub reward: engine::reward::Reward,
+    pub basket: Vec<BasketLine>,
+}
+
+/// `POST /v1/lanes/{lane}/voids`: the POS voided a basket; the redemptions made for it come back.
+#[derive(Debug, Clone)]
+pub struct VoidRequest {
+    pub lane: String,
+    pub void_id: String,
+    pub redemption_ids: Vec<String>,
+    pub at: DateTime<Utc>,
 }
 
 /// A member as imported: an id and the profile HQ would send (`loyalty_protocol::MemberProfile`).
@@ -216,6 +238,21 @@ pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
         return Ok(Ok(Answer::Sale(first)));
     }
     let at = ts(r.at);
+    // Checked before anything is written: a refusal's savepoint is committed as it stands.
+    for id in &r.redemption_ids {
+        let usable = tx
+            .prepare_cached(
+                "SELECT 1 FROM redemptions
+                 WHERE redemption_id = ?1 AND receipt_id IS NULL AND voided_by IS NULL",
+            )?
+            .exists([id])?;
+        if !usable {
+            return Ok(Err(Refusal::RedemptionUnusable(format!(
+                "redemption {id} is unknown here, voided, or already used by another sale"
+            ))
+            .into()));
+        }
+    }
     let resolved = r
         .identity
         .as_ref()
@@ -290,6 +327,13 @@ pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
     let mut payload = json!({"receipt_id": r.receipt_id, "total_cents": r.total_cents, "card": card, "member_id": member_id});
     if !lines_json.is_empty() {
         payload["lines"] = Value::Array(lines_json);
+    }
+    if !r.redemption_ids.is_empty() {
+        payload["redemption_ids"] = json!(r.redemption_ids);
+    }
+    for id in &r.redemption_ids {
+        tx.prepare_cached("UPDATE redemptions SET receipt_id = ?2 WHERE redemption_id = ?1")?
+            .execute(params![id, r.receipt_id])?;
     }
     let seq = append(
         tx,
@@ -472,6 +516,14 @@ pub(super) fn redeem(tx: &Connection, r: &RedeemRequest) -> Applied {
     if let Err(e) = engine::redeem(current, r.points) {
         return Ok(Err(Refusal::InsufficientBalance(e.to_string()).into()));
     }
+    // Checked before anything is spent: a reward that does not apply costs nothing.
+    let discounts = match &r.reward {
+        Some(u) => match engine::reward::apply(&u.reward, &u.text, &u.basket) {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(Refusal::RewardNotApplicable(e.to_string()).into())),
+        },
+        None => Vec::new(),
+    };
     if r.offline {
         if let Some(allowance) = allowance {
             if spent.saturating_add(r.points) > allowance {
@@ -487,7 +539,17 @@ pub(super) fn redeem(tx: &Connection, r: &RedeemRequest) -> Applied {
         member_id: r.member_id.clone(),
         points_spent: r.points,
         balance: balance_after,
+        reward_id: r.reward.as_ref().map(|u| u.reward_id.clone()),
+        discounts,
     });
+    record_redemption(tx, &r.redemption_id, &r.member_id, r.points, None)?;
+    let mut payload = json!({"redemption_id": r.redemption_id, "points": r.points});
+    if let Redeemed::Points(p) = &response {
+        if let Some(id) = &p.reward_id {
+            payload["reward_id"] = json!(id);
+            payload["discounts"] = json!(p.discounts);
+        }
+    }
     append(
         tx,
         NewEvent {
@@ -496,13 +558,28 @@ pub(super) fn redeem(tx: &Connection, r: &RedeemRequest) -> Applied {
             account: Some(&r.member_id),
             lane: Some(&r.lane),
             points: -r.points,
-            payload: json!({"redemption_id": r.redemption_id, "points": r.points}),
+            payload,
             response: stored(&response)?,
             rule_version: None,
             at: &ts(r.at),
         },
     )?;
     Ok(Ok(Answer::Redeemed(response)))
+}
+
+/// Notes a redemption's points (or gift) so that a void can give it back and a sale can use it.
+pub(super) fn record_redemption(
+    tx: &Connection,
+    redemption_id: &str,
+    member_id: &str,
+    points: i64,
+    gift_id: Option<&str>,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO redemptions (redemption_id, member_id, points, gift_id) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![redemption_id, member_id, points, gift_id])?;
+    Ok(())
 }
 
 /// Writes a member's profile as imported or pulled from HQ: the fields, not the cards.

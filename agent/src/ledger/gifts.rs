@@ -28,6 +28,8 @@ pub struct GiftRedeemRequest {
     pub redemption_id: String,
     pub member_id: String,
     pub gift_id: String,
+    /// The basket a reward gift's discount lines are computed on; empty: just hand it over.
+    pub basket: Vec<crate::engine::BasketLine>,
     pub at: DateTime<Utc>,
 }
 
@@ -145,6 +147,7 @@ pub(super) fn presence(tx: &Connection, rules: &Rules, r: &PresenceRequest) -> A
             issued_at: at_text.clone(),
             expires_at: expires_at.clone(),
             points: campaign.points,
+            reward: campaign.reward.clone(),
         };
         if campaign.points > 0 {
             commands::add_points(tx, &r.member_id, campaign.points, None)?;
@@ -166,6 +169,7 @@ pub(super) fn presence(tx: &Connection, rules: &Rules, r: &PresenceRequest) -> A
                     "expires_at": expires_at,
                     "zone": zone,
                     "gift": campaign.gift,
+                    "reward": campaign.reward,
                 }),
                 response: commands::stored(&gift)?,
                 rule_version: Some(&format!("{}@{}", campaign.id, campaign.version)),
@@ -173,8 +177,8 @@ pub(super) fn presence(tx: &Connection, rules: &Rules, r: &PresenceRequest) -> A
             },
         )?;
         tx.prepare_cached(
-            "INSERT INTO gifts (gift_id, seq, member_id, campaign_id, campaign_version, gift, zone, issued_at, local_day, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO gifts (gift_id, seq, member_id, campaign_id, campaign_version, gift, zone, issued_at, local_day, expires_at, reward)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             gift_id,
@@ -186,7 +190,11 @@ pub(super) fn presence(tx: &Connection, rules: &Rules, r: &PresenceRequest) -> A
             zone,
             at_text,
             day,
-            expires_at
+            expires_at,
+            campaign
+                .reward
+                .as_ref()
+                .map(|r| serde_json::to_string(r).unwrap_or_default())
         ])?;
         issued.push(gift);
     }
@@ -201,15 +209,22 @@ pub(super) fn redeem_gift(tx: &Connection, r: &GiftRedeemRequest) -> Applied {
     if let Some(first) = commands::first_answer(tx, &key)? {
         return Ok(Ok(Answer::Redeemed(first)));
     }
-    let gift: Option<(String, String, String, Option<String>)> = tx
+    type GiftRow = (String, String, String, Option<String>, Option<String>);
+    let gift: Option<GiftRow> = tx
         .prepare_cached(
-            "SELECT member_id, gift, expires_at, redeemed_at FROM gifts WHERE gift_id = ?1",
+            "SELECT member_id, gift, expires_at, redeemed_at, reward FROM gifts WHERE gift_id = ?1",
         )?
         .query_row([&r.gift_id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
         })
         .optional()?;
-    let Some((owner, what, expires_at, redeemed_at)) = gift else {
+    let Some((owner, what, expires_at, redeemed_at, reward)) = gift else {
         return Ok(Err(Refusal::UnknownGift(r.gift_id.clone()).into()));
     };
     if owner != r.member_id {
@@ -221,6 +236,15 @@ pub(super) fn redeem_gift(tx: &Connection, r: &GiftRedeemRequest) -> Applied {
     if parse_time(Some(expires_at.clone())).is_none_or(|e| e <= r.at) {
         return Ok(Err(Refusal::GiftExpired(expires_at).into()));
     }
+    let reward: Option<crate::engine::reward::Reward> =
+        reward.and_then(|text| serde_json::from_str(&text).ok());
+    let discounts = match (&reward, r.basket.is_empty()) {
+        (Some(reward), false) => match crate::engine::reward::apply(reward, &what, &r.basket) {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(Refusal::RewardNotApplicable(e.to_string()).into())),
+        },
+        _ => Vec::new(),
+    };
     let at = commands::ts(r.at);
     tx.prepare_cached("UPDATE gifts SET redeemed_at = ?2, redemption_id = ?3 WHERE gift_id = ?1")?
         .execute(params![r.gift_id, at, r.redemption_id])?;
@@ -230,7 +254,9 @@ pub(super) fn redeem_gift(tx: &Connection, r: &GiftRedeemRequest) -> Applied {
         gift_id: r.gift_id.clone(),
         gift: what,
         redeemed: true,
+        discounts,
     });
+    commands::record_redemption(tx, &r.redemption_id, &r.member_id, 0, Some(&r.gift_id))?;
     commands::append(
         tx,
         NewEvent {

@@ -26,10 +26,12 @@ mod read;
 pub mod rebase;
 pub mod schema;
 mod sync;
+mod voids;
 mod writer;
 
 pub use commands::{
-    card_account, Identity, MemberRecord, RedeemRequest, RefundOf, RefundRequest, SaleRequest,
+    card_account, Identity, MemberRecord, RedeemRequest, RefundOf, RefundRequest, RewardUse,
+    SaleRequest, VoidRequest,
 };
 pub use gifts::{GiftRedeemRequest, PresenceRequest};
 pub use identity::OpenOptions;
@@ -37,7 +39,8 @@ pub use loyalty_protocol::MemberProfile;
 use outcome::Answer;
 pub use outcome::{
     keys, ChangesApplied, GiftHandedOver, GiftsIssued, ImportSummary, IssuedGift, OpenGift,
-    PointsRedeemed, PushRecorded, Redeemed, RefundOutcome, Refusal, SaleOutcome,
+    PointsRedeemed, PushRecorded, Redeemed, RefundOutcome, Refusal, Returned, SaleOutcome,
+    VoidOutcome,
 };
 pub use read::{MemberView, Outbox, Readers, SyncStatus, UnsyncedEvent};
 pub use sync::PushAck;
@@ -72,6 +75,7 @@ pub(crate) enum Command {
     Sale(SaleRequest),
     Refund(RefundRequest),
     Redeem(RedeemRequest),
+    Void(VoidRequest),
     Import(Vec<MemberRecord>),
     /// Records an app QR nonce; answers whether it was new.
     SeeNonce {
@@ -207,6 +211,14 @@ impl Ledger {
     }
 
     /// Spends points; a retried redemption id answers what it first did (points or a gift).
+    /// Gives back the redemptions made for a voided basket; idempotent by `void_id`.
+    pub async fn void(&self, request: VoidRequest) -> Result<VoidOutcome, LedgerError> {
+        match self.submit(Command::Void(request)).await? {
+            Answer::Voided(o) => Ok(o),
+            _ => Err(mismatched()),
+        }
+    }
+
     pub async fn redeem(&self, request: RedeemRequest) -> Result<Redeemed, LedgerError> {
         match self.submit(Command::Redeem(request)).await? {
             Answer::Redeemed(o) => Ok(o),

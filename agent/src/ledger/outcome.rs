@@ -4,6 +4,7 @@
 //! command returns the first answer; the serialized shapes are the local API's answers
 //! (README), so changing a field here changes the contract.
 
+use crate::engine::reward::{Discount, Reward};
 use serde::{Deserialize, Serialize};
 
 /// The idempotency keys the ledger stores events under, one definition for the writer and for
@@ -25,6 +26,10 @@ pub mod keys {
     pub fn gift(gift_id: &str) -> String {
         format!("gift:{gift_id}")
     }
+
+    pub fn void(void_id: &str) -> String {
+        format!("void:{void_id}")
+    }
 }
 
 /// A gift issued to a member and not yet handed over, as the lane and the sale answer show it.
@@ -37,6 +42,9 @@ pub struct OpenGift {
     pub zone: Option<String>,
     pub issued_at: String,
     pub expires_at: String,
+    /// What the POS applies when it is handed over; `None`: `gift` is free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward: Option<Reward>,
 }
 
 /// `POST /v1/lanes/{lane}/sales`.
@@ -106,6 +114,12 @@ pub struct PointsRedeemed {
     pub member_id: String,
     pub points_spent: i64,
     pub balance: i64,
+    /// The catalogue item the points bought, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward_id: Option<String>,
+    /// The discount lines the POS applies to the basket.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discounts: Vec<Discount>,
 }
 
 /// A gift handed over at a lane.
@@ -116,6 +130,29 @@ pub struct GiftHandedOver {
     pub gift_id: String,
     pub gift: String,
     pub redeemed: bool,
+    /// The discount lines the POS applies, when the gift is a reward and a basket was sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discounts: Vec<Discount>,
+}
+
+/// `POST /v1/lanes/{lane}/voids`: what a voided basket gave back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoidOutcome {
+    pub void_id: String,
+    pub member_id: String,
+    pub returned: Vec<Returned>,
+    /// The member's balance after the points came back.
+    pub balance: i64,
+}
+
+/// One redemption a void gave back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Returned {
+    pub redemption_id: String,
+    pub points_returned: i64,
+    /// The gift that is open again, for a gift handed over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gift_id: Option<String>,
 }
 
 /// `POST /v1/lanes/{lane}/redemptions`: points or a gift, one id space.
@@ -137,6 +174,8 @@ pub struct IssuedGift {
     pub issued_at: String,
     pub expires_at: String,
     pub points: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward: Option<Reward>,
 }
 
 /// What a presence fact issued.
@@ -192,6 +231,14 @@ pub enum Refusal {
     GiftAlreadyRedeemed(String),
     #[error("this gift expired at {0}")]
     GiftExpired(String),
+    #[error("{0}; nothing was spent")]
+    RewardNotApplicable(String),
+    #[error("this store's catalogue has no reward {0}")]
+    UnknownReward(String),
+    #[error("{0}")]
+    VoidRefused(String),
+    #[error("{0}; nothing was recorded")]
+    RedemptionUnusable(String),
 }
 
 impl Refusal {
@@ -207,6 +254,10 @@ impl Refusal {
             Refusal::NotThisMembersGift => "not_this_members_gift",
             Refusal::GiftAlreadyRedeemed(_) => "gift_already_redeemed",
             Refusal::GiftExpired(_) => "gift_expired",
+            Refusal::RewardNotApplicable(_) => "reward_not_applicable",
+            Refusal::UnknownReward(_) => "unknown_reward",
+            Refusal::VoidRefused(_) => "void_refused",
+            Refusal::RedemptionUnusable(_) => "redemption_unusable",
         }
     }
 }
@@ -217,6 +268,7 @@ pub(crate) enum Answer {
     Sale(SaleOutcome),
     Refund(RefundOutcome),
     Redeemed(Redeemed),
+    Voided(VoidOutcome),
     Gifts(GiftsIssued),
     Imported(ImportSummary),
     Pushed(PushRecorded),

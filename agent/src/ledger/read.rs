@@ -330,7 +330,7 @@ impl Readers {
 pub(super) fn open_gifts(c: &Connection, member_id: &str) -> rusqlite::Result<Vec<OpenGift>> {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut stmt = c.prepare_cached(
-        "SELECT gift_id, gift, campaign_id, campaign_version, zone, issued_at, expires_at FROM gifts
+        "SELECT gift_id, gift, campaign_id, campaign_version, zone, issued_at, expires_at, reward FROM gifts
          WHERE member_id = ?1 AND redeemed_at IS NULL AND expires_at > ?2 ORDER BY issued_at",
     )?;
     let rows = stmt.query_map(rusqlite::params![member_id, now], |r| {
@@ -342,6 +342,10 @@ pub(super) fn open_gifts(c: &Connection, member_id: &str) -> rusqlite::Result<Ve
             zone: r.get(4)?,
             issued_at: r.get(5)?,
             expires_at: r.get(6)?,
+            // Written by the ledger from a checked reward; unreadable only if edited by hand.
+            reward: r
+                .get::<_, Option<String>>(7)?
+                .and_then(|t| serde_json::from_str(&t).ok()),
         })
     })?;
     rows.collect()

@@ -205,6 +205,22 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (sale_seq, line_no)
     ) WITHOUT ROWID;
     "#,
+    // 9: rewards the POS applies: a gift's reward, and every redemption's fate (the sale that
+    // used it, or the void that gave it back).
+    r#"
+    ALTER TABLE gifts ADD COLUMN reward TEXT;
+    CREATE TABLE redemptions (
+        redemption_id TEXT PRIMARY KEY,
+        member_id     TEXT NOT NULL,
+        points        INTEGER NOT NULL,
+        gift_id       TEXT,
+        receipt_id    TEXT,
+        voided_by     TEXT
+    );
+    INSERT INTO redemptions (redemption_id, member_id, points, gift_id)
+        SELECT substr(idempotency_key, 8), account, -points, json_extract(payload, '$.gift_id')
+        FROM events WHERE kind IN ('redemption', 'gift_redeemed') AND account IS NOT NULL;
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]

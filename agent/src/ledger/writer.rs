@@ -107,6 +107,7 @@ fn commit_batch(conn: &mut Connection, rules: &Rules, batch: &mut Vec<Job>, appe
                 Command::Sale(r) => commands::sale(&sp, rules, r),
                 Command::Refund(r) => commands::refund(&sp, r),
                 Command::Redeem(r) => commands::redeem(&sp, r),
+                Command::Void(r) => super::voids::void(&sp, r),
                 Command::Import(m) => commands::import(&sp, m),
                 Command::SeeNonce {
                     nonce,

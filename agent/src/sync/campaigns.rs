@@ -3,7 +3,8 @@
 //!
 //! A points campaign body is the JSON form of a `[[points.campaigns]]` table plus
 //! `"kind": "points"` (`starts`/`ends` as RFC 3339 strings); it is validated exactly as the file
-//! is; a gift campaign body (`"kind": "gift"`) is `engine::gift_spec`'s. An HQ campaign replaces
+//! is; a gift campaign body (`"kind": "gift"`) is `engine::gift_spec`'s; a catalogue item
+//! (`"kind": "reward"`) is `engine::campaign::catalogue_from_hq`'s. An HQ campaign replaces
 //! a local one of the same kind and id; an invalid or deleted one leaves no campaign of that id,
 //! logged, never half-applied. The merge happens here, once per change HQ sends, not in the
 //! ledger writer on every presence fact.
@@ -50,6 +51,15 @@ pub fn effective_rules(base: &Rules, stored: &[StoredCampaign]) -> Rules {
                 if !*deleted {
                     if let Some(c) = valid(id, gift_spec::from_hq(id, *version, &body)) {
                         rules.gifts.push(c);
+                    }
+                }
+            }
+            Some("reward") => {
+                rules.catalogue.retain(|c| &c.id != id);
+                if !*deleted {
+                    let item = loyalty_rules::campaign::catalogue_from_hq(id, *version, &body);
+                    if let Some(c) = valid(id, Some(item)) {
+                        rules.catalogue.push(c);
                     }
                 }
             }

@@ -317,6 +317,23 @@ fn apply(
                 ));
             }
         }
+        // A voided basket's gifts are open again; only this store's own redemption is undone.
+        EventKind::RedemptionVoided => {
+            let gifts = e
+                .payload
+                .get("gift_ids")
+                .and_then(serde_json::Value::as_array);
+            for gift in gifts
+                .into_iter()
+                .flatten()
+                .filter_map(serde_json::Value::as_str)
+            {
+                tx.prepare_cached(
+                    "DELETE FROM gift_redemptions WHERE gift_id = ?1 AND store_id = ?2",
+                )?
+                .execute(params![gift, e.store_id])?;
+            }
+        }
         _ => {}
     }
 

@@ -74,9 +74,17 @@ fn the_agent_answers_every_error_in_json() {
     json_error(
         http.post(&sales)
             .header("content-type", "application/json")
-            .body(r#"{"receipt_id":"r1"}"#),
+            .body(r#"{"total_cents":100}"#),
         400,
         "bad_json",
+    );
+    // Neither a total nor lines: the sale says what it needs.
+    json_error(
+        http.post(&sales)
+            .header("content-type", "application/json")
+            .body(r#"{"receipt_id":"r1"}"#),
+        400,
+        "bad_total",
     );
     let huge = format!(
         r#"{{"receipt_id":"{}","total_cents":1}}"#,

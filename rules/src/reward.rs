@@ -204,6 +204,18 @@ pub fn check(value: &serde_json::Value, here: &str) -> Result<Reward, Vec<String
             !s.is_empty() && s.chars().count() <= 64 && !s.chars().any(char::is_control)
         })
     };
+    // What percent-off and amount-off share: where they apply and from which basket.
+    let mut scoped = |sku: &Option<String>, category: &Option<String>, min: i64| {
+        if !scope_ok(sku) || !scope_ok(category) {
+            problems.push(format!(
+                "{here}: `sku` and `category` are 1 to 64 printable characters"
+            ));
+        }
+        if min < 0 {
+            problems.push(format!("{here}.min_basket_cents: 0 or more"));
+        }
+    };
+    let mut more: Vec<String> = Vec::new();
     match &reward {
         Reward::PercentOff {
             percent,
@@ -212,19 +224,12 @@ pub fn check(value: &serde_json::Value, here: &str) -> Result<Reward, Vec<String
             min_basket_cents,
             cap_cents,
         } => {
+            scoped(sku, category, *min_basket_cents);
             if !(1..=100).contains(percent) {
-                problems.push(format!("{here}.percent: a whole number from 1 to 100"));
+                more.push(format!("{here}.percent: a whole number from 1 to 100"));
             }
             if cap_cents.is_some_and(|c| c <= 0) {
-                problems.push(format!("{here}.cap_cents: more than 0 cents"));
-            }
-            if !scope_ok(sku) || !scope_ok(category) {
-                problems.push(format!(
-                    "{here}: `sku` and `category` are 1 to 64 printable characters"
-                ));
-            }
-            if *min_basket_cents < 0 {
-                problems.push(format!("{here}.min_basket_cents: 0 or more"));
+                more.push(format!("{here}.cap_cents: more than 0 cents"));
             }
         }
         Reward::AmountOff {
@@ -233,29 +238,23 @@ pub fn check(value: &serde_json::Value, here: &str) -> Result<Reward, Vec<String
             category,
             min_basket_cents,
         } => {
+            scoped(sku, category, *min_basket_cents);
             if *amount_cents <= 0 {
-                problems.push(format!("{here}.amount_cents: more than 0 cents"));
-            }
-            if !scope_ok(sku) || !scope_ok(category) {
-                problems.push(format!(
-                    "{here}: `sku` and `category` are 1 to 64 printable characters"
-                ));
-            }
-            if *min_basket_cents < 0 {
-                problems.push(format!("{here}.min_basket_cents: 0 or more"));
+                more.push(format!("{here}.amount_cents: more than 0 cents"));
             }
         }
         Reward::FreeItem { sku } => {
             if !scope_ok(&Some(sku.clone())) {
-                problems.push(format!("{here}.sku: 1 to 64 printable characters"));
+                more.push(format!("{here}.sku: 1 to 64 printable characters"));
             }
         }
         Reward::Points { points } => {
             if !(1..=1_000_000).contains(points) {
-                problems.push(format!("{here}.points: 1 to 1000000"));
+                more.push(format!("{here}.points: 1 to 1000000"));
             }
         }
     }
+    problems.append(&mut more);
     if problems.is_empty() {
         Ok(reward)
     } else {

@@ -31,3 +31,10 @@ if ! dpkg -s chromium >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
+# Operators' tools the tests run against what we ship: promtool (Debian's prometheus package) on
+# the agent's /metrics (agent/tests/promtool.rs), lintian on the .deb (tests/tests/deploy.rs).
+if ! command -v promtool >/dev/null 2>&1 || ! command -v lintian >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus lintian >/dev/null
+fi

@@ -252,6 +252,7 @@ pub async fn redeem(
             return Err(e.into());
         }
     };
+    state.metrics.redeemed("points", points);
     state.live.recorded(&lane, Recorded::Redemption(&answer));
     Ok(Json(json!(answer)))
 }
@@ -288,6 +289,7 @@ async fn redeem_gift(
         .await?;
     if let Redeemed::Gift(g) = &answer {
         info!(lane = %lane, gift = %g.gift_id, "Gift handed over.");
+        state.metrics.redeemed("gift", 0);
     }
     state.live.recorded(lane, Recorded::Redemption(&answer));
     Ok(Json(json!(answer)))
@@ -330,6 +332,7 @@ pub async fn refund(
             at: chrono::Utc::now(),
         })
         .await?;
+    state.metrics.refunded(answer.points_taken_back);
     state.live.recorded(&lane, Recorded::Refund(&answer));
     Ok(Json(json!(answer)))
 }
@@ -434,12 +437,6 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let readers = state.ledger.readers().clone();
-    let now = std::time::Instant::now();
-    for (name, h) in state.sensors.iter() {
-        state
-            .metrics
-            .set_sensor_up(name, h.is_connected() && !h.is_down(now));
-    }
     if let Ok(Ok(status)) = tokio::task::spawn_blocking(move || readers.sync_status()).await {
         state
             .metrics
@@ -451,10 +448,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         state.metrics.set_sync_blocked(sync.blocked().is_some());
     }
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.encode(),
     )
 }

@@ -4,6 +4,7 @@
 
 mod error;
 mod handlers;
+mod http_metrics;
 pub mod in_flight;
 pub mod lane_page;
 mod lane_view;
@@ -44,6 +45,7 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    let metrics = state.metrics.clone();
     Router::new()
         .route("/v1/lanes/{lane}/sales", post(handlers::sale))
         .route("/v1/lanes/{lane}", get(handlers::lane))
@@ -58,6 +60,11 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(loyalty_http_edge::errors::method_not_allowed)
         .layer(axum::middleware::from_fn(
             loyalty_http_edge::errors::json_errors,
+        ))
+        // Outermost, so the status counted is the one the client gets.
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            http_metrics::record,
         ))
         .with_state(state)
 }

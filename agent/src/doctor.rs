@@ -72,21 +72,16 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> std::io::Result<bool> 
 
 fn data_dir(config: &Config) -> Check {
     let dir = &config.data_dir;
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        return Check::new(
-            false,
-            "data dir",
-            format!("cannot create {}: {e}", dir.display()),
-        );
-    }
-    match tempfile::NamedTempFile::new_in(dir) {
-        Ok(_) => Check::new(true, "data dir", format!("{} is writable", dir.display())),
+    let written =
+        std::fs::create_dir_all(dir).and_then(|()| tempfile::NamedTempFile::new_in(dir).map(drop));
+    match written {
+        Ok(()) => Check::new(true, "data dir", format!("{} is writable", dir.display())),
         Err(e) => Check::new(
             false,
             "data dir",
             format!(
-                "{} is not writable by this user: {e} (the agent could not record anything)",
-                dir.display()
+                "{} (the agent could not record anything)",
+                crate::data_dir::explain(dir, &e)
             ),
         ),
     }
@@ -322,11 +317,8 @@ async fn hq(config: &Config) -> Vec<Check> {
                 hq.url, config.store_id
             ),
         )],
-        Err(e @ HqError::Forbidden(_)) => vec![Check::new(
-            false,
-            "hq token",
-            format!("{e}: the token belongs to another store"),
-        )],
+        Err(e @ HqError::Forbidden { .. }) => vec![Check::new(false, "hq token", e.to_string())],
+        Err(e @ HqError::NotFound { .. }) => vec![Check::new(false, "hq", e.to_string())],
         Err(e) => vec![Check::new(false, "hq", format!("{}: {e}", hq.url))],
     }
 }

@@ -23,6 +23,7 @@ pub mod backoff;
 pub mod checkout;
 pub mod cli;
 pub mod config;
+pub mod data_dir;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod doctor;

@@ -64,7 +64,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(async {
                 let listener = tokio::net::TcpListener::bind(config.api_listen)
                     .await
-                    .with_context(|| format!("binding the API to {}", config.api_listen))?;
+                    .map_err(|e| {
+                        anyhow::anyhow!(loyalty_agent::ops::explain_listen(config.api_listen, &e))
+                    })?;
                 let shutdown = CancellationToken::new();
                 tokio::spawn(stop_on_signal(shutdown.clone()));
                 loyalty_agent::app::run_with(config, listener, shutdown, options).await

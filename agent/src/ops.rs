@@ -56,6 +56,24 @@ pub fn print_ports(config: Option<&Config>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Why `api.listen` could not be bound, naming the key and what to do.
+pub fn explain_listen(address: std::net::SocketAddr, error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::AddrInUse => format!(
+            "api.listen = \"{address}\": the address is already in use by another program (a second agent? `ss -ltnp 'sport = :{}'` shows which): stop it, or set api.listen to a free port",
+            address.port()
+        ),
+        ErrorKind::AddrNotAvailable => format!(
+            "api.listen = \"{address}\": this machine has no such address: use one of its own (`ip -brief address`), 127.0.0.1, or 0.0.0.0 for all"
+        ),
+        ErrorKind::PermissionDenied => format!(
+            "api.listen = \"{address}\": permission denied: ports below 1024 need privileges the agent does not have; use 7400"
+        ),
+        _ => format!("api.listen = \"{address}\": cannot listen there: {error}"),
+    }
+}
+
 /// Imports a member file into the store's ledger; returns a one-line summary.
 pub async fn import_members(config: &Config, file: &Path) -> anyhow::Result<String> {
     let text =

@@ -419,12 +419,31 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
             .collect();
         json!({"state": if sensors_good { "ok" } else { "degraded" }, "sensors": nodes, "bluetooth": adapters, "tracking": tracking})
     };
-    let all_good = ledger["state"] == "ok"
-        && hq["state"] != "blocked"
-        && state.scanners.values().all(|h| h.is_connected())
-        && sensors_good;
-    Json(json!({
-        "status": if all_good { "ok" } else { "degraded" },
+    // What is wrong, by component, so that "degraded" says where to look. HQ offline counts:
+    // the tills still sell, but nothing reaches HQ and spending is capped by allowances.
+    let degraded_by: Vec<&str> = [
+        ("ledger", ledger["state"] != "ok"),
+        ("hq", hq["state"] == "blocked" || hq["state"] == "offline"),
+        (
+            "scanners",
+            !state.scanners.values().all(|h| h.is_connected()),
+        ),
+        ("proximity", !sensors_good),
+    ]
+    .into_iter()
+    .filter_map(|(name, bad)| bad.then_some(name))
+    .collect();
+    // The code is for a load balancer or a probe: 200 while the agent can record sales
+    // (degraded included: a store without HQ or a scanner still sells), 503 when its ledger
+    // cannot be read and nothing should be sent to it.
+    let code = if ledger["state"] == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = Json(json!({
+        "status": if degraded_by.is_empty() { "ok" } else { "degraded" },
+        "degraded_by": degraded_by,
         "store": state.store_id,
         "components": {
             "ledger": ledger,
@@ -432,7 +451,8 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
             "hq": hq,
             "proximity": proximity,
         }
-    }))
+    }));
+    (code, body)
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -123,6 +123,8 @@ fn systemd_unit_keeps_its_hardening_and_contract() {
         ("CapabilityBoundingSet", ""),
         ("DevicePolicy", "closed"),
         ("Restart", "on-failure"),
+        // The agent's exit for a bad config: restarting cannot fix it.
+        ("RestartPreventExitStatus", "78"),
         ("KillSignal", "SIGTERM"),
     ] {
         assert_eq!(one(k), v, "{k}");

@@ -134,6 +134,8 @@ pub enum Command {
     },
     /// Print the man page (roff), generated from these definitions.
     Man,
+    /// Print the local API's OpenAPI document (as served at /openapi.json).
+    Openapi,
     /// Members and cards, for stores that run without HQ.
     Members {
         #[command(subcommand)]

@@ -109,6 +109,15 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             clap_complete::generate(shell, &mut command, "loyalty-agent", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Openapi => {
+            println!(
+                "{}",
+                loyalty_agent::api::openapi::document()
+                    .to_pretty_json()
+                    .context("writing the OpenAPI document")?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Man => {
             loyalty_agent::manpage::render(&mut std::io::stdout())
                 .context("writing the man page")?;

@@ -56,12 +56,21 @@ fn known_lane(state: &AppState, lane: &str) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+/// A sale: who bought is the member identified at the lane (a scan within the session
+/// timeout), or the `card` or app `qr` the POS read itself (one of them, not both).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SaleBody {
+    /// The POS's receipt id (1 to 128 printable characters): the same id again returns the
+    /// first answer and credits nothing.
+    #[schema(example = "R-2026-000123")]
     receipt_id: String,
+    /// The receipt's total in cents, 0 to 10000000000.
+    #[schema(example = 2350)]
     total_cents: i64,
+    /// A loyalty card number the POS read.
     card: Option<String>,
+    /// A member app QR token the POS read (`LE1.<member>.<issued>.<nonce>.<signature>`).
     qr: Option<String>,
 }
 
@@ -113,6 +122,10 @@ async fn identify_from_pos(
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))
 }
 
+#[utoipa::path(post, path = "/v1/lanes/{lane}/sales", tag = "lanes",
+    params(("lane" = String, Path, description = "The lane's id, as configured in `[[lanes]]`", example = "1")),
+    request_body = SaleBody,
+    responses((status = 200, description = "Recorded (or recorded before under this receipt id)", body = crate::ledger::SaleOutcome), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}` (README, \"The local API in short\")", body = loyalty_protocol::ErrorBody)))]
 pub async fn sale(
     State(state): State<AppState>,
     Path(lane): Path<String>,
@@ -159,21 +172,34 @@ pub async fn sale(
     Ok(Json(json!(answer)))
 }
 
+#[utoipa::path(get, path = "/v1/lanes/{lane}", tag = "lanes",
+    params(("lane" = String, Path, description = "The lane's id, as configured in `[[lanes]]`", example = "1")),
+    responses((status = 200, description = "Who is at the lane", body = super::openapi::LaneAnswer), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}` (README, \"The local API in short\")", body = loyalty_protocol::ErrorBody)))]
 pub async fn lane(State(state): State<AppState>, Path(lane): Path<String>) -> ApiResult {
     known_lane(&state, &lane)?;
     let member = lane_view::lane_member(&state, &lane).await?;
     Ok(Json(json!({"lane": lane, "member": member})))
 }
 
-#[derive(Deserialize)]
+/// A redemption of `points` (needs a fresh app QR: scanned at the lane or sent as `qr`) or the
+/// hand-over of a gift (`gift_id`, to the member identified at the lane); one of them.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedeemBody {
+    /// 1 to 128 printable characters; the same id again returns the first answer.
     redemption_id: String,
+    /// Points to spend, more than 0.
     points: Option<i64>,
+    /// An open gift of the member at the lane.
     gift_id: Option<String>,
+    /// A member app QR token the POS read.
     qr: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/lanes/{lane}/redemptions", tag = "lanes",
+    params(("lane" = String, Path, description = "The lane's id, as configured in `[[lanes]]`", example = "1")),
+    request_body = RedeemBody,
+    responses((status = 200, description = "Spent, or handed over", body = crate::ledger::Redeemed), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}` (README, \"The local API in short\")", body = loyalty_protocol::ErrorBody)))]
 pub async fn redeem(
     State(state): State<AppState>,
     Path(lane): Path<String>,
@@ -295,14 +321,22 @@ async fn redeem_gift(
     Ok(Json(json!(answer)))
 }
 
-#[derive(Deserialize)]
+/// A refund of part (or all) of a sale recorded here.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefundBody {
+    /// 1 to 128 printable characters; the same id again returns the first answer.
     refund_id: String,
+    /// The sale's receipt id.
     receipt_id: String,
+    /// The amount refunded now, in cents, more than 0.
     total_cents: i64,
 }
 
+#[utoipa::path(post, path = "/v1/lanes/{lane}/refunds", tag = "lanes",
+    params(("lane" = String, Path, description = "The lane's id, as configured in `[[lanes]]`", example = "1")),
+    request_body = RefundBody,
+    responses((status = 200, description = "Recorded: the points taken back", body = crate::ledger::RefundOutcome), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}` (README, \"The local API in short\")", body = loyalty_protocol::ErrorBody)))]
 pub async fn refund(
     State(state): State<AppState>,
     Path(lane): Path<String>,
@@ -337,6 +371,9 @@ pub async fn refund(
     Ok(Json(json!(answer)))
 }
 
+#[utoipa::path(get, path = "/v1/members/{member_id}", tag = "members",
+    params(("member_id" = String, Path, description = "A member id")),
+    responses((status = 200, description = "The member as this store knows them", body = crate::ledger::MemberView), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}` (README, \"The local API in short\")", body = loyalty_protocol::ErrorBody)))]
 pub async fn member(State(state): State<AppState>, Path(member_id): Path<String>) -> ApiResult {
     let id = member_id.clone();
     let view = read_ledger(&state, move |r| r.member(&id)).await?;
@@ -350,6 +387,10 @@ pub async fn member(State(state): State<AppState>, Path(member_id): Path<String>
     }
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses(
+        (status = 200, description = "The agent records sales (`status` may still be `degraded`)", body = super::openapi::Health),
+        (status = 503, description = "The ledger cannot be read: send nothing here", body = super::openapi::Health)))]
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let readers = state.ledger.readers().clone();
     let status = tokio::task::spawn_blocking(move || {
@@ -455,6 +496,8 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     (code, body)
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format 0.0.4 (README, \"Metrics\")", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let readers = state.ledger.readers().clone();
     if let Ok(Ok(status)) = tokio::task::spawn_blocking(move || readers.sync_status()).await {

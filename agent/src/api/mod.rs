@@ -8,6 +8,7 @@ mod http_metrics;
 pub mod in_flight;
 pub mod lane_page;
 mod lane_view;
+pub mod openapi;
 mod replay;
 
 pub use error::ApiError;
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/lane/{lane}/events", get(lane_page::events))
         .route("/healthz", get(handlers::health))
         .route("/metrics", get(handlers::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(loyalty_http_edge::errors::not_found)
         .method_not_allowed_fallback(loyalty_http_edge::errors::method_not_allowed)
         .layer(axum::middleware::from_fn(

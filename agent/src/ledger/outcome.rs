@@ -28,7 +28,7 @@ pub mod keys {
 }
 
 /// A gift issued to a member and not yet handed over, as the lane and the sale answer show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OpenGift {
     pub gift_id: String,
     pub gift: String,
@@ -40,7 +40,7 @@ pub struct OpenGift {
 }
 
 /// `POST /v1/lanes/{lane}/sales`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SaleOutcome {
     pub receipt_id: String,
     /// `None`: nobody identified, or a card not linked to a member (see `card`).
@@ -57,7 +57,7 @@ pub struct SaleOutcome {
 }
 
 /// `POST /v1/lanes/{lane}/refunds`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RefundOutcome {
     pub refund_id: String,
     pub receipt_id: String,
@@ -68,7 +68,7 @@ pub struct RefundOutcome {
 }
 
 /// A redemption of points.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PointsRedeemed {
     pub redemption_id: String,
     pub member_id: String,
@@ -77,7 +77,7 @@ pub struct PointsRedeemed {
 }
 
 /// A gift handed over at a lane.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GiftHandedOver {
     pub redemption_id: String,
     pub member_id: String,
@@ -87,7 +87,7 @@ pub struct GiftHandedOver {
 }
 
 /// `POST /v1/lanes/{lane}/redemptions`: points or a gift, one id space.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Redeemed {
     Gift(GiftHandedOver),

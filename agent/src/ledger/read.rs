@@ -15,7 +15,7 @@ pub struct Readers {
     idle: Arc<Mutex<Vec<Connection>>>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct MemberView {
     pub member_id: String,
     pub tier: Option<String>,

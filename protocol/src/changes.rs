@@ -44,7 +44,9 @@ pub struct MemberProfile {
     /// Card numbers attached to the member, in their canonical text ([`crate::card`]).
     #[serde(default)]
     pub cards: Vec<String>,
-    /// The member app's Ed25519 public key (base64), which signs checkout QR codes.
+    /// The member app's Ed25519 public key, which signs checkout QR codes and member API
+    /// requests: the raw 32 bytes in base64 with padding (44 characters ending in `=`), e.g.
+    /// as `loyalty-agent member init` prints it (docs/integrators.md).
     #[serde(default)]
     pub qr_public_key: Option<String>,
     /// The member's proximity key (32 hex digits) their phone derives rotating ids from.

@@ -118,6 +118,17 @@ pub async fn put_member(
         }
     }
     input.cards = cards;
+    // The stores and the member API check signatures with it: a key that is not one would
+    // only surface later as every QR and app request refused.
+    if let Some(key) = &input.qr_public_key {
+        if super::app_auth::verifying_key(key).is_none() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_key",
+                "qr_public_key must be an Ed25519 public key: 32 bytes, base64 (44 characters ending in `=`)",
+            ));
+        }
+    }
     let st = state.clone();
     let id = member_id.clone();
     let view = blocking(move || {

@@ -13,6 +13,18 @@ pub fn explain(dir: &Path, error: &std::io::Error) -> String {
             "store.data_dir {shown} is a file, not a directory: point store.data_dir at a directory (the package uses /var/lib/loyalty-agent), or move the file away"
         );
     }
+    // A file where a parent directory should be: the data dir cannot be created under it.
+    if let Some(file) = dir
+        .ancestors()
+        .skip(1)
+        .find(|p| p.exists())
+        .filter(|p| !p.is_dir())
+    {
+        return format!(
+            "store.data_dir {shown} cannot be created: {} is a file, not a directory; point store.data_dir elsewhere, or move the file away",
+            file.display()
+        );
+    }
     match error.kind() {
         ErrorKind::PermissionDenied => {
             // The nearest existing ancestor is the one whose permissions refused.
@@ -72,6 +84,20 @@ mod tests {
         let text = explain(&file, &e);
         assert!(text.contains("is a file, not a directory"), "{text}");
         assert!(!text.contains("File exists"), "{text}");
+    }
+
+    #[test]
+    fn a_file_in_the_way_of_a_parent_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, "").unwrap();
+        let data = file.join("data");
+        let e = std::fs::create_dir_all(&data).unwrap_err();
+        let text = explain(&data, &e);
+        assert!(
+            text.contains(&format!("{} is a file, not a directory", file.display())),
+            "{text}"
+        );
     }
 
     #[test]

@@ -31,3 +31,24 @@ if ! dpkg -s chromium >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
+# Operators' tools the tests run against what we ship: promtool (Debian's prometheus package) on
+# the agent's /metrics (agent/tests/promtool.rs), lintian on the .deb (tests/tests/deploy.rs).
+if ! command -v promtool >/dev/null 2>&1 || ! command -v lintian >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus lintian >/dev/null
+fi
+# schemathesis (PyPI), pinned, in a virtualenv of its own: tests/tests/openapi.rs runs it
+# against both servers' OpenAPI documents. Debian's python3 needs python3-venv for that.
+SCHEMATHESIS_VERSION=4.32.5
+SCHEMATHESIS_VENV="$HOME/.local/share/loyalty-edge/schemathesis"
+if ! "$SCHEMATHESIS_VENV/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+  fi
+  rm -rf "$SCHEMATHESIS_VENV"
+  python3 -m venv "$SCHEMATHESIS_VENV"
+  "$SCHEMATHESIS_VENV/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
+fi

@@ -76,6 +76,10 @@ pub async fn run_with(
         };
         let health = Arc::new(ScannerHealth::new());
         scanners.insert(lane.id.clone(), health.clone());
+        let watched = health.clone();
+        metrics.watch_scanner(&lane.id, &settings.source.to_string(), move || {
+            watched.is_connected()
+        });
         tracker.spawn(scan::supervise(
             lane.id.clone(),
             settings,
@@ -91,6 +95,10 @@ pub async fn run_with(
     for sensor in &config.sensors {
         let health = Arc::new(NodeHealth::new());
         sensors.insert(sensor.name.clone(), health.clone());
+        let watched = health.clone();
+        metrics.watch_sensor(&sensor.name, &sensor.source.to_string(), move || {
+            watched.is_connected() && !watched.is_down(std::time::Instant::now())
+        });
         tracker.spawn(supervise_node(
             sensor.name.clone(),
             sensor.source.clone(),
@@ -104,6 +112,12 @@ pub async fn run_with(
     for bt in config.proximity.iter().flat_map(|p| &p.bluetooth) {
         let health = Arc::new(proximity::BluetoothHealth::new());
         adapters.insert(bt.name.clone(), health.clone());
+        let watched = health.clone();
+        let port = format!(
+            "bluetooth {}",
+            bt.adapter.as_deref().unwrap_or("(first adapter)")
+        );
+        metrics.watch_sensor(&bt.name, &port, move || watched.is_scanning());
         let mut settings = proximity::BluetoothSettings::new(bt.name.clone());
         settings.adapter = bt.adapter.clone();
         tracker.spawn(proximity::run_bluetooth(

@@ -17,9 +17,11 @@ const MAX_SKEW_MS: i64 = 5_000;
 /// Unsynced events older than this mean sync is not keeping up (or HQ is away).
 const MAX_BACKLOG_AGE_S: i64 = 3_600;
 
+/// One check's outcome: `{"name","ok","detail"}` in `doctor --json`.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Check {
-    pub ok: bool,
     pub name: String,
+    pub ok: bool,
     pub detail: String,
 }
 
@@ -31,10 +33,40 @@ impl Check {
             detail: detail.into(),
         }
     }
+
+    pub fn passed(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Check::new(true, name, detail)
+    }
+
+    pub fn failed(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Check::new(false, name, detail)
+    }
 }
 
-/// Runs every check and writes one line per check to `out`; true when all pass.
-pub async fn run(config: &Config, out: &mut dyn Write) -> std::io::Result<bool> {
+/// One line per check, `ok` or `FAIL` first; true when all pass.
+pub fn write_lines(checks: &[Check], out: &mut dyn Write) -> std::io::Result<bool> {
+    for c in checks {
+        writeln!(
+            out,
+            "{:<4} {}: {}",
+            if c.ok { "ok" } else { "FAIL" },
+            c.name,
+            c.detail.replace('\n', "\n     ")
+        )?;
+    }
+    Ok(checks.iter().all(|c| c.ok))
+}
+
+/// `{"ok": all passed, "checks": [...]}` on one line; true when all pass.
+pub fn write_json(checks: &[Check], out: &mut dyn Write) -> std::io::Result<bool> {
+    let ok = checks.iter().all(|c| c.ok);
+    serde_json::to_writer(&mut *out, &serde_json::json!({"ok": ok, "checks": checks}))?;
+    writeln!(out)?;
+    Ok(ok)
+}
+
+/// Every check, in the order an IT person would go through them.
+pub async fn checks(config: &Config) -> Vec<Check> {
     let mut checks = Vec::new();
     checks.push(data_dir(config));
     checks.extend(ledger(config));
@@ -56,37 +88,21 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> std::io::Result<bool> 
         checks.push(bluetooth(&bt.name, bt.adapter.clone()).await);
     }
     checks.extend(hq(config).await);
-    let mut all = true;
-    for c in &checks {
-        all &= c.ok;
-        writeln!(
-            out,
-            "{:<4} {}: {}",
-            if c.ok { "ok" } else { "FAIL" },
-            c.name,
-            c.detail
-        )?;
-    }
-    Ok(all)
+    checks
 }
 
 fn data_dir(config: &Config) -> Check {
     let dir = &config.data_dir;
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        return Check::new(
-            false,
-            "data dir",
-            format!("cannot create {}: {e}", dir.display()),
-        );
-    }
-    match tempfile::NamedTempFile::new_in(dir) {
-        Ok(_) => Check::new(true, "data dir", format!("{} is writable", dir.display())),
+    let written =
+        std::fs::create_dir_all(dir).and_then(|()| tempfile::NamedTempFile::new_in(dir).map(drop));
+    match written {
+        Ok(()) => Check::new(true, "data dir", format!("{} is writable", dir.display())),
         Err(e) => Check::new(
             false,
             "data dir",
             format!(
-                "{} is not writable by this user: {e} (the agent could not record anything)",
-                dir.display()
+                "{} (the agent could not record anything)",
+                crate::data_dir::explain(dir, &e)
             ),
         ),
     }
@@ -232,7 +248,7 @@ fn serial_port(name: &str, source: &crate::serial::PortSource) -> Check {
         Ok(path) => Check::new(
             false,
             name,
-            format!("{} is missing: is the device plugged in?", path.display()),
+            format!("{} is missing: is the device plugged in? (`loyalty-agent ports` lists the ports present)", path.display()),
         ),
         Err(e) => Check::new(false, name, format!("{e}")),
     }
@@ -322,11 +338,8 @@ async fn hq(config: &Config) -> Vec<Check> {
                 hq.url, config.store_id
             ),
         )],
-        Err(e @ HqError::Forbidden(_)) => vec![Check::new(
-            false,
-            "hq token",
-            format!("{e}: the token belongs to another store"),
-        )],
+        Err(e @ HqError::Forbidden { .. }) => vec![Check::new(false, "hq token", e.to_string())],
+        Err(e @ HqError::NotFound { .. }) => vec![Check::new(false, "hq", e.to_string())],
         Err(e) => vec![Check::new(false, "hq", format!("{}: {e}", hq.url))],
     }
 }

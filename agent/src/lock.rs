@@ -18,20 +18,21 @@ pub struct DataDirLock {
 pub enum LockError {
     #[error("another loyalty-agent ({holder}) is using the data dir {dir}: stop it first (systemctl stop loyalty-agent), or point this one at another data_dir")]
     Held { dir: PathBuf, holder: String },
-    #[error("cannot lock the data dir {dir}: {source}")]
+    /// The explanation names the path and the cause (`crate::data_dir::explain`); the
+    /// io::Error is kept for code, not repeated in the message.
+    #[error("{explanation}")]
     Io {
-        dir: PathBuf,
-        #[source]
-        source: std::io::Error,
+        explanation: String,
+        cause: std::io::Error,
     },
 }
 
 impl DataDirLock {
     /// Takes the lock of `data_dir` (created if missing), or says who holds it.
     pub fn acquire(data_dir: &Path) -> Result<DataDirLock, LockError> {
-        let io = |source| LockError::Io {
-            dir: data_dir.to_owned(),
-            source,
+        let io = |cause| LockError::Io {
+            explanation: crate::data_dir::explain(data_dir, &cause),
+            cause,
         };
         std::fs::create_dir_all(data_dir).map_err(io)?;
         let path = data_dir.join("agent.lock");

@@ -11,8 +11,37 @@ use loyalty_agent::config::{Config, ConfigError};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
+/// sysexits.h: the command line was wrong (clap's own errors).
+const EXIT_USAGE: u8 = 64;
+/// sysexits.h: the configuration is missing or invalid. The unit's RestartPreventExitStatus=78
+/// keeps systemd from restarting an agent whose config will not get better by itself.
+const EXIT_CONFIG: u8 = 78;
+
+/// The configuration could not be read or is invalid: exit [`EXIT_CONFIG`].
+#[derive(Debug)]
+struct BadConfig(String);
+
+impl std::fmt::Display for BadConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadConfig {}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                // --help and --version.
+                ExitCode::SUCCESS
+            };
+        }
+    };
     // The demo's story goes to stdout; only its warnings belong on the terminal beside it, and
     // HQ being down is part of the story (the demo prints it), not a warning to repeat.
     #[cfg(feature = "demo")]
@@ -33,37 +62,77 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("loyalty-agent: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<BadConfig>().is_some() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::CheckConfig { config } => Ok(match Config::load(&config) {
-            Ok(loaded) => {
-                if let loyalty_agent::engine::StoreTimeZone::Fixed(_) = loaded.rules.time_zone {
-                    // Valid, so not an error; but check-config is where an operator looks.
-                    eprintln!(
-                        "{}: note: store.utc_offset is deprecated: a fixed offset is an hour off \
-                         whenever the clocks change; set store.time_zone (e.g. \"Europe/Amsterdam\")",
-                        config.display()
-                    );
+        Command::CheckConfig { config, strict } => {
+            let path = config.path;
+            let warnings = std::fs::read_to_string(&path)
+                .map(|text| loyalty_agent::config::placeholders::warnings(&text, &path))
+                .unwrap_or_default();
+            Ok(match Config::load(&path) {
+                Ok(loaded) => {
+                    for w in &warnings {
+                        eprintln!("{w}");
+                    }
+                    if let loyalty_agent::engine::StoreTimeZone::Fixed(_) = loaded.rules.time_zone {
+                        // Valid, so not an error; but check-config is where an operator looks.
+                        eprintln!(
+                            "{}: note: store.utc_offset is deprecated: a fixed offset is an hour off \
+                             whenever the clocks change; set store.time_zone (e.g. \"Europe/Amsterdam\")",
+                            path.display()
+                        );
+                    }
+                    if strict && !warnings.is_empty() {
+                        ExitCode::from(EXIT_CONFIG)
+                    } else {
+                        println!("{}: ok", path.display());
+                        ExitCode::SUCCESS
+                    }
                 }
-                println!("{}: ok", config.display());
-                ExitCode::SUCCESS
-            }
-            Err(e @ ConfigError::Invalid { .. }) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
-            }
-        }),
+                Err(ConfigError::Invalid { mut problems }) => {
+                    problems.extend(warnings);
+                    problems.sort_by_key(|p| (p.line, p.column));
+                    for p in &problems {
+                        eprintln!("{p}");
+                    }
+                    ExitCode::from(EXIT_CONFIG)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            })
+        }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "loyalty-agent", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Openapi => {
+            println!(
+                "{}",
+                loyalty_agent::api::openapi::document()
+                    .to_pretty_json()
+                    .context("writing the OpenAPI document")?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            loyalty_agent::manpage::render(&mut std::io::stdout())
+                .context("writing the man page")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run { config, new_ledger } => {
-            let config = load(&config)?;
+            let config = load(&config.path)?;
             // Before the port: a second agent on this data dir says so instead of "address in use".
             let lock = loyalty_agent::lock::DataDirLock::acquire(&config.data_dir)?;
             let options = loyalty_agent::ledger::OpenOptions {
@@ -72,7 +141,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(async {
                 let listener = tokio::net::TcpListener::bind(config.api_listen)
                     .await
-                    .with_context(|| format!("binding the API to {}", config.api_listen))?;
+                    .map_err(|e| {
+                        anyhow::anyhow!(loyalty_agent::ops::explain_listen(config.api_listen, &e))
+                    })?;
                 let shutdown = CancellationToken::new();
                 tokio::spawn(stop_on_signal(shutdown.clone()));
                 loyalty_agent::app::run_with(config, listener, shutdown, options).await
@@ -85,7 +156,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             reason,
             new_ledger,
         } => {
-            let config = load(&config)?;
+            let config = load(&config.path)?;
             let options = loyalty_agent::ledger::OpenOptions {
                 allow_new_ledger: new_ledger,
             };
@@ -109,32 +180,43 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(loyalty_agent::demo::run(&mut out))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Doctor { config: path } => {
-            let config = match Config::load(&path) {
-                Ok(c) => c,
-                Err(e) => {
-                    println!("FAIL config: {}", e.to_string().replace('\n', "\n     "));
-                    return Ok(ExitCode::from(1));
+        Command::Doctor { config, json } => {
+            let path = config.path;
+            let checks = match Config::load(&path) {
+                Ok(config) => {
+                    let mut checks = vec![loyalty_agent::doctor::Check::passed(
+                        "config",
+                        format!("{} is valid", path.display()),
+                    )];
+                    checks.extend(runtime()?.block_on(loyalty_agent::doctor::checks(&config)));
+                    checks
                 }
+                Err(e) => vec![loyalty_agent::doctor::Check::failed(
+                    "config",
+                    e.to_string(),
+                )],
             };
-            println!("ok   config: {} is valid", path.display());
             let mut out = std::io::stdout();
-            let all = runtime()?.block_on(loyalty_agent::doctor::run(&config, &mut out))?;
+            let all = if json {
+                loyalty_agent::doctor::write_json(&checks, &mut out)?
+            } else {
+                loyalty_agent::doctor::write_lines(&checks, &mut out)?
+            };
             Ok(if all {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
             })
         }
-        Command::Ports { config } => {
-            let config = config.map(|c| load(&c)).transpose()?;
-            loyalty_agent::ops::print_ports(config.as_ref())?;
+        Command::Ports { config, json } => {
+            let config = config.resolve().map(|c| load(&c)).transpose()?;
+            loyalty_agent::ops::print_ports(config.as_ref(), json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Members {
             action: MembersCommand::Import { config, file },
         } => {
-            let config = load(&config)?;
+            let config = load(&config.path)?;
             let summary =
                 runtime()?.block_on(loyalty_agent::ops::import_members(&config, &file))?;
             println!("{summary}");
@@ -176,7 +258,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     seconds,
                 },
         } => {
-            let config = load(&config)?;
+            let config = load(&config.path)?;
             let shutdown = CancellationToken::new();
             let written = runtime()?.block_on(async {
                 tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -289,7 +371,15 @@ fn member(action: MemberCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Config> {
-    Config::load(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))
+    Config::load(path).map_err(|e| {
+        anyhow::Error::new(BadConfig(match e {
+            ConfigError::Invalid { .. } => format!(
+                "invalid configuration (`loyalty-agent check-config -c {}` lists every problem):\n{e}",
+                path.display()
+            ),
+            other => other.to_string(),
+        }))
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -5,55 +5,42 @@ use crate::config::Config;
 use crate::import;
 use crate::ledger::Ledger;
 use crate::scan::port;
-use crate::serial::PortSource;
 use anyhow::Context;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Prints each serial port with its USB identity and the lane it would serve under `config`.
-pub fn print_ports(config: Option<&Config>) -> anyhow::Result<()> {
+/// `loyalty-agent ports`: the ports present, what serves what under `config`, and what is
+/// missing; lines, or one JSON object with `json`.
+pub fn print_ports(config: Option<&Config>, json: bool) -> anyhow::Result<()> {
     let ports = port::list_ports().context("listing serial ports")?;
-    if ports.is_empty() {
-        println!("no serial ports with a device behind them");
-    }
-    for p in &ports {
-        let usb = match (p.vid, p.pid) {
-            (Some(v), Some(d)) => format!("{v:04x}:{d:04x}"),
-            _ => "-".into(),
-        };
-        let serves = |source: &PortSource| match source {
-            PortSource::Path(path) => path.as_os_str() == p.path.as_str(),
-            PortSource::Usb { vid, pid, serial } => {
-                p.vid == Some(*vid)
-                    && p.pid == Some(*pid)
-                    && (serial.is_none() || serial == &p.serial_number)
-            }
-        };
-        let lane = config
-            .and_then(|c| {
-                let lane = c
-                    .lanes
-                    .iter()
-                    .find(|l| l.scanner.as_ref().is_some_and(|s| serves(&s.source)))
-                    .map(|l| format!("lane {}", l.id));
-                lane.or_else(|| {
-                    c.sensors
-                        .iter()
-                        .find(|s| serves(&s.source))
-                        .map(|s| format!("sensor {}", s.name))
-                })
-            })
-            .unwrap_or_else(|| "-".to_string());
-        println!(
-            "{}\tusb {}\tserial {}\t{}\t{}",
-            p.path,
-            usb,
-            p.serial_number.as_deref().unwrap_or("-"),
-            p.product.as_deref().unwrap_or("-"),
-            lane
-        );
+    let dirs: Vec<&Path> = crate::ports::LINK_DIRS.iter().map(Path::new).collect();
+    let report = crate::ports::report(&ports, config, &dirs);
+    let mut out = std::io::stdout();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        println!();
+    } else {
+        crate::ports::write_text(&report, &mut out)?;
     }
     Ok(())
+}
+
+/// Why `api.listen` could not be bound, naming the key and what to do.
+pub fn explain_listen(address: std::net::SocketAddr, error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::AddrInUse => format!(
+            "api.listen = \"{address}\": the address is already in use by another program (a second agent? `ss -ltnp 'sport = :{}'` shows which): stop it, or set api.listen to a free port",
+            address.port()
+        ),
+        ErrorKind::AddrNotAvailable => format!(
+            "api.listen = \"{address}\": this machine has no such address: use one of its own (`ip -brief address`), 127.0.0.1, or 0.0.0.0 for all"
+        ),
+        ErrorKind::PermissionDenied => format!(
+            "api.listen = \"{address}\": permission denied: ports below 1024 need privileges the agent does not have; use 7400"
+        ),
+        _ => format!("api.listen = \"{address}\": cannot listen there: {error}"),
+    }
 }
 
 /// Imports a member file into the store's ledger; returns a one-line summary.
@@ -91,7 +78,17 @@ pub fn backup(
         (Some(c), None) => Config::load(c)
             .with_context(|| format!("reading {}", c.display()))?
             .ledger_path(),
-        (None, None) => anyhow::bail!("give --config or --ledger"),
+        (None, None) => {
+            let default = Path::new(crate::cli::DEFAULT_CONFIG);
+            Config::load(default)
+                .with_context(|| {
+                    format!(
+                        "reading {} (or give --config or --ledger)",
+                        default.display()
+                    )
+                })?
+                .ledger_path()
+        }
     };
     if !ledger.is_file() {
         anyhow::bail!("{} does not exist: nothing to back up", ledger.display());

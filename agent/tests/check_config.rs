@@ -32,7 +32,7 @@ fn check_config_accepts_an_iana_zone_and_refuses_a_misspelt_one() {
     assert!(stdout.ends_with("agent.toml: ok\n"), "{stdout}");
 
     let (code, _, stderr) = check_config(dir.path(), "time_zone = \"Europe/Amsterdm\"");
-    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(code, 78, "an invalid config exits 78 (EX_CONFIG): {stderr}");
     let expected = format!(
         "{}:4:13: store.time_zone: `Europe/Amsterdm` is not an IANA time zone name: write one \
          like \"Europe/Amsterdam\" (`timedatectl list-timezones` lists them)\n",
@@ -57,7 +57,7 @@ fn check_config_still_accepts_the_deprecated_utc_offset_but_not_with_a_zone() {
         dir.path(),
         "time_zone = \"Europe/Amsterdam\"\nutc_offset = \"+01:00\"",
     );
-    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(code, 78, "an invalid config exits 78 (EX_CONFIG): {stderr}");
     assert!(
         stderr.contains(
             ":5:14: give `store.time_zone` or the deprecated `store.utc_offset`, not both"

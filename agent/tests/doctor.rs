@@ -84,7 +84,10 @@ async fn a_broken_setup_names_each_problem_and_a_healthy_one_passes() {
             .unwrap_or_else(|| panic!("no line starting {prefix:?} in:\n{out}"))
             .to_owned()
     };
-    assert!(line("FAIL data dir").contains("cannot create"), "{out}");
+    assert!(
+        line("FAIL data dir").contains("not-a-dir is a file, not a directory"),
+        "{out}"
+    );
     assert!(
         line("FAIL scanner lane 1").contains("/dev/ttyLOYALTY-missing is missing"),
         "{out}"

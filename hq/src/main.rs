@@ -37,6 +37,8 @@ enum Command {
         #[arg(long)]
         admin_token: Option<String>,
     },
+    /// Print HQ's OpenAPI document (as served at /openapi.json).
+    Openapi,
 }
 
 #[tokio::main]
@@ -54,12 +56,23 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let Command::Serve {
-        config,
-        db,
-        listen,
-        admin_token,
-    } = cli.command;
+    let (config, db, listen, admin_token) = match cli.command {
+        Command::Serve {
+            config,
+            db,
+            listen,
+            admin_token,
+        } => (config, db, listen, admin_token),
+        Command::Openapi => {
+            println!(
+                "{}",
+                loyalty_hq::http::openapi::document()
+                    .to_pretty_json()
+                    .context("writing the OpenAPI document")?
+            );
+            return Ok(());
+        }
+    };
     let mut raw = match &config {
         Some(path) => RawConfig::load(path)?,
         None => RawConfig::default(),

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Answer of `GET /v1/stores/{store}/changes?cursor=&limit=`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChangesPage {
     pub protocol: u32,
     /// Current state of each entity changed after the cursor, oldest change first.
@@ -24,7 +24,7 @@ pub struct ChangesPage {
 }
 
 /// One entity's current state, tagged by `"type"`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Change {
     Member(MemberRecord),
@@ -35,7 +35,7 @@ pub enum Change {
 
 /// A member's profile: who they are to every store, as HQ's admin sets it, the agent imports
 /// it and the changes feed carries it. One definition for all three.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberProfile {
     #[serde(default)]
     pub tier: Option<String>,
@@ -44,7 +44,9 @@ pub struct MemberProfile {
     /// Card numbers attached to the member, in their canonical text ([`crate::card`]).
     #[serde(default)]
     pub cards: Vec<String>,
-    /// The member app's Ed25519 public key (base64), which signs checkout QR codes.
+    /// The member app's Ed25519 public key, which signs checkout QR codes and member API
+    /// requests: the raw 32 bytes in base64 with padding (44 characters ending in `=`), e.g.
+    /// as `loyalty-agent member init` prints it (docs/integrators.md).
     #[serde(default)]
     pub qr_public_key: Option<String>,
     /// The member's proximity key (32 hex digits) their phone derives rotating ids from.
@@ -57,7 +59,7 @@ pub struct MemberProfile {
 }
 
 /// A member as HQ knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberRecord {
     pub member_id: String,
     #[serde(flatten)]
@@ -73,17 +75,19 @@ pub struct MemberRecord {
 }
 
 /// A campaign body as stored by the admin, with HQ's version counter.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CampaignRecord {
     pub campaign_id: String,
     /// Bumped on every admin write.
     pub version: i64,
+    /// The campaign as the admin PUT it (see `Campaign` in HQ's API).
+    #[schema(value_type = Object)]
     pub body: serde_json::Value,
     pub deleted: bool,
 }
 
 /// A gift redeemed at `store_id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GiftRedeemedElsewhere {
     pub gift_id: String,
     pub member_id: Option<String>,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// `internal` (5xx: transient, retry with backoff), and the ledger refusals of [`crate::ledger`]
 /// (409 `ledger_conflict`, `seq_gap`, `seq_conflict`: nothing was written; retrying does not
 /// help until the operator re-bases the ledger).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: String,
     pub message: String,

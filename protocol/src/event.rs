@@ -11,13 +11,15 @@ pub fn card_account(card: &str) -> String {
 }
 
 /// A fact recorded once, at one store. HQ stores it by `event_id`; pushing it again is a no-op.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// UUIDv7, unique across all stores.
     pub event_id: String,
     pub store_id: String,
     /// Per-store sequence number: strictly increasing in push order, gaps allowed.
     pub seq: i64,
+    /// `sale`, `refund`, `redemption`, `gift_issued` or `gift_redeemed`.
+    #[schema(value_type = String)]
     pub kind: EventKind,
     /// A member id, or `card:<number>` ([`card_account`]) for a card not yet linked to a member.
     /// `None` only for events that move no points.
@@ -29,6 +31,7 @@ pub struct Event {
     /// refund or redemption.
     pub points: i64,
     /// Kind-specific fields; see [`EventKind`] and [`Event::validate`].
+    #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     /// The rule or campaign version that computed the points.
     #[serde(default)]

@@ -20,7 +20,7 @@ pub const SEQ_GAP: &str = "seq_gap";
 pub const SEQ_CONFLICT: &str = "seq_conflict";
 
 /// `PUT /v1/stores/{store}/ledger`: bind the store to a ledger (the operator's re-base).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LedgerBinding {
     pub protocol: u32,
     /// The ledger's new identity.
@@ -33,7 +33,7 @@ pub struct LedgerBinding {
 }
 
 /// `GET` or `PUT /v1/stores/{store}/ledger`: the ledger HQ takes this store's events from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LedgerState {
     pub protocol: u32,
     /// `None` until the store's first push.

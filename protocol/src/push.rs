@@ -6,7 +6,7 @@ use crate::Event;
 
 /// Body of `POST /v1/stores/{store}/events`: the events of one ledger that follow `after_seq`,
 /// in `seq` order with none left out (`after_seq + 1`, `after_seq + 2`, ...).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventBatch {
     pub protocol: u32,
     pub store_id: String,
@@ -18,7 +18,7 @@ pub struct EventBatch {
 }
 
 /// HQ's answer to a push: one outcome per event, in the batch's order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PushResponse {
     pub protocol: u32,
     pub outcomes: Vec<EventOutcome>,
@@ -30,7 +30,7 @@ pub struct PushResponse {
 }
 
 /// What HQ did with one event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventOutcome {
     pub event_id: String,
     #[serde(flatten)]
@@ -43,7 +43,7 @@ pub struct EventOutcome {
 
 /// `{"status": "accepted"}`, `{"status": "duplicate"}` or
 /// `{"status": "rejected", "reason": "..."}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum OutcomeStatus {
     /// Stored now.

@@ -18,7 +18,7 @@ use crate::basket::BasketLine;
 use serde::{Deserialize, Serialize};
 
 /// What a reward gives.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Reward {
     PercentOff {
@@ -50,7 +50,7 @@ pub enum Reward {
 }
 
 /// A discount line the POS applies to the basket.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Discount {
     /// The basket line it reduces (1-based, as sent).
     pub line: usize,

@@ -10,8 +10,8 @@ pub const MAX_LINES: usize = 500;
 /// The largest total, in cents, of a sale or a line (100 million euros).
 pub const MAX_CENTS: i64 = 10_000_000_000;
 
-/// One line as sent.
-#[derive(Debug, Deserialize)]
+/// One line of a basket as the POS sends it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineBody {
     sku: String,
@@ -102,7 +102,7 @@ pub fn basket(
 
 /// A refund's lines as sent: `{"line": 2, "quantity": 1}`, the line numbered from 1 in the
 /// order the sale sent them.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefundLineBody {
     line: usize,

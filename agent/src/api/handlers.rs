@@ -58,13 +58,24 @@ fn known_lane(state: &AppState, lane: &str) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+/// A sale: who bought is the member identified at the lane (a scan within the session
+/// timeout), or the `card` or app `qr` the POS read itself (one of them, not both).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SaleBody {
+    /// The POS's receipt id (1 to 128 printable characters): the same id again returns the
+    /// first answer and credits nothing.
+    #[schema(example = "R-2026-000123")]
     receipt_id: String,
+    /// The receipt's total in cents, 0 to 10000000000; may be left out when `lines` are sent
+    /// (it is their sum), and must equal their sum when both are.
+    #[schema(example = 2350)]
     total_cents: Option<i64>,
+    /// The basket's lines; see README "Baskets, quotes and line refunds".
     lines: Option<Vec<basket::LineBody>>,
+    /// A loyalty card number the POS read.
     card: Option<String>,
+    /// A member app QR token the POS read (`LE1.<member>.<issued>.<nonce>.<signature>`).
     qr: Option<String>,
     /// Rewards and gifts the POS applied to this basket (their discount lines).
     #[serde(default)]
@@ -119,6 +130,10 @@ async fn identify_from_pos(
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))
 }
 
+#[utoipa::path(post, path = "/v1/lanes/{lane}/sales", tag = "lanes",
+    params(("lane" = String, Path, description = "The lane's id, as configured in `[[lanes]]`", example = "1")),
+    request_body = SaleBody,
+    responses((status = 200, description = "Recorded (or recorded before under this receipt id)", body = crate::ledger::SaleOutcome), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}` (README, \"The local API in short\")", body = loyalty_protocol::ErrorBody)))]
 pub async fn sale(
     State(state): State<AppState>,
     Path(lane): Path<String>,
@@ -167,6 +182,9 @@ pub async fn sale(
     Ok(Json(json!(answer)))
 }
 
+#[utoipa::path(get, path = "/v1/lanes/{lane}", tag = "lanes",
+    params(("lane" = String, Path, description = "The lane's id, as configured in `[[lanes]]`", example = "1")),
+    responses((status = 200, description = "Who is at the lane", body = super::openapi::LaneAnswer), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}` (README, \"The local API in short\")", body = loyalty_protocol::ErrorBody)))]
 pub async fn lane(State(state): State<AppState>, Path(lane): Path<String>) -> ApiResult {
     known_lane(&state, &lane)?;
     let member = lane_view::lane_member(&state, &lane).await?;
@@ -176,7 +194,7 @@ pub async fn lane(State(state): State<AppState>, Path(lane): Path<String>) -> Ap
     Ok(Json(answer))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClearBody {
     #[serde(default)]
@@ -184,7 +202,7 @@ pub struct ClearBody {
 }
 
 /// Why the POS or the cashier ends a lane's session; a sale ends it on its own.
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize, Clone, Copy, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum ClearReason {
     Cashier,
@@ -194,6 +212,10 @@ enum ClearReason {
 
 /// `POST /v1/lanes/{lane}/clear`: the customer identified at the lane is gone (the cashier's
 /// Clear, or the POS opening a new basket or voiding one). An empty body is the cashier's.
+#[utoipa::path(post, path = "/v1/lanes/{lane}/clear", tag = "lanes",
+    params(("lane" = String, Path, description = "The lane's id, as configured in `[[lanes]]`", example = "1")),
+    request_body(content = Option<ClearBody>, description = "Why; empty: the cashier's Clear"),
+    responses((status = 200, description = "The session ended (`ended`: who was identified, or null)", body = super::openapi::Cleared), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}` (README, \"The local API in short\")", body = loyalty_protocol::ErrorBody)))]
 pub async fn clear(
     State(state): State<AppState>,
     Path(lane): Path<String>,
@@ -224,19 +246,29 @@ pub async fn clear(
     })))
 }
 
-#[derive(Deserialize)]
+/// A redemption of `points` (needs a fresh app QR: scanned at the lane or sent as `qr`) or the
+/// hand-over of a gift (`gift_id`, to the member identified at the lane); one of them.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedeemBody {
+    /// 1 to 128 printable characters; the same id again returns the first answer.
     redemption_id: String,
+    /// Points to spend, more than 0.
     points: Option<i64>,
+    /// An open gift of the member at the lane.
     gift_id: Option<String>,
     /// An item of the points catalogue.
     reward_id: Option<String>,
     /// The basket a reward's discount lines are computed on.
     lines: Option<Vec<basket::LineBody>>,
+    /// A member app QR token the POS read.
     qr: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/lanes/{lane}/redemptions", tag = "lanes",
+    params(("lane" = String, Path, description = "The lane's id, as configured in `[[lanes]]`", example = "1")),
+    request_body = RedeemBody,
+    responses((status = 200, description = "Spent, or handed over", body = crate::ledger::Redeemed), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}` (README, \"The local API in short\")", body = loyalty_protocol::ErrorBody)))]
 pub async fn redeem(
     State(state): State<AppState>,
     Path(lane): Path<String>,
@@ -342,6 +374,7 @@ pub async fn redeem(
             return Err(e.into());
         }
     };
+    state.metrics.redeemed("points", points);
     state.live.recorded(
         &lane,
         state.lanes.epoch(&lane),
@@ -389,6 +422,7 @@ async fn redeem_gift(
         .await?;
     if let Redeemed::Gift(g) = &answer {
         info!(lane = %lane, gift = %g.gift_id, "Gift handed over.");
+        state.metrics.redeemed("gift", 0);
     }
     state
         .live
@@ -396,7 +430,7 @@ async fn redeem_gift(
     Ok(Json(json!(answer)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VoidBody {
     void_id: String,
@@ -405,6 +439,10 @@ pub struct VoidBody {
 
 /// `POST /v1/lanes/{lane}/voids`: the POS voided a basket; the rewards and gifts redeemed for
 /// it come back to the member, and the lane's session ends.
+#[utoipa::path(post, path = "/v1/lanes/{lane}/voids", tag = "lanes",
+    params(("lane" = String, Path, description = "The lane's id, as configured in `[[lanes]]`", example = "1")),
+    request_body = VoidBody,
+    responses((status = 200, description = "Given back (or given back before under this void id)", body = crate::ledger::VoidOutcome), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}` (README, \"The local API in short\")", body = loyalty_protocol::ErrorBody)))]
 pub async fn void(
     State(state): State<AppState>,
     Path(lane): Path<String>,
@@ -437,15 +475,24 @@ pub async fn void(
     Ok(Json(json!(answer)))
 }
 
-#[derive(Deserialize)]
+/// A refund of part (or all) of a sale recorded here.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefundBody {
+    /// 1 to 128 printable characters; the same id again returns the first answer.
     refund_id: String,
+    /// The sale's receipt id.
     receipt_id: String,
+    /// The amount refunded now, in cents, more than 0; or `lines` instead.
     total_cents: Option<i64>,
+    /// Units of the sale's lines refunded now (1-based line numbers).
     lines: Option<Vec<basket::RefundLineBody>>,
 }
 
+#[utoipa::path(post, path = "/v1/lanes/{lane}/refunds", tag = "lanes",
+    params(("lane" = String, Path, description = "The lane's id, as configured in `[[lanes]]`", example = "1")),
+    request_body = RefundBody,
+    responses((status = 200, description = "Recorded: the points taken back", body = crate::ledger::RefundOutcome), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}` (README, \"The local API in short\")", body = loyalty_protocol::ErrorBody)))]
 pub async fn refund(
     State(state): State<AppState>,
     Path(lane): Path<String>,
@@ -483,12 +530,16 @@ pub async fn refund(
             at: chrono::Utc::now(),
         })
         .await?;
+    state.metrics.refunded(answer.points_taken_back);
     state
         .live
         .recorded(&lane, state.lanes.epoch(&lane), Recorded::Refund(&answer));
     Ok(Json(json!(answer)))
 }
 
+#[utoipa::path(get, path = "/v1/members/{member_id}", tag = "members",
+    params(("member_id" = String, Path, description = "A member id")),
+    responses((status = 200, description = "The member as this store knows them", body = crate::ledger::MemberView), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}` (README, \"The local API in short\")", body = loyalty_protocol::ErrorBody)))]
 pub async fn member(State(state): State<AppState>, Path(member_id): Path<String>) -> ApiResult {
     let id = member_id.clone();
     let view = read_ledger(&state, move |r| r.member(&id)).await?;
@@ -502,6 +553,10 @@ pub async fn member(State(state): State<AppState>, Path(member_id): Path<String>
     }
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses(
+        (status = 200, description = "The agent records sales (`status` may still be `degraded`)", body = super::openapi::Health),
+        (status = 503, description = "The ledger cannot be read: send nothing here", body = super::openapi::Health)))]
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let readers = state.ledger.readers().clone();
     let status = tokio::task::spawn_blocking(move || {
@@ -571,12 +626,31 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
             .collect();
         json!({"state": if sensors_good { "ok" } else { "degraded" }, "sensors": nodes, "bluetooth": adapters, "tracking": tracking})
     };
-    let all_good = ledger["state"] == "ok"
-        && hq["state"] != "blocked"
-        && state.scanners.values().all(|h| h.is_connected())
-        && sensors_good;
-    Json(json!({
-        "status": if all_good { "ok" } else { "degraded" },
+    // What is wrong, by component, so that "degraded" says where to look. HQ offline counts:
+    // the tills still sell, but nothing reaches HQ and spending is capped by allowances.
+    let degraded_by: Vec<&str> = [
+        ("ledger", ledger["state"] != "ok"),
+        ("hq", hq["state"] == "blocked" || hq["state"] == "offline"),
+        (
+            "scanners",
+            !state.scanners.values().all(|h| h.is_connected()),
+        ),
+        ("proximity", !sensors_good),
+    ]
+    .into_iter()
+    .filter_map(|(name, bad)| bad.then_some(name))
+    .collect();
+    // The code is for a load balancer or a probe: 200 while the agent can record sales
+    // (degraded included: a store without HQ or a scanner still sells), 503 when its ledger
+    // cannot be read and nothing should be sent to it.
+    let code = if ledger["state"] == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = Json(json!({
+        "status": if degraded_by.is_empty() { "ok" } else { "degraded" },
+        "degraded_by": degraded_by,
         "store": state.store_id,
         "components": {
             "ledger": ledger,
@@ -584,17 +658,14 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
             "hq": hq,
             "proximity": proximity,
         }
-    }))
+    }));
+    (code, body)
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format 0.0.4 (README, \"Metrics\")", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let readers = state.ledger.readers().clone();
-    let now = std::time::Instant::now();
-    for (name, h) in state.sensors.iter() {
-        state
-            .metrics
-            .set_sensor_up(name, h.is_connected() && !h.is_down(now));
-    }
     if let Ok(Ok(status)) = tokio::task::spawn_blocking(move || readers.sync_status()).await {
         state
             .metrics
@@ -606,10 +677,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         state.metrics.set_sync_blocked(sync.blocked().is_some());
     }
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.encode(),
     )
 }

@@ -213,6 +213,12 @@ fn escape(text: &str) -> String {
 }
 
 /// `GET /lane/{lane}`: the page, or a 404 page for a lane this store does not have.
+#[utoipa::path(get, path = "/lane/{lane}", tag = "lanes",
+    params(("lane" = String, Path, description = "The lane's id", example = "1")),
+    responses(
+        (status = 200, description = "The cashier's page", content_type = "text/html; charset=utf-8", body = String),
+        (status = 404, description = "No such lane: a page saying so", content_type = "text/html; charset=utf-8", body = String),
+        (status = "default", description = "An error", body = loyalty_protocol::ErrorBody)))]
 pub async fn page(State(state): State<AppState>, Path(lane): Path<String>) -> Response {
     let known = state.lanes.exists(&lane);
     let lane = escape(&lane);
@@ -239,6 +245,11 @@ pub async fn page(State(state): State<AppState>, Path(lane): Path<String>) -> Re
 }
 
 /// `GET /lane/{lane}/events`: the page's live feed of `state` events.
+#[utoipa::path(get, path = "/lane/{lane}/events", tag = "lanes",
+    params(("lane" = String, Path, description = "The lane's id", example = "1")),
+    responses(
+        (status = 200, description = "Server-sent events: `state`, the lane's whole view, on every change and every 3 s", content_type = "text/event-stream", body = String),
+        (status = "default", description = "An error", body = loyalty_protocol::ErrorBody)))]
 pub async fn events(
     State(state): State<AppState>,
     Path(lane): Path<String>,

@@ -5,9 +5,11 @@
 mod basket;
 mod error;
 mod handlers;
+mod http_metrics;
 pub mod in_flight;
 pub mod lane_page;
 mod lane_view;
+pub mod openapi;
 mod quote;
 mod replay;
 
@@ -46,6 +48,7 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    let metrics = state.metrics.clone();
     Router::new()
         .route("/v1/lanes/{lane}/sales", post(handlers::sale))
         .route("/v1/lanes/{lane}", get(handlers::lane))
@@ -59,10 +62,16 @@ pub fn router(state: AppState) -> Router {
         .route("/lane/{lane}/events", get(lane_page::events))
         .route("/healthz", get(handlers::health))
         .route("/metrics", get(handlers::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(loyalty_http_edge::errors::not_found)
         .method_not_allowed_fallback(loyalty_http_edge::errors::method_not_allowed)
         .layer(axum::middleware::from_fn(
             loyalty_http_edge::errors::json_errors,
+        ))
+        // Outermost, so the status counted is the one the client gets.
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            http_metrics::record,
         ))
         .with_state(state)
 }

@@ -18,7 +18,7 @@ use loyalty_http_edge::Path;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuoteBody {
     total_cents: Option<i64>,
@@ -29,7 +29,7 @@ pub struct QuoteBody {
 }
 
 /// One line of a quote.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QuotedLine {
     pub line: usize,
     pub sku: String,
@@ -37,7 +37,7 @@ pub struct QuotedLine {
 }
 
 /// The answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Quote {
     pub lane: String,
     pub member_id: Option<String>,
@@ -58,7 +58,7 @@ pub struct Quote {
 }
 
 /// A catalogue item as a quote shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CatalogueQuote {
     pub reward_id: String,
     pub text: String,
@@ -67,6 +67,10 @@ pub struct CatalogueQuote {
     pub discounts: Vec<Discount>,
 }
 
+#[utoipa::path(post, path = "/v1/lanes/{lane}/quotes", tag = "lanes",
+    params(("lane" = String, Path, description = "The lane's id, as configured in `[[lanes]]`", example = "1")),
+    request_body = QuoteBody,
+    responses((status = 200, description = "What the basket would earn now; nothing is written", body = Quote), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}` (README, \"The local API in short\")", body = loyalty_protocol::ErrorBody)))]
 pub async fn quote(
     State(state): State<AppState>,
     Path(lane): Path<String>,

@@ -2,11 +2,15 @@
 //!
 //! Every problem is collected, never only the first: syntax errors, every unknown key (unknown
 //! keys are errors, a typo must not silently fall back to a default), and every invalid value,
-//! each reported as `PATH:LINE:COL: message` (see [`Problem`]). A value of the wrong type stops
-//! serde, so only the first such error is reported, still with its position.
+//! each reported as `PATH:LINE:COL: message` (see [`Problem`]), a misspelt key with the key meant.
+//! Values of the wrong type are reported together with every other problem, each naming its
+//! key (`type_errors`).
 
 mod locate;
+pub mod placeholders;
 mod raw;
+mod suggest;
+mod type_errors;
 mod validate;
 
 use crate::engine::Rules;

@@ -55,24 +55,47 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
             .collect());
     }
     let root = document.get_ref().clone();
-    let mut unknown = Vec::new();
-    let deserializer = toml::de::Deserializer::from(document);
-    let raw: RawConfig =
-        match serde_ignored::deserialize(deserializer, |p| unknown.push(dotted(&p))) {
-            Ok(raw) => raw,
-            Err(e) => {
-                return Err(vec![problem_at(
-                    e.span().map_or(0, |s| s.start),
-                    e.message().trim().to_owned(),
-                )])
-            }
-        };
+    let outcome = super::type_errors::deserialize::<RawConfig>(text, dotted);
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let mut collector = Collector { found: Vec::new() };
-    for key in unknown {
-        collector
+    for key in outcome.unknown {
+        let message = match super::suggest::suggestion(&key) {
+            Some(meant) => format!("unknown key `{key}`; did you mean `{meant}`?"),
+            None => format!("unknown key `{key}`"),
+        };
+        collector.found.push((key, At::Key, message));
+    }
+    let typed: Vec<Problem> = outcome
+        .type_errors
+        .iter()
+        .map(|e| problem_at(e.offset, e.message.clone()))
+        .collect();
+    let Some(raw) = outcome.value else {
+        return Err(typed);
+    };
+    if !typed.is_empty() {
+        // A blanked key may now be "missing": it is reported once, as the wrong type it was.
+        let reported_as_typed = |key: &str, message: &str| {
+            outcome.type_errors.iter().any(|e| {
+                let (parent, last) = e.key.rsplit_once('.').unwrap_or(("", &e.key));
+                key == e.key
+                    || message.contains(&format!("`{}`", e.key))
+                    || (key == parent && message.contains(&format!("`{last}`")))
+            })
+        };
+        let _ = build(raw, base_dir, &mut collector);
+        let mut problems: Vec<Problem> = collector
             .found
-            .push((key.clone(), At::Key, format!("unknown key `{key}`")));
+            .into_iter()
+            .filter(|(key, _, message)| !reported_as_typed(key, message))
+            .map(|(key, at, message)| {
+                let span = span_of(&root, &key, matches!(at, At::Key));
+                problem_at(span.start, message)
+            })
+            .chain(typed)
+            .collect();
+        problems.sort_by_key(|p| (p.line, p.column));
+        return Err(problems);
     }
     let config = build(raw, base_dir, &mut collector);
     if collector.found.is_empty() {

@@ -33,7 +33,7 @@ pub mod keys {
 }
 
 /// A gift issued to a member and not yet handed over, as the lane and the sale answer show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OpenGift {
     pub gift_id: String,
     pub gift: String,
@@ -48,7 +48,7 @@ pub struct OpenGift {
 }
 
 /// `POST /v1/lanes/{lane}/sales`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SaleOutcome {
     pub receipt_id: String,
     /// `None`: nobody identified, or a card not linked to a member (see `card`).
@@ -72,7 +72,7 @@ pub struct SaleOutcome {
 }
 
 /// What one basket line earned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LinePoints {
     /// 1-based, in the order the POS sent the lines.
     pub line: usize,
@@ -81,7 +81,7 @@ pub struct LinePoints {
 }
 
 /// What a refund took back of one line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LineRefunded {
     pub line: usize,
     pub quantity: i64,
@@ -91,7 +91,7 @@ pub struct LineRefunded {
 }
 
 /// `POST /v1/lanes/{lane}/refunds`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RefundOutcome {
     pub refund_id: String,
     pub receipt_id: String,
@@ -108,7 +108,7 @@ pub struct RefundOutcome {
 }
 
 /// A redemption of points.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PointsRedeemed {
     pub redemption_id: String,
     pub member_id: String,
@@ -123,7 +123,7 @@ pub struct PointsRedeemed {
 }
 
 /// A gift handed over at a lane.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GiftHandedOver {
     pub redemption_id: String,
     pub member_id: String,
@@ -136,7 +136,7 @@ pub struct GiftHandedOver {
 }
 
 /// `POST /v1/lanes/{lane}/voids`: what a voided basket gave back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VoidOutcome {
     pub void_id: String,
     pub member_id: String,
@@ -146,7 +146,7 @@ pub struct VoidOutcome {
 }
 
 /// One redemption a void gave back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Returned {
     pub redemption_id: String,
     pub points_returned: i64,
@@ -156,7 +156,7 @@ pub struct Returned {
 }
 
 /// `POST /v1/lanes/{lane}/redemptions`: points or a gift, one id space.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Redeemed {
     Gift(GiftHandedOver),

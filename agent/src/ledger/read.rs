@@ -15,7 +15,7 @@ pub struct Readers {
     idle: Arc<Mutex<Vec<Connection>>>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct MemberView {
     pub member_id: String,
     /// What the member is called at the till (HQ's profile or the import); `None`: not given.

@@ -79,9 +79,9 @@ pub enum PortError {
     BadUsbId(String),
     #[error("cannot list serial ports: {0}")]
     List(String),
-    #[error("no serial port with USB id {wanted}")]
+    #[error("no serial port with {wanted} is plugged in: check the cable and the id (`loyalty-agent ports` lists every port with its USB id)")]
     NotFound { wanted: PortSource },
-    #[error("{} serial ports match USB id {wanted}: {}; configure the serial number to pick one", .paths.len(), .paths.join(", "))]
+    #[error("{} serial ports match {wanted}: {}; configure the serial number to pick one (`loyalty-agent ports` shows each one's)", .paths.len(), .paths.join(", "))]
     Ambiguous {
         wanted: PortSource,
         paths: Vec<String>,
@@ -247,7 +247,7 @@ mod tests {
         assert!(matches!(err, PortError::NotFound { .. }));
         assert_eq!(
             err.to_string(),
-            "no serial port with USB id usb 0c2e:0b61 serial C3"
+            "no serial port with usb 0c2e:0b61 serial C3 is plugged in: check the cable and the id (`loyalty-agent ports` lists every port with its USB id)"
         );
     }
 

@@ -21,17 +21,21 @@ pub enum HqError {
     Unreachable(String),
     #[error("HQ refused the store token (401): check hq.token")]
     Unauthorized,
-    #[error("HQ says this token may not act for this store (403): {0}")]
-    Forbidden(String),
+    /// The token is valid at HQ but for another store: `store.id` or `hq.token` is wrong.
+    #[error("HQ refused this token for store `{store}` (403: {reason}): set store.id to the store HQ registered this token for, or ask HQ's admin for store `{store}`'s token")]
+    Forbidden { store: String, reason: String },
+    /// HQ (or whatever answers at `hq.url`) has no such path: the URL is wrong.
+    #[error("{url} answered 404 Not Found: hq.url must be HQ's base URL, like https://hq.example.com, without the /v1/... path")]
+    NotFound { url: String },
     #[error("HQ speaks another sync protocol: {0}")]
     Version(String),
-    #[error("HQ rejected the request ({status} {code}): {message}")]
+    #[error("HQ rejected the request (HTTP {status}{}){}", code_suffix(.code), reason_suffix(.message))]
     Rejected {
         status: u16,
         code: String,
         message: String,
     },
-    #[error("HQ failed ({status}): {message}")]
+    #[error("HQ failed (HTTP {status}){}", reason_suffix(.message))]
     Server { status: u16, message: String },
     #[error("HQ answered something that is not a sync answer: {0}")]
     Garbage(String),
@@ -43,6 +47,22 @@ pub enum HqError {
     /// Reading or writing this agent's own ledger failed, not HQ.
     #[error("the local ledger failed during sync: {0}")]
     Local(String),
+}
+
+/// `: <reason>`, or nothing for an answer without one (a proxy's empty 404).
+fn reason_suffix(reason: &str) -> String {
+    match reason.trim() {
+        "" => String::new(),
+        r => format!(": {r}"),
+    }
+}
+
+fn code_suffix(code: &str) -> String {
+    if code.is_empty() {
+        String::new()
+    } else {
+        format!(" {code}")
+    }
 }
 
 impl HqError {
@@ -135,6 +155,7 @@ impl HqClient {
             .await
             .map_err(|e| HqError::Unreachable(describe(&e)))?;
         let status = response.status();
+        let url = response.url().clone();
         // A body cut mid-way surfaces here, as an unreachable HQ: retried, never believed.
         let bytes = response
             .bytes()
@@ -142,7 +163,7 @@ impl HqClient {
             .map_err(|e| HqError::Unreachable(format!("reading the answer: {}", describe(&e))))?;
         let answered = Utc::now();
         if !status.is_success() {
-            return Err(error_for(status, &bytes));
+            return Err(error_for(status, &bytes, url.as_str(), &self.store));
         }
         let body: T = serde_json::from_slice(&bytes).map_err(|e| {
             HqError::Garbage(format!(
@@ -181,7 +202,7 @@ impl HasHqTime for ChangesPage {
     }
 }
 
-fn error_for(status: StatusCode, bytes: &[u8]) -> HqError {
+fn error_for(status: StatusCode, bytes: &[u8], url: &str, store: &str) -> HqError {
     let parsed: Option<ErrorBody> = serde_json::from_slice(bytes).ok();
     let (code, message) = match parsed {
         Some(b) => (b.error, b.message),
@@ -192,7 +213,14 @@ fn error_for(status: StatusCode, bytes: &[u8]) -> HqError {
     };
     match status {
         StatusCode::UNAUTHORIZED => HqError::Unauthorized,
-        StatusCode::FORBIDDEN => HqError::Forbidden(message),
+        StatusCode::FORBIDDEN => HqError::Forbidden {
+            store: store.to_owned(),
+            reason: message,
+        },
+        // HQ's own 404 for a path it does not serve, or a proxy's: either way hq.url is wrong.
+        StatusCode::NOT_FOUND if code.is_empty() || code == "not_found" => HqError::NotFound {
+            url: url.split('?').next().unwrap_or(url).to_owned(),
+        },
         _ if code == "protocol_version" => HqError::Version(message),
         StatusCode::CONFLICT
             if [LEDGER_CONFLICT, SEQ_GAP, SEQ_CONFLICT].contains(&code.as_str()) =>

@@ -20,82 +20,51 @@ use loyalty_firmware::ibeacon::IBeacon;
 use loyalty_firmware::node::{self, NodeConfig};
 use loyalty_firmware::sim::{self, SerialReader, SerialWriter, TraceRadio};
 
-const USAGE: &str = "usage: sensor-sim --trace FILE [--serial PATH [--baud N] | --link PATH] \
-[--node-id N] [--board NAME] [--report-ms N] [--heartbeat-ms N] [--forward-raw] [--repeat] \
-[--exit-after-ms N]";
-
 /// Simulated store beacon: a fixed UUID for the demo store.
 const DEMO_BEACON_UUID: [u8; 16] = *b"LoyaltyEdgeDemo!";
 
-#[derive(Debug)]
+/// Simulated zone-sensor node: replays a sighting trace through the real node tasks and sends
+/// its frames on a pseudo-terminal (or a serial port), as a node on a USB cable would.
+#[derive(Debug, clap::Parser)]
+#[command(name = "sensor-sim", version)]
 struct Args {
+    /// JSON-lines trace of adverts to replay (format in `loyalty_firmware::sim`).
+    #[arg(long)]
     trace: PathBuf,
+    /// Send the uplink on this serial port instead of a new pseudo-terminal.
+    #[arg(long, conflicts_with = "link")]
     serial: Option<PathBuf>,
+    /// Baud rate of `--serial`.
+    #[arg(long, default_value_t = 115_200, requires = "serial")]
     baud: u32,
+    /// Symlink the pseudo-terminal to this path, a stable name for `agent.toml`.
+    #[arg(long)]
     link: Option<PathBuf>,
+    /// The node id it says hello with.
+    #[arg(long, default_value_t = 1)]
     node_id: u64,
+    /// The board name it says hello with.
+    #[arg(long, default_value = "sim")]
     board: String,
+    /// Milliseconds between aggregated reports.
+    #[arg(long, default_value_t = 1000)]
     report_ms: u64,
+    /// Milliseconds between heartbeats.
+    #[arg(long, default_value_t = 5000)]
     heartbeat_ms: u64,
+    /// Also forward every raw advert.
+    #[arg(long)]
     forward_raw: bool,
+    /// Start the trace again when it ends.
+    #[arg(long)]
     repeat: bool,
+    /// Exit after this many milliseconds.
+    #[arg(long)]
     exit_after_ms: Option<u64>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        trace: PathBuf::new(),
-        serial: None,
-        baud: 115_200,
-        link: None,
-        node_id: 1,
-        board: "sim".into(),
-        report_ms: 1000,
-        heartbeat_ms: 5000,
-        forward_raw: false,
-        repeat: false,
-        exit_after_ms: None,
-    };
-    let mut trace = None;
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        let number = |v: String| v.parse::<u64>().map_err(|e| format!("{flag} {v:?}: {e}"));
-        match flag.as_str() {
-            "--trace" => trace = Some(PathBuf::from(value()?)),
-            "--serial" => args.serial = Some(PathBuf::from(value()?)),
-            "--baud" => args.baud = u32::try_from(number(value()?)?).map_err(|e| e.to_string())?,
-            "--link" => args.link = Some(PathBuf::from(value()?)),
-            "--node-id" => args.node_id = number(value()?)?,
-            "--board" => args.board = value()?,
-            "--report-ms" => args.report_ms = number(value()?)?,
-            "--heartbeat-ms" => args.heartbeat_ms = number(value()?)?,
-            "--exit-after-ms" => args.exit_after_ms = Some(number(value()?)?),
-            "--forward-raw" => args.forward_raw = true,
-            "--repeat" => args.repeat = true,
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
-    }
-    args.trace = trace.ok_or_else(|| format!("--trace is required\n{USAGE}"))?;
-    if args.serial.is_some() && args.link.is_some() {
-        return Err("--link only applies to the pseudo-terminal, not --serial".into());
-    }
-    Ok(args)
-}
-
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) if e == USAGE => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = <Args as clap::Parser>::parse();
     let trace = match sim::load_trace(&args.trace) {
         Ok(trace) => Rc::new(trace),
         Err(errors) => {

@@ -55,13 +55,18 @@ fn parse<T: for<'de> Deserialize<'de>>(
     Ok(parsed)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StoreInput {
+pub struct StoreInput {
+    /// The store's bearer token: 8 to 512 characters, unique to the store.
     token: String,
 }
 
 /// `PUT /v1/admin/stores/{store_id}` `{"token"}`.
+#[utoipa::path(put, path = "/v1/admin/stores/{store_id}", tag = "admin", security(("admin" = [])),
+    params(("store_id" = String, Path, description = "1 to 64 letters, digits, `-`, `_` or `.`")),
+    request_body = StoreInput,
+    responses((status = 200, description = "Registered (or its token replaced)", body = super::openapi::StoreRegistered), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn put_store(
     State(state): State<Arc<AppState>>,
     Path(store_id): Path<String>,
@@ -82,6 +87,10 @@ pub async fn put_store(
 }
 
 /// `PUT /v1/admin/members/{member_id}`.
+#[utoipa::path(put, path = "/v1/admin/members/{member_id}", tag = "admin", security(("admin" = [])),
+    params(("member_id" = String, Path, description = "1 to 64 letters, digits, `-`, `_` or `.`")),
+    request_body = loyalty_protocol::MemberProfile,
+    responses((status = 200, description = "Saved: the member as HQ now holds them", body = crate::store::MemberView), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn put_member(
     State(state): State<Arc<AppState>>,
     Path(member_id): Path<String>,
@@ -109,6 +118,17 @@ pub async fn put_member(
         }
     }
     input.cards = cards;
+    // The stores and the member API check signatures with it: a key that is not one would
+    // only surface later as every QR and app request refused.
+    if let Some(key) = &input.qr_public_key {
+        if super::app_auth::verifying_key(key).is_none() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_key",
+                "qr_public_key must be an Ed25519 public key: 32 bytes, base64 (44 characters ending in `=`)",
+            ));
+        }
+    }
     let st = state.clone();
     let id = member_id.clone();
     let view = blocking(move || {
@@ -121,6 +141,9 @@ pub async fn put_member(
 }
 
 /// `GET /v1/admin/members/{member_id}`.
+#[utoipa::path(get, path = "/v1/admin/members/{member_id}", tag = "admin", security(("admin" = [])),
+    params(("member_id" = String, Path, description = "A member id")),
+    responses((status = 200, description = "The member, balance and flags", body = crate::store::MemberView), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn get_member(
     State(state): State<Arc<AppState>>,
     Path(member_id): Path<String>,
@@ -137,6 +160,10 @@ pub async fn get_member(
 
 /// `PUT /v1/admin/campaigns/{campaign_id}`: a points or gift campaign, checked with the stores'
 /// rules (422 `invalid_campaign` with every problem), stored as-is, version bumped.
+#[utoipa::path(put, path = "/v1/admin/campaigns/{campaign_id}", tag = "admin", security(("admin" = [])),
+    params(("campaign_id" = String, Path, description = "1 to 64 letters, digits, `-`, `_` or `.`")),
+    request_body(content = super::openapi::Campaign, description = "A points or a gift campaign (README, \"HQ's API\"); 422 `invalid_campaign` names every problem"),
+    responses((status = 200, description = "Saved; the stores apply it at their next pull", body = super::openapi::CampaignSaved), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn put_campaign(
     State(state): State<Arc<AppState>>,
     Path(campaign_id): Path<String>,
@@ -168,6 +195,9 @@ pub async fn put_campaign(
 }
 
 /// `DELETE /v1/admin/campaigns/{campaign_id}`: the stores learn it through the feed.
+#[utoipa::path(delete, path = "/v1/admin/campaigns/{campaign_id}", tag = "admin", security(("admin" = [])),
+    params(("campaign_id" = String, Path, description = "A campaign id")),
+    responses((status = 200, description = "Deleted; the stores drop it at their next pull", body = super::openapi::CampaignDeleted), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn delete_campaign(
     State(state): State<Arc<AppState>>,
     Path(campaign_id): Path<String>,
@@ -186,6 +216,8 @@ pub async fn delete_campaign(
 }
 
 /// `GET /v1/admin/reconciliation`.
+#[utoipa::path(get, path = "/v1/admin/reconciliation", tag = "admin", security(("admin" = [])),
+    responses((status = 200, description = "What HQ flagged, what it refused, and every ledger each store was bound to (README, \"Sync with HQ\")", body = crate::store::Reconciliation), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn reconciliation(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -36,6 +36,9 @@ fn item_json(item: &FeedItem) -> Value {
 }
 
 /// `GET /v1/app/members/{member}/profile`: balance, tier, display name.
+#[utoipa::path(get, path = "/v1/app/members/{member}/profile", tag = "app", security(("app_signature" = [])),
+    params(("member" = String, Path, description = "The member the signature is for")),
+    responses((status = 200, description = "The member's profile", body = crate::store::app::AppProfile), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn profile(
     State(state): State<Arc<AppState>>,
     Path(member): Path<String>,
@@ -52,6 +55,9 @@ pub async fn profile(
 }
 
 /// `GET /v1/app/members/{member}/gifts`: open, redeemed and expired, newest first.
+#[utoipa::path(get, path = "/v1/app/members/{member}/gifts", tag = "app", security(("app_signature" = [])),
+    params(("member" = String, Path, description = "The member the signature is for")),
+    responses((status = 200, description = "The member's gifts, newest first", body = super::openapi::Gifts), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn gifts(
     State(state): State<Arc<AppState>>,
     Path(member): Path<String>,
@@ -71,6 +77,11 @@ pub struct HistoryQuery {
 }
 
 /// `GET /v1/app/members/{member}/history?before=&limit=`: newest first; `next_before` pages on.
+#[utoipa::path(get, path = "/v1/app/members/{member}/history", tag = "app", security(("app_signature" = [])),
+    params(("member" = String, Path, description = "The member the signature is for"),
+        ("before" = Option<i64>, Query, description = "Items older than this id (the last page's `next_before`)"),
+        ("limit" = Option<usize>, Query, description = "1 to 100, default 20")),
+    responses((status = 200, description = "Feed items, newest first", body = super::openapi::History), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn history(
     State(state): State<Arc<AppState>>,
     Path(member): Path<String>,
@@ -99,6 +110,10 @@ pub struct FeedQuery {
 /// `GET /v1/app/members/{member}/feed`: server-sent events, one per feed row (`id:` the row,
 /// `event:` its type, `data:` `{"id","type","timestamp","data"}`), from after `Last-Event-ID`
 /// (or `?after=`) or, without either, from now on.
+#[utoipa::path(get, path = "/v1/app/members/{member}/feed", tag = "app", security(("app_signature" = [])),
+    params(("member" = String, Path, description = "The member the signature is for"),
+        ("after" = Option<i64>, Query, description = "Start after this item id (or send `Last-Event-ID`)")),
+    responses((status = 200, description = "Server-sent events: `id:` the item's id, `event:` its type, `data:` the item", content_type = "text/event-stream", body = String), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn feed(
     State(state): State<Arc<AppState>>,
     Path(member): Path<String>,
@@ -178,15 +193,18 @@ impl Feed {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EnrolInput {
+pub struct EnrolInput {
     code: String,
     public_key: String,
 }
 
 /// `POST /v1/app/enrol` `{"code","public_key"}`: spends a one-time enrolment code and lets
 /// `public_key` (Ed25519, 32 bytes base64) sign for the code's member from now on.
+#[utoipa::path(post, path = "/v1/app/enrol", tag = "app",
+    request_body = EnrolInput,
+    responses((status = 200, description = "The key now signs for this member", body = super::openapi::Enrolled), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn enrol(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,

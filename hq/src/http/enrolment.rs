@@ -27,6 +27,9 @@ pub fn hash(code: &str) -> String {
 
 /// `POST /v1/admin/members/{member_id}/enrolments`: `{"code","wallet_path","expires_at"}`; the
 /// member opens `wallet_path` (HQ's `/wallet#enrol=<code>`) once, within its validity.
+#[utoipa::path(post, path = "/v1/admin/members/{member_id}/enrolments", tag = "admin", security(("admin" = [])),
+    params(("member_id" = String, Path, description = "A member id")),
+    responses((status = 200, description = "A one-time wallet enrolment link", body = super::openapi::EnrolmentLink), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Path(member): Path<String>,

@@ -8,6 +8,7 @@ mod auth;
 mod batch;
 mod enrolment;
 mod error;
+pub mod openapi;
 mod sync;
 mod wallet;
 mod webhooks;
@@ -50,6 +51,8 @@ async fn protocol_header(mut res: Response) -> Response {
     res
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "HQ answers", body = openapi::Health)))]
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok", "protocol": PROTOCOL_VERSION }))
 }
@@ -57,6 +60,7 @@ async fn healthz() -> Json<serde_json::Value> {
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/stores/{store}/events", post(sync::push))
         .route("/v1/stores/{store}/changes", get(sync::changes))
         .route(

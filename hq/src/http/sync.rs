@@ -44,6 +44,10 @@ fn check_header(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/stores/{store}/events`.
+#[utoipa::path(post, path = "/v1/stores/{store}/events", tag = "stores", security(("store" = [])),
+    params(("store" = String, Path, description = "The store's id", example = "store-042")),
+    request_body = loyalty_protocol::EventBatch,
+    responses((status = 200, description = "One outcome per event", body = loyalty_protocol::PushResponse), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn push(
     State(state): State<Arc<AppState>>,
     Path(store): Path<String>,
@@ -70,6 +74,11 @@ pub async fn push(
 }
 
 /// `GET /v1/stores/{store}/changes?cursor=&limit=`.
+#[utoipa::path(get, path = "/v1/stores/{store}/changes", tag = "stores", security(("store" = [])),
+    params(("store" = String, Path, description = "The store's id", example = "store-042"),
+        ("cursor" = Option<String>, Query, description = "The last page's `next_cursor`; empty for the beginning"),
+        ("limit" = Option<u32>, Query, description = "Changes per page")),
+    responses((status = 200, description = "Members, campaigns and redemptions elsewhere changed after the cursor", body = loyalty_protocol::ChangesPage), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn changes(
     State(state): State<Arc<AppState>>,
     Path(store): Path<String>,
@@ -100,6 +109,9 @@ pub async fn changes(
 }
 
 /// `GET /v1/stores/{store}/ledger`: the ledger HQ takes this store's events from.
+#[utoipa::path(get, path = "/v1/stores/{store}/ledger", tag = "stores", security(("store" = [])),
+    params(("store" = String, Path, description = "The store's id", example = "store-042")),
+    responses((status = 200, description = "The ledger HQ takes this store's events from", body = loyalty_protocol::LedgerState), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn ledger(
     State(state): State<Arc<AppState>>,
     Path(store): Path<String>,
@@ -113,6 +125,10 @@ pub async fn ledger(
 
 /// `PUT /v1/stores/{store}/ledger`: the operator's re-base of a restored or replaced ledger
 /// (`loyalty-agent rebase`), with the store's own token, recorded in the reconciliation report.
+#[utoipa::path(put, path = "/v1/stores/{store}/ledger", tag = "stores", security(("store" = [])),
+    params(("store" = String, Path, description = "The store's id", example = "store-042")),
+    request_body = loyalty_protocol::LedgerBinding,
+    responses((status = 200, description = "Re-based", body = loyalty_protocol::LedgerState), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn rebind_ledger(
     State(state): State<Arc<AppState>>,
     Path(store): Path<String>,

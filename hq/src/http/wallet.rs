@@ -6,6 +6,8 @@ use axum::response::IntoResponse;
 
 const PAGE: &str = include_str!("wallet.html");
 
+#[utoipa::path(get, path = "/wallet", tag = "app",
+    responses((status = 200, description = "The member's wallet page", content_type = "text/html; charset=utf-8", body = String), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn page() -> impl IntoResponse {
     (
         [

@@ -20,9 +20,9 @@ use super::AppState;
 use crate::store::feed::TYPES;
 use crate::store::webhooks::{Endpoint, EndpointView, Message};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EndpointInput {
+pub struct EndpointInput {
     url: String,
     #[serde(default)]
     secret: Option<String>,
@@ -35,6 +35,10 @@ fn unprocessable(code: &'static str, message: String) -> ApiError {
 
 /// `PUT /v1/admin/webhooks/{endpoint_id}` `{"url","event_types"[,"secret"]}`: answers the
 /// endpoint with its secret (`whsec_<base64>`, made by HQ when none is given).
+#[utoipa::path(put, path = "/v1/admin/webhooks/{endpoint_id}", tag = "webhooks", security(("admin" = [])),
+    params(("endpoint_id" = String, Path, description = "1 to 64 letters, digits, `-`, `_` or `.`")),
+    request_body = EndpointInput,
+    responses((status = 200, description = "The endpoint with its signing secret", body = crate::store::webhooks::Endpoint), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn put(
     State(state): State<Arc<AppState>>,
     Path(endpoint_id): Path<String>,
@@ -108,6 +112,9 @@ pub async fn put(
 }
 
 /// `DELETE /v1/admin/webhooks/{endpoint_id}`: its undelivered messages are dropped.
+#[utoipa::path(delete, path = "/v1/admin/webhooks/{endpoint_id}", tag = "webhooks", security(("admin" = [])),
+    params(("endpoint_id" = String, Path, description = "An endpoint id")),
+    responses((status = 200, description = "Deleted, with its undelivered messages", body = super::openapi::EndpointDeleted), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(endpoint_id): Path<String>,
@@ -125,6 +132,8 @@ pub async fn delete(
 }
 
 /// `GET /v1/admin/webhooks`: endpoints with pending, delivered and dead counts.
+#[utoipa::path(get, path = "/v1/admin/webhooks", tag = "webhooks", security(("admin" = [])),
+    responses((status = 200, description = "Every endpoint with its queue's counts", body = super::openapi::Endpoints), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -143,6 +152,11 @@ pub struct MessagesQuery {
 
 /// `GET /v1/admin/webhooks/{endpoint_id}/messages?state=pending|delivered|dead`: the delivery
 /// log, newest first, each message with every attempt.
+#[utoipa::path(get, path = "/v1/admin/webhooks/{endpoint_id}/messages", tag = "webhooks", security(("admin" = [])),
+    params(("endpoint_id" = String, Path, description = "An endpoint id"),
+        ("state" = Option<String>, Query, description = "`pending`, `delivered` or `dead`"),
+        ("limit" = Option<usize>, Query, description = "At most this many (1 to 1000, default 100)")),
+    responses((status = 200, description = "The delivery log, newest first", body = super::openapi::Messages), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn messages(
     State(state): State<Arc<AppState>>,
     Path(endpoint_id): Path<String>,
@@ -169,6 +183,9 @@ pub async fn messages(
 
 /// `POST /v1/admin/webhooks/{endpoint_id}/messages/{webhook_id}/redeliver`: sends it again
 /// (same `webhook-id`), with a fresh dead-letter deadline.
+#[utoipa::path(post, path = "/v1/admin/webhooks/{endpoint_id}/messages/{webhook_id}/redeliver", tag = "webhooks", security(("admin" = [])),
+    params(("endpoint_id" = String, Path, description = "An endpoint id"), ("webhook_id" = String, Path, description = "`msg_<n>`")),
+    responses((status = 200, description = "Queued again, same `webhook-id`", body = super::openapi::Redelivered), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn redeliver(
     State(state): State<Arc<AppState>>,
     Path((endpoint_id, webhook_id)): Path<(String, String)>,

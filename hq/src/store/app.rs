@@ -8,7 +8,7 @@ use super::accounts::{member_base, member_totals};
 use super::StoreError;
 
 /// `GET /v1/app/members/{id}/profile`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AppProfile {
     pub member_id: String,
     pub display_name: Option<String>,
@@ -17,7 +17,7 @@ pub struct AppProfile {
 }
 
 /// One of a member's gifts as HQ knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AppGift {
     pub gift_id: String,
     pub campaign_id: String,

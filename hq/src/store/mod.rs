@@ -116,7 +116,7 @@ pub struct FeedPosted {
 pub type MemberInput = loyalty_protocol::MemberProfile;
 
 /// `GET /v1/admin/members/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberView {
     pub member_id: String,
     pub balance: i64,
@@ -133,7 +133,7 @@ pub struct MemberView {
 }
 
 /// A reconciliation flag on a stored event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Flag {
     pub flag: String,
     pub event_id: String,
@@ -145,7 +145,7 @@ pub struct Flag {
 }
 
 /// An event refused at ingestion.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rejection {
     pub event_id: String,
     pub store_id: String,
@@ -156,7 +156,7 @@ pub struct Rejection {
 }
 
 /// `GET /v1/admin/reconciliation`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Reconciliation {
     pub flags: Vec<Flag>,
     pub rejections: Vec<Rejection>,
@@ -166,7 +166,7 @@ pub struct Reconciliation {
 }
 
 /// One binding of a store to a ledger, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LedgerBindingRecord {
     pub store_id: String,
     pub ledger_id: String,

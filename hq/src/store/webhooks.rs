@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 
 /// `PUT /v1/admin/webhooks/{endpoint_id}`, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Endpoint {
     pub endpoint_id: String,
     pub url: String,
@@ -22,7 +22,7 @@ pub struct Endpoint {
 }
 
 /// An endpoint with its queue's counts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EndpointView {
     pub endpoint_id: String,
     pub url: String,
@@ -33,7 +33,7 @@ pub struct EndpointView {
 }
 
 /// One queued message and its delivery log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Message {
     /// The `webhook-id` header: the same on every attempt and redelivery.
     pub webhook_id: String,
@@ -47,7 +47,7 @@ pub struct Message {
     pub log: Vec<Attempt>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub at_ms: i64,
     /// The receiver's status, when it answered.

@@ -13,6 +13,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7500";
 pub const DEFAULT_MAX_BATCH_EVENTS: usize = 5_000;
 /// Room for a full batch of large events (5,000 events of ~1 KiB each, and then some).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Longest a store's pull waits for a change (`wait=` is capped to it): under the 60 s idle
+/// timeouts common to proxies and load balancers, so a waiting pull is never cut by one.
+pub const DEFAULT_MAX_PULL_WAIT_SECS: u64 = 30;
 
 /// hq.toml as written. Unknown keys are an error: a misspelt key must not become a default.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -28,6 +31,8 @@ pub struct RawConfig {
     pub plausibility: Option<Plausibility>,
     /// Connections held at once (live member feeds count); default 4,096.
     pub max_connections: Option<usize>,
+    /// Longest `wait=` of a pull, in seconds; default 30, 0 answers every pull at once.
+    pub max_pull_wait_secs: Option<u64>,
     pub webhooks: Option<RawWebhooks>,
     pub app: Option<RawApp>,
 }
@@ -105,6 +110,8 @@ pub struct Settings {
     pub allowance: AllowancePolicy,
     pub plausibility: Plausibility,
     pub max_connections: usize,
+    /// How long a pull may wait for a change.
+    pub max_pull_wait: Duration,
     pub webhooks: WebhookSettings,
     pub app: AppSettings,
 }
@@ -189,6 +196,14 @@ impl RawConfig {
                 "max_connections: {max_connections} is outside 16..=1000000"
             ));
         }
+        let max_pull_wait_secs = self
+            .max_pull_wait_secs
+            .unwrap_or(DEFAULT_MAX_PULL_WAIT_SECS);
+        if max_pull_wait_secs > 300 {
+            problems.push(format!(
+                "max_pull_wait_secs: {max_pull_wait_secs} is outside 0..=300"
+            ));
+        }
         let mut webhooks = WebhookSettings::default();
         let w = self.webhooks.unwrap_or_default();
         let mut secs = |key: &str, v: Option<u64>, min: u64, into: &mut Duration, ms: bool| {
@@ -265,6 +280,7 @@ impl RawConfig {
                 allowance,
                 plausibility,
                 max_connections,
+                max_pull_wait: Duration::from_secs(max_pull_wait_secs),
                 webhooks,
                 app,
             }),

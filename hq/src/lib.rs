@@ -69,6 +69,7 @@ pub async fn serve(
         max_batch_events: settings.max_batch_events,
         hub: hub.clone(),
         app: settings.app.clone(),
+        max_pull_wait: settings.max_pull_wait,
     };
     let app = http::router(state, settings.max_body_bytes);
     tracing::info!(listen = %listener.local_addr()?, db = %settings.db.display(), "HQ serving.");

@@ -113,6 +113,8 @@ pub async fn put_member(
     let id = member_id.clone();
     let view = blocking(move || {
         st.store.put_member(&id, &input)?;
+        // Committed: the stores' waiting pulls read the member now, even if the read below fails.
+        st.hub.changes_committed();
         st.store.member(&id)?.ok_or_else(ApiError::internal)
     })
     .await?;
@@ -161,6 +163,7 @@ pub async fn put_campaign(
     let st = state.clone();
     let id = campaign_id.clone();
     let version = blocking(move || Ok(st.store.put_campaign(&id, &body)?)).await?;
+    state.hub.changes_committed();
     tracing::debug!(campaign = %campaign_id, version, "Saved campaign.");
     Ok(Json(
         json!({ "campaign_id": campaign_id, "version": version }),
@@ -179,6 +182,7 @@ pub async fn delete_campaign(
     let version = blocking(move || Ok(st.store.delete_campaign(&id)?))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no campaign {campaign_id}")))?;
+    state.hub.changes_committed();
     tracing::info!(campaign = %campaign_id, version, "Deleted campaign.");
     Ok(Json(
         json!({ "campaign_id": campaign_id, "version": version, "deleted": true }),

@@ -6,6 +6,7 @@ mod app;
 pub mod app_auth;
 mod auth;
 mod batch;
+mod changes;
 mod enrolment;
 mod error;
 mod sync;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub max_batch_events: usize,
     pub hub: Arc<crate::feed_hub::FeedHub>,
     pub app: crate::config::AppSettings,
+    /// A pull's `wait=` is capped to this.
+    pub max_pull_wait: std::time::Duration,
 }
 
 /// Every answer says which protocol HQ speaks, errors included, so a mismatched agent can tell.
@@ -58,7 +61,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/stores/{store}/events", post(sync::push))
-        .route("/v1/stores/{store}/changes", get(sync::changes))
+        .route("/v1/stores/{store}/changes", get(changes::changes))
         .route(
             "/v1/stores/{store}/ledger",
             get(sync::ledger).put(sync::rebind_ledger),

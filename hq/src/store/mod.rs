@@ -101,6 +101,9 @@ pub struct IngestResult {
     pub watermark: i64,
     /// The feed rows the batch wrote, for live feeds and the webhook sender to wake on.
     pub feed: Vec<FeedPosted>,
+    /// The batch committed changes of the stores' changes feed (a balance, a gift redemption):
+    /// waiting pulls wake on it.
+    pub changed: bool,
 }
 
 /// A `member_feed` row just committed.

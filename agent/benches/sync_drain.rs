@@ -169,7 +169,10 @@ fn main() {
             hq_client,
             ledger.clone(),
             Arc::new(Rules::default()),
-            sync::PUSH_BATCH,
+            sync::SyncSettings {
+                push_batch: sync::PUSH_BATCH,
+                pull_wait: sync::PULL_WAIT,
+            },
             health,
             stop.clone(),
         ));

@@ -157,7 +157,10 @@ pub async fn run_with(
                 client,
                 ledger.clone(),
                 base_rules.clone(),
-                hq.push_batch,
+                crate::sync::SyncSettings {
+                    push_batch: hq.push_batch,
+                    pull_wait: hq.pull_wait,
+                },
                 health.clone(),
                 sources.clone(),
             ));

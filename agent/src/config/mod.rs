@@ -43,6 +43,8 @@ pub struct HqConfig {
     pub offline_after: Duration,
     /// Events per push.
     pub push_batch: usize,
+    /// How long an idle pull waits at HQ for a change; zero pulls once a second.
+    pub pull_wait: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -87,6 +87,8 @@ pub struct RawHq {
     pub offline_after_secs: Option<u64>,
     /// Events per push (default 5000, HQ's default limit); halved by the agent on a 413.
     pub push_batch: Option<usize>,
+    /// Seconds an idle pull waits at HQ for a change (default 25; 0 pulls once a second).
+    pub pull_wait_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

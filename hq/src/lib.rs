@@ -23,6 +23,7 @@ pub mod expiry;
 pub mod feed_hub;
 pub mod http;
 pub mod store;
+pub mod token;
 pub mod webhooks;
 
 use std::future::Future;
@@ -65,7 +66,7 @@ pub async fn serve(
     let hub = Arc::new(feed_hub::FeedHub::default());
     let state = http::AppState {
         store: store.clone(),
-        admin_token: settings.admin_token,
+        admin_token: token::TokenHash::of(&settings.admin_token),
         max_batch_events: settings.max_batch_events,
         hub: hub.clone(),
         app: settings.app.clone(),

@@ -17,6 +17,7 @@ use super::auth::require_admin;
 use super::error::{blocking, ApiError};
 use super::AppState;
 use crate::store::{MemberInput, MemberView, Reconciliation};
+use crate::token::TokenHash;
 
 /// Ids HQ accepts for stores, members and campaigns: what fits in a URL path and a log line.
 pub fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
@@ -76,7 +77,8 @@ pub async fn put_store(
     }
     let st = state.clone();
     let id = store_id.clone();
-    blocking(move || Ok(st.store.put_store(&id, input.token.trim())?)).await?;
+    let token = TokenHash::of(input.token.trim());
+    blocking(move || Ok(st.store.put_store(&id, &token)?)).await?;
     tracing::debug!(store = %store_id, "Registered store.");
     Ok(Json(json!({ "store_id": store_id })))
 }

@@ -38,7 +38,8 @@ pub fn parse_push_body(body: &[u8], store: &str, max_events: usize) -> Result<Pu
 /// What every handler shares.
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    pub admin_token: String,
+    /// Only its hash is kept: compared with a presented token's in constant time.
+    pub admin_token: crate::token::TokenHash,
     pub max_batch_events: usize,
     pub hub: Arc<crate::feed_hub::FeedHub>,
     pub app: crate::config::AppSettings,

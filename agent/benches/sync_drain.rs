@@ -117,13 +117,9 @@ fn main() {
     let mut hq = Command::new(hq_binary())
         .args(["serve", "--db"])
         .arg(dir.path().join("hq.db"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--admin-token",
-            ADMIN,
-        ])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("RUST_LOG", "warn")
+        .env("LOYALTY_HQ_ADMIN_TOKEN", ADMIN)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

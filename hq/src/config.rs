@@ -17,6 +17,20 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// timeouts common to proxies and load balancers, so a waiting pull is never cut by one.
 pub const DEFAULT_MAX_PULL_WAIT_SECS: u64 = 30;
 
+/// The environment variable `loyalty-hq serve` reads the admin token from.
+pub const ADMIN_TOKEN_ENV: &str = "LOYALTY_HQ_ADMIN_TOKEN";
+
+/// Where the admin token may come from besides hq.toml, strongest first.
+#[derive(Debug, Default, Clone)]
+pub struct AdminTokenSource {
+    /// `--admin-token-file`.
+    pub file_flag: Option<PathBuf>,
+    /// `--admin-token` (visible in `ps`: kept for old scripts, warned about).
+    pub flag: Option<String>,
+    /// [`ADMIN_TOKEN_ENV`].
+    pub env: Option<String>,
+}
+
 /// hq.toml as written. Unknown keys are an error: a misspelt key must not become a default.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,6 +154,19 @@ impl RawConfig {
         Ok(raw)
     }
 
+    /// The flags, then the environment, override hq.toml's `admin_token` and
+    /// `admin_token_file`; the first one given wins.
+    pub fn admin_token_source(&mut self, source: AdminTokenSource) {
+        let env = source.env.filter(|t| !t.trim().is_empty());
+        if let Some(file) = source.file_flag {
+            self.admin_token = None;
+            self.admin_token_file = Some(file);
+        } else if let Some(token) = source.flag.or(env) {
+            self.admin_token = Some(token.trim().to_owned());
+            self.admin_token_file = None;
+        }
+    }
+
     /// Checks every key and reports all problems at once.
     pub fn validate(self) -> Result<Settings, ConfigError> {
         let mut problems = Vec::new();
@@ -167,7 +194,9 @@ impl RawConfig {
                 None
             }
             (None, None) => {
-                problems.push("admin_token or admin_token_file: required".into());
+                problems.push(format!(
+                    "admin_token or admin_token_file: required (or --admin-token-file PATH, or {ADMIN_TOKEN_ENV} in the environment)"
+                ));
                 None
             }
         };
@@ -313,6 +342,52 @@ mod tests {
         for key in ["listen:", "db:", "admin_token", "max_batch_events:"] {
             assert!(text.contains(key), "{key} missing from {text}");
         }
+    }
+
+    #[test]
+    fn the_admin_token_comes_from_the_flags_then_the_environment_then_hq_toml() {
+        let toml = || RawConfig {
+            admin_token: Some("from-hq-toml-0123456789".into()),
+            ..RawConfig::default()
+        };
+        let mut raw = toml();
+        raw.admin_token_source(AdminTokenSource::default());
+        assert_eq!(raw.admin_token.as_deref(), Some("from-hq-toml-0123456789"));
+
+        let mut raw = toml();
+        raw.admin_token_source(AdminTokenSource {
+            env: Some("from-the-environment-01\n".into()),
+            ..AdminTokenSource::default()
+        });
+        assert_eq!(raw.admin_token.as_deref(), Some("from-the-environment-01"));
+
+        let mut raw = toml();
+        raw.admin_token_source(AdminTokenSource {
+            flag: Some("from-the-flag-0123456789".into()),
+            env: Some("from-the-environment-01".into()),
+            ..AdminTokenSource::default()
+        });
+        assert_eq!(raw.admin_token.as_deref(), Some("from-the-flag-0123456789"));
+
+        let mut raw = toml();
+        raw.admin_token_source(AdminTokenSource {
+            file_flag: Some("/run/secrets/hq-admin".into()),
+            env: Some("from-the-environment-01".into()),
+            ..AdminTokenSource::default()
+        });
+        assert_eq!(raw.admin_token, None);
+        assert_eq!(
+            raw.admin_token_file,
+            Some(PathBuf::from("/run/secrets/hq-admin"))
+        );
+
+        // An empty variable is as good as none.
+        let mut raw = toml();
+        raw.admin_token_source(AdminTokenSource {
+            env: Some("  ".into()),
+            ..AdminTokenSource::default()
+        });
+        assert_eq!(raw.admin_token.as_deref(), Some("from-hq-toml-0123456789"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -49,6 +50,17 @@ pub struct RawConfig {
     pub max_pull_wait_secs: Option<u64>,
     pub webhooks: Option<RawWebhooks>,
     pub app: Option<RawApp>,
+    pub tls: Option<RawTls>,
+}
+
+/// `[tls]`: HQ serves HTTPS itself.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain, leaf first.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the leaf.
+    pub key: Option<PathBuf>,
 }
 
 /// `[webhooks]`.
@@ -128,6 +140,8 @@ pub struct Settings {
     pub max_pull_wait: Duration,
     pub webhooks: WebhookSettings,
     pub app: AppSettings,
+    /// `Some`: HQ serves HTTPS with it, not HTTP.
+    pub tls: Option<Arc<loyalty_http_edge::rustls::ServerConfig>>,
 }
 
 /// Every problem found, one per line.
@@ -143,7 +157,12 @@ impl RawConfig {
         let mut raw: RawConfig = toml::from_str(&text)
             .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut raw.db, &mut raw.admin_token_file]
+        let tls = raw.tls.as_mut();
+        let (cert, key) = match tls {
+            Some(t) => (t.cert.as_mut(), t.key.as_mut()),
+            None => (None, None),
+        };
+        for p in [raw.db.as_mut(), raw.admin_token_file.as_mut(), cert, key]
             .into_iter()
             .flatten()
         {
@@ -299,6 +318,24 @@ impl RawConfig {
             }
             app.enrolment_ttl_secs = v;
         }
+        let tls = match self.tls {
+            None => None,
+            Some(RawTls {
+                cert: Some(cert),
+                key: Some(key),
+            }) => match crate::tls::load(&cert, &key) {
+                Ok(config) => Some(config),
+                Err(problem) => {
+                    problems.push(problem);
+                    None
+                }
+            },
+            Some(_) => {
+                problems
+                    .push("tls: give both `cert` and `key` (PEM files), or leave out [tls]".into());
+                None
+            }
+        };
         match (listen, admin_token) {
             (Ok(listen), Some(admin_token)) if problems.is_empty() => Ok(Settings {
                 listen,
@@ -312,6 +349,7 @@ impl RawConfig {
                 max_pull_wait: Duration::from_secs(max_pull_wait_secs),
                 webhooks,
                 app,
+                tls,
             }),
             _ => Err(ConfigError(problems)),
         }
@@ -388,6 +426,34 @@ mod tests {
             ..AdminTokenSource::default()
         });
         assert_eq!(raw.admin_token.as_deref(), Some("from-hq-toml-0123456789"));
+    }
+
+    #[test]
+    fn tls_needs_a_readable_certificate_and_key() {
+        let raw = |cert: Option<&str>, key: Option<&str>| RawConfig {
+            db: Some("hq.db".into()),
+            admin_token: Some("admin-token-0123456789".into()),
+            tls: Some(RawTls {
+                cert: cert.map(PathBuf::from),
+                key: key.map(PathBuf::from),
+            }),
+            ..RawConfig::default()
+        };
+        let text = raw(Some("/nonexistent/cert.pem"), None)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("tls: give both `cert` and `key`"), "{text}");
+        let text = raw(Some("/nonexistent/cert.pem"), Some("/nonexistent/key.pem"))
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("tls.cert: /nonexistent/cert.pem:"), "{text}");
+        let err = toml::from_str::<RawConfig>("[tls]\ncertificate = \"x\"").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `certificate`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -159,7 +159,7 @@ fn main() {
             Ledger::open(&ledger_path, Arc::new(Rules::default())).expect("ledger");
         let health = Arc::new(SyncHealth::default());
         let stop = CancellationToken::new();
-        let hq_client = HqClient::new(&base, "s1", TOKEN).expect("client");
+        let hq_client = HqClient::new(&base, "s1", TOKEN, None).expect("client");
         let started = Instant::now();
         let task = tokio::spawn(sync::run(
             hq_client,

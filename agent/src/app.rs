@@ -150,8 +150,13 @@ pub async fn run_with(
 
     let sync_health = match &config.hq {
         Some(hq) => {
-            let client = crate::sync::HqClient::new(&hq.url, &config.store_id, &hq.token)
-                .context("setting up the HQ client")?;
+            let client = crate::sync::HqClient::new(
+                &hq.url,
+                &config.store_id,
+                &hq.token,
+                hq.ca_file.as_deref(),
+            )
+            .context("setting up the HQ client")?;
             let health = Arc::new(crate::sync::SyncHealth::new(hq.offline_after));
             tracker.spawn(crate::sync::run(
                 client,

@@ -44,7 +44,7 @@ async fn store(offline_after: Duration, pull_wait: Duration) -> Store {
     let health = Arc::new(SyncHealth::new(offline_after));
     let stop = CancellationToken::new();
     tokio::spawn(sync::run(
-        HqClient::new(&hq.url, "s1", TOKEN).unwrap(),
+        HqClient::new(&hq.url, "s1", TOKEN, None).unwrap(),
         ledger.clone(),
         Arc::new(Rules::default()),
         SyncSettings {

@@ -248,12 +248,26 @@ fn build(raw: RawConfig, base_dir: &Path, c: &mut Collector) -> Option<Config> {
             }
             None => Some(crate::sync::PULL_WAIT),
         };
+        let ca_file = match &hq.ca_file {
+            None => Some(None),
+            Some(file) => {
+                let path = base_dir.join(file);
+                match crate::sync::client::read_ca_file(&path) {
+                    Ok(_) => Some(Some(path)),
+                    Err(e) => {
+                        c.value("hq.ca_file", format!("`hq.ca_file`: {e}"));
+                        None
+                    }
+                }
+            }
+        };
         Some(HqConfig {
             url: url?,
             token: token?,
             offline_after: offline_after?,
             push_batch: push_batch?,
             pull_wait: pull_wait?,
+            ca_file: ca_file?,
         })
     });
 
@@ -889,6 +903,34 @@ hours = "17:00-20:00"
             p.len() == 1 && p[0].contains("12:22: `hq.offline_after_secs` must be at least 1"),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn hq_ca_file_must_hold_pem_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = loyalty_sim::test_ca::TestCa::write(dir.path(), &["localhost"]).unwrap();
+        let with = |file: &Path| {
+            GOOD.replace(
+                "token = \"store-042-secret\"",
+                &format!(
+                    "token = \"store-042-secret\"\nca_file = {:?}",
+                    file.display().to_string()
+                ),
+            )
+        };
+        let config = parse(&with(&ca.ca), Path::new("agent.toml")).expect("valid");
+        assert_eq!(config.hq.and_then(|h| h.ca_file), Some(ca.ca.clone()));
+
+        let missing = dir.path().join("nowhere.pem");
+        let p = problems(&with(&missing));
+        assert!(
+            p.len() == 1 && p[0].contains("hq.ca_file") && p[0].contains("nowhere.pem"),
+            "{p:?}"
+        );
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").unwrap();
+        let p = problems(&with(&garbage));
+        assert!(p.len() == 1 && p[0].contains("no PEM certificate"), "{p:?}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use loyalty_protocol::{
 };
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
+use std::path::Path;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -20,6 +21,9 @@ const WAIT_MARGIN: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Error)]
 pub enum HqError {
+    /// `hq.ca_file` cannot be read or holds no certificate.
+    #[error("the CA file {path}: {why}")]
+    CaFile { path: String, why: String },
     #[error("HQ is unreachable: {0}")]
     Unreachable(String),
     #[error("HQ refused the store token (401): check hq.token")]
@@ -70,12 +74,41 @@ pub struct HqClient {
     token: String,
 }
 
+/// The certificates of a PEM file of CA certificates (`hq.ca_file`); an error for a file that
+/// cannot be read or holds none, so a typo is found by `check-config`, not at the first sync.
+pub fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, HqError> {
+    let fail = |why: String| HqError::CaFile {
+        path: path.display().to_string(),
+        why,
+    };
+    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| fail(format!("not PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(fail("no PEM certificate in it".into()));
+    }
+    Ok(certs)
+}
+
 impl HqClient {
-    pub fn new(base_url: &str, store: &str, token: &str) -> Result<Self, HqError> {
-        let http = reqwest::Client::builder()
+    /// A client of HQ at `base_url` for `store`; `ca_file` (PEM) adds a chain's own CA to the
+    /// system's roots for an HQ serving HTTPS with a certificate it signed.
+    pub fn new(
+        base_url: &str,
+        store: &str,
+        token: &str,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, HqError> {
+        let mut builder = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
-            .gzip(true)
+            .gzip(true);
+        if let Some(path) = ca_file {
+            for cert in read_ca_file(path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| HqError::Unreachable(format!("building the HTTP client: {e}")))?;
         Ok(HqClient {

@@ -117,13 +117,9 @@ fn main() {
     let mut hq = Command::new(hq_binary())
         .args(["serve", "--db"])
         .arg(dir.path().join("hq.db"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--admin-token",
-            ADMIN,
-        ])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("RUST_LOG", "warn")
+        .env("LOYALTY_HQ_ADMIN_TOKEN", ADMIN)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -163,13 +159,16 @@ fn main() {
             Ledger::open(&ledger_path, Arc::new(Rules::default())).expect("ledger");
         let health = Arc::new(SyncHealth::default());
         let stop = CancellationToken::new();
-        let hq_client = HqClient::new(&base, "s1", TOKEN).expect("client");
+        let hq_client = HqClient::new(&base, "s1", TOKEN, None).expect("client");
         let started = Instant::now();
         let task = tokio::spawn(sync::run(
             hq_client,
             ledger.clone(),
             Arc::new(Rules::default()),
-            sync::PUSH_BATCH,
+            sync::SyncSettings {
+                push_batch: sync::PUSH_BATCH,
+                pull_wait: sync::PULL_WAIT,
+            },
             health,
             stop.clone(),
         ));

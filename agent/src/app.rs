@@ -164,14 +164,22 @@ pub async fn run_with(
 
     let sync_health = match &config.hq {
         Some(hq) => {
-            let client = crate::sync::HqClient::new(&hq.url, &config.store_id, &hq.token)
-                .context("setting up the HQ client")?;
+            let client = crate::sync::HqClient::new(
+                &hq.url,
+                &config.store_id,
+                &hq.token,
+                hq.ca_file.as_deref(),
+            )
+            .context("setting up the HQ client")?;
             let health = Arc::new(crate::sync::SyncHealth::new(hq.offline_after));
             tracker.spawn(crate::sync::run(
                 client,
                 ledger.clone(),
                 base_rules.clone(),
-                hq.push_batch,
+                crate::sync::SyncSettings {
+                    push_batch: hq.push_batch,
+                    pull_wait: hq.pull_wait,
+                },
                 health.clone(),
                 sources.clone(),
             ));

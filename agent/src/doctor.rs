@@ -301,7 +301,7 @@ async fn hq(config: &Config) -> Vec<Check> {
             "not configured: members come from `members import`",
         )];
     };
-    let client = match HqClient::new(&hq.url, &config.store_id, &hq.token) {
+    let client = match HqClient::new(&hq.url, &config.store_id, &hq.token, hq.ca_file.as_deref()) {
         Ok(c) => c,
         Err(e) => return vec![Check::new(false, "hq", e.to_string())],
     };

@@ -58,7 +58,7 @@ pub async fn rebase(config: &Config, reason: &str, options: OpenOptions) -> anyh
     let _lock = DataDirLock::acquire(&config.data_dir)?;
     let path = config.ledger_path();
     identity::check_before_open(&path, options)?;
-    let client = HqClient::new(&hq.url, &config.store_id, &hq.token)?;
+    let client = HqClient::new(&hq.url, &config.store_id, &hq.token, hq.ca_file.as_deref())?;
     let state = client
         .ledger()
         .await

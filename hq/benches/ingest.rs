@@ -70,19 +70,14 @@ fn main() {
         .port();
     let url = format!("http://127.0.0.1:{port}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_loyalty-hq"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--admin-token",
-            ADMIN,
-        ])
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--db")
         .arg(dir.path().join("hq.db"))
         .env(
             "RUST_LOG",
             std::env::var("BENCH_HQ_LOG").unwrap_or_else(|_| "warn".into()),
         )
+        .env("LOYALTY_HQ_ADMIN_TOKEN", ADMIN)
         .stdout(Stdio::null())
         .spawn()
         .expect("start loyalty-hq");

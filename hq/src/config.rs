@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -13,6 +14,23 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7500";
 pub const DEFAULT_MAX_BATCH_EVENTS: usize = 5_000;
 /// Room for a full batch of large events (5,000 events of ~1 KiB each, and then some).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Longest a store's pull waits for a change (`wait=` is capped to it): under the 60 s idle
+/// timeouts common to proxies and load balancers, so a waiting pull is never cut by one.
+pub const DEFAULT_MAX_PULL_WAIT_SECS: u64 = 30;
+
+/// The environment variable `loyalty-hq serve` reads the admin token from.
+pub const ADMIN_TOKEN_ENV: &str = "LOYALTY_HQ_ADMIN_TOKEN";
+
+/// Where the admin token may come from besides hq.toml, strongest first.
+#[derive(Debug, Default, Clone)]
+pub struct AdminTokenSource {
+    /// `--admin-token-file`.
+    pub file_flag: Option<PathBuf>,
+    /// `--admin-token` (visible in `ps`: kept for old scripts, warned about).
+    pub flag: Option<String>,
+    /// [`ADMIN_TOKEN_ENV`].
+    pub env: Option<String>,
+}
 
 /// hq.toml as written. Unknown keys are an error: a misspelt key must not become a default.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -28,8 +46,21 @@ pub struct RawConfig {
     pub plausibility: Option<Plausibility>,
     /// Connections held at once (live member feeds count); default 4,096.
     pub max_connections: Option<usize>,
+    /// Longest `wait=` of a pull, in seconds; default 30, 0 answers every pull at once.
+    pub max_pull_wait_secs: Option<u64>,
     pub webhooks: Option<RawWebhooks>,
     pub app: Option<RawApp>,
+    pub tls: Option<RawTls>,
+}
+
+/// `[tls]`: HQ serves HTTPS itself.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain, leaf first.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the leaf.
+    pub key: Option<PathBuf>,
 }
 
 /// `[webhooks]`.
@@ -105,8 +136,12 @@ pub struct Settings {
     pub allowance: AllowancePolicy,
     pub plausibility: Plausibility,
     pub max_connections: usize,
+    /// How long a pull may wait for a change.
+    pub max_pull_wait: Duration,
     pub webhooks: WebhookSettings,
     pub app: AppSettings,
+    /// `Some`: HQ serves HTTPS with it, not HTTP.
+    pub tls: Option<Arc<loyalty_http_edge::rustls::ServerConfig>>,
 }
 
 /// Every problem found, one per line.
@@ -122,7 +157,12 @@ impl RawConfig {
         let mut raw: RawConfig = toml::from_str(&text)
             .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut raw.db, &mut raw.admin_token_file]
+        let tls = raw.tls.as_mut();
+        let (cert, key) = match tls {
+            Some(t) => (t.cert.as_mut(), t.key.as_mut()),
+            None => (None, None),
+        };
+        for p in [raw.db.as_mut(), raw.admin_token_file.as_mut(), cert, key]
             .into_iter()
             .flatten()
         {
@@ -131,6 +171,19 @@ impl RawConfig {
             }
         }
         Ok(raw)
+    }
+
+    /// The flags, then the environment, override hq.toml's `admin_token` and
+    /// `admin_token_file`; the first one given wins.
+    pub fn admin_token_source(&mut self, source: AdminTokenSource) {
+        let env = source.env.filter(|t| !t.trim().is_empty());
+        if let Some(file) = source.file_flag {
+            self.admin_token = None;
+            self.admin_token_file = Some(file);
+        } else if let Some(token) = source.flag.or(env) {
+            self.admin_token = Some(token.trim().to_owned());
+            self.admin_token_file = None;
+        }
     }
 
     /// Checks every key and reports all problems at once.
@@ -160,7 +213,9 @@ impl RawConfig {
                 None
             }
             (None, None) => {
-                problems.push("admin_token or admin_token_file: required".into());
+                problems.push(format!(
+                    "admin_token or admin_token_file: required (or --admin-token-file PATH, or {ADMIN_TOKEN_ENV} in the environment)"
+                ));
                 None
             }
         };
@@ -187,6 +242,14 @@ impl RawConfig {
         if !(16..=1_000_000).contains(&max_connections) {
             problems.push(format!(
                 "max_connections: {max_connections} is outside 16..=1000000"
+            ));
+        }
+        let max_pull_wait_secs = self
+            .max_pull_wait_secs
+            .unwrap_or(DEFAULT_MAX_PULL_WAIT_SECS);
+        if max_pull_wait_secs > 300 {
+            problems.push(format!(
+                "max_pull_wait_secs: {max_pull_wait_secs} is outside 0..=300"
             ));
         }
         let mut webhooks = WebhookSettings::default();
@@ -255,6 +318,24 @@ impl RawConfig {
             }
             app.enrolment_ttl_secs = v;
         }
+        let tls = match self.tls {
+            None => None,
+            Some(RawTls {
+                cert: Some(cert),
+                key: Some(key),
+            }) => match crate::tls::load(&cert, &key) {
+                Ok(config) => Some(config),
+                Err(problem) => {
+                    problems.push(problem);
+                    None
+                }
+            },
+            Some(_) => {
+                problems
+                    .push("tls: give both `cert` and `key` (PEM files), or leave out [tls]".into());
+                None
+            }
+        };
         match (listen, admin_token) {
             (Ok(listen), Some(admin_token)) if problems.is_empty() => Ok(Settings {
                 listen,
@@ -265,8 +346,10 @@ impl RawConfig {
                 allowance,
                 plausibility,
                 max_connections,
+                max_pull_wait: Duration::from_secs(max_pull_wait_secs),
                 webhooks,
                 app,
+                tls,
             }),
             _ => Err(ConfigError(problems)),
         }
@@ -297,6 +380,80 @@ mod tests {
         for key in ["listen:", "db:", "admin_token", "max_batch_events:"] {
             assert!(text.contains(key), "{key} missing from {text}");
         }
+    }
+
+    #[test]
+    fn the_admin_token_comes_from_the_flags_then_the_environment_then_hq_toml() {
+        let toml = || RawConfig {
+            admin_token: Some("from-hq-toml-0123456789".into()),
+            ..RawConfig::default()
+        };
+        let mut raw = toml();
+        raw.admin_token_source(AdminTokenSource::default());
+        assert_eq!(raw.admin_token.as_deref(), Some("from-hq-toml-0123456789"));
+
+        let mut raw = toml();
+        raw.admin_token_source(AdminTokenSource {
+            env: Some("from-the-environment-01\n".into()),
+            ..AdminTokenSource::default()
+        });
+        assert_eq!(raw.admin_token.as_deref(), Some("from-the-environment-01"));
+
+        let mut raw = toml();
+        raw.admin_token_source(AdminTokenSource {
+            flag: Some("from-the-flag-0123456789".into()),
+            env: Some("from-the-environment-01".into()),
+            ..AdminTokenSource::default()
+        });
+        assert_eq!(raw.admin_token.as_deref(), Some("from-the-flag-0123456789"));
+
+        let mut raw = toml();
+        raw.admin_token_source(AdminTokenSource {
+            file_flag: Some("/run/secrets/hq-admin".into()),
+            env: Some("from-the-environment-01".into()),
+            ..AdminTokenSource::default()
+        });
+        assert_eq!(raw.admin_token, None);
+        assert_eq!(
+            raw.admin_token_file,
+            Some(PathBuf::from("/run/secrets/hq-admin"))
+        );
+
+        // An empty variable is as good as none.
+        let mut raw = toml();
+        raw.admin_token_source(AdminTokenSource {
+            env: Some("  ".into()),
+            ..AdminTokenSource::default()
+        });
+        assert_eq!(raw.admin_token.as_deref(), Some("from-hq-toml-0123456789"));
+    }
+
+    #[test]
+    fn tls_needs_a_readable_certificate_and_key() {
+        let raw = |cert: Option<&str>, key: Option<&str>| RawConfig {
+            db: Some("hq.db".into()),
+            admin_token: Some("admin-token-0123456789".into()),
+            tls: Some(RawTls {
+                cert: cert.map(PathBuf::from),
+                key: key.map(PathBuf::from),
+            }),
+            ..RawConfig::default()
+        };
+        let text = raw(Some("/nonexistent/cert.pem"), None)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("tls: give both `cert` and `key`"), "{text}");
+        let text = raw(Some("/nonexistent/cert.pem"), Some("/nonexistent/key.pem"))
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("tls.cert: /nonexistent/cert.pem:"), "{text}");
+        let err = toml::from_str::<RawConfig>("[tls]\ncertificate = \"x\"").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `certificate`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,9 +1,16 @@
-//! Who is watching which member's feed, and the webhook sender's wake-up.
+//! Wake-ups after a commit: who is watching which member's feed, the webhook sender, and the
+//! stores' pulls waiting on the changes feed.
 //!
 //! A live feed holds a `watch` receiver of its member's newest feed id and reads the rows
 //! after its own position from the database when it changes: a slow reader skips no event (it
 //! reads them all from the table), and a publish costs one map lookup per member touched, not
 //! one wake per open feed.
+//!
+//! A waiting pull (`GET /v1/stores/{store}/changes?wait=N`) holds a receiver of one counter,
+//! bumped after every commit that handed out change sequence numbers; it then reads its page
+//! from the database again, so a wake carries no data and a missed one cannot lose a change.
+//! These wake-ups are in-process only: a second HQ process on the same database would answer
+//! its own waiting pulls only at the end of their wait.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,6 +25,8 @@ pub struct FeedHub {
     pub webhooks: Notify,
     /// Set when HQ stops: live feeds end, so the server's drain is not held open by them.
     stopping: watch::Sender<bool>,
+    /// Bumped after each commit of the changes feed (members, campaigns, gift redemptions).
+    changes: watch::Sender<u64>,
 }
 
 impl Default for FeedHub {
@@ -26,6 +35,7 @@ impl Default for FeedHub {
             members: Mutex::default(),
             webhooks: Notify::new(),
             stopping: watch::channel(false).0,
+            changes: watch::channel(0).0,
         }
     }
 }
@@ -103,6 +113,17 @@ impl FeedHub {
         if posted.iter().any(|p| p.queued) {
             self.webhooks.notify_one();
         }
+    }
+
+    /// Wakes every waiting pull: call after the commit, so that what they read again holds it.
+    pub fn changes_committed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes at the next [`FeedHub::changes_committed`]. Take it before
+    /// reading the page: a commit in between is then either in the page or a wake-up.
+    pub fn watch_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Members with a live feed open (for metrics and the idle-cost figure).

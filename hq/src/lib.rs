@@ -8,7 +8,7 @@
 //! - [`webhooks`] delivers the queued member events to the retailer's endpoints, a task of its
 //!   own; [`expiry`] announces expired gifts; [`feed_hub::FeedHub`] wakes live member feeds.
 //! - [`config`] turns hq.toml and flags into [`config::Settings`]; [`serve`] runs HQ on a
-//!   listener until a shutdown future completes (tests pass a listener on port 0; the
+//!   listener (over HTTPS with hq.toml's `[tls]`, [`tls`]) until a shutdown future completes (tests pass a listener on port 0; the
 //!   in-process HQ the demo and tests start is `loyalty_sim::hq::LocalHq`).
 
 // Input and I/O never panic the process: an unwrap outside tests is an error (tests may).
@@ -23,6 +23,8 @@ pub mod expiry;
 pub mod feed_hub;
 pub mod http;
 pub mod store;
+pub mod tls;
+pub mod token;
 pub mod webhooks;
 
 use std::future::Future;
@@ -65,13 +67,15 @@ pub async fn serve(
     let hub = Arc::new(feed_hub::FeedHub::default());
     let state = http::AppState {
         store: store.clone(),
-        admin_token: settings.admin_token,
+        admin_token: token::TokenHash::of(&settings.admin_token),
         max_batch_events: settings.max_batch_events,
         hub: hub.clone(),
         app: settings.app.clone(),
+        max_pull_wait: settings.max_pull_wait,
     };
     let app = http::router(state, settings.max_body_bytes);
-    tracing::info!(listen = %listener.local_addr()?, db = %settings.db.display(), "HQ serving.");
+    let tls = settings.tls.clone();
+    tracing::info!(listen = %listener.local_addr()?, db = %settings.db.display(), https = tls.is_some(), "HQ serving.");
     let sender = tokio::spawn(webhooks::run(
         store.clone(),
         hub.clone(),
@@ -84,12 +88,15 @@ pub async fn serve(
         max_connections: settings.max_connections,
         ..loyalty_http_edge::Limits::default()
     };
-    loyalty_http_edge::serve(listener, app, limits, async move {
+    let shutdown = async move {
         shutdown.await;
-        // Live feeds end here; otherwise the drain would wait on them forever.
+        // Live feeds and waiting pulls end here; otherwise the drain would wait on them.
         stopping.stop();
-    })
-    .await?;
+    };
+    match tls {
+        Some(tls) => loyalty_http_edge::serve_tls(listener, app, limits, tls, shutdown).await?,
+        None => loyalty_http_edge::serve(listener, app, limits, shutdown).await?,
+    }
     hub.stop();
     let _ = sender.await;
     let _ = expiry.await;

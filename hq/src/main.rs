@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use loyalty_hq::config::RawConfig;
+use loyalty_hq::config::{AdminTokenSource, RawConfig, ADMIN_TOKEN_ENV};
 
 #[derive(Parser)]
 #[command(name = "loyalty-hq", version, about = "Loyalty Edge reference HQ")]
@@ -33,7 +33,11 @@ enum Command {
         /// Address and port, default 127.0.0.1:7500.
         #[arg(long)]
         listen: Option<String>,
-        /// Bearer token of the admin API.
+        /// File holding the admin API's bearer token (surrounding whitespace ignored). Or set
+        /// LOYALTY_HQ_ADMIN_TOKEN, or hq.toml's admin_token / admin_token_file.
+        #[arg(long, conflicts_with = "admin_token")]
+        admin_token_file: Option<PathBuf>,
+        /// The admin token itself: deprecated, anyone who can list processes (`ps`) reads it.
         #[arg(long)]
         admin_token: Option<String>,
     },
@@ -56,13 +60,14 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let (config, db, listen, admin_token) = match cli.command {
+    let (config, db, listen, admin_token_file, admin_token) = match cli.command {
         Command::Serve {
             config,
             db,
             listen,
+            admin_token_file,
             admin_token,
-        } => (config, db, listen, admin_token),
+        } => (config, db, listen, admin_token_file, admin_token),
         Command::Openapi => {
             println!(
                 "{}",
@@ -84,9 +89,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         raw.listen = listen;
     }
     if admin_token.is_some() {
-        raw.admin_token = admin_token;
-        raw.admin_token_file = None;
+        tracing::warn!("--admin-token shows the admin token to anyone who can list processes (ps); use --admin-token-file or LOYALTY_HQ_ADMIN_TOKEN.");
     }
+    raw.admin_token_source(AdminTokenSource {
+        file_flag: admin_token_file,
+        flag: admin_token,
+        env: std::env::var(ADMIN_TOKEN_ENV).ok(),
+    });
     let settings = raw.validate()?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

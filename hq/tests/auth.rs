@@ -118,3 +118,49 @@ async fn a_token_names_one_store() {
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"], "token_taken");
 }
+
+/// A store's token is held as its SHA-256 only: the admin API never answers it, and a copy of
+/// HQ's database holds nothing a store could push with.
+#[tokio::test]
+async fn store_tokens_are_kept_as_hashes_and_never_answered() {
+    let hq = Hq::start().await;
+    let token = "s1-plain-secret-token";
+    let (status, body) = hq
+        .admin_put("/v1/admin/stores/s1", json!({ "token": token }))
+        .await;
+    assert_eq!(status, 200);
+    assert!(!body.to_string().contains(token), "{body}");
+    let (status, _) = hq.changes("s1", token, "").await;
+    assert_eq!(status, 200, "the token works");
+
+    hq.admin_put(
+        "/v1/admin/stores/s1",
+        json!({ "token": "s1-new-secret-token" }),
+    )
+    .await;
+    let (status, _) = hq.changes("s1", token, "").await;
+    assert_eq!(status, 401, "a replaced token no longer works");
+    let (status, _) = hq.changes("s1", "s1-new-secret-token", "").await;
+    assert_eq!(status, 200);
+
+    let conn = rusqlite::Connection::open(&hq.db).unwrap();
+    conn.pragma_update(None, "wal_checkpoint", "TRUNCATE").ok();
+    let held: String = conn
+        .query_row(
+            "SELECT token_sha256 FROM stores WHERE store_id = 's1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(held.len(), 64, "{held}");
+    let mut bytes = std::fs::read(&hq.db).unwrap();
+    if let Ok(wal) = std::fs::read(hq.db.with_extension("db-wal")) {
+        bytes.extend(wal);
+    }
+    for secret in [token, "s1-new-secret-token"] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{secret} is in HQ's database file"
+        );
+    }
+}

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::{at, event_id};
 use loyalty_hq::allowance::AllowancePolicy;
 use loyalty_hq::store::{Incoming, MemberInput, Push, SqliteStore, Store, StoreError};
+use loyalty_hq::token::TokenHash;
 use loyalty_protocol::{Event, EventKind};
 use proptest::prelude::*;
 use serde_json::json;
@@ -121,7 +122,9 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("hq.db"), AllowancePolicy::default()).unwrap();
         for s in STORES {
-            store.put_store(s, &format!("{s}-token-secret")).unwrap();
+            store
+                .put_store(s, &TokenHash::of(&format!("{s}-token-secret")))
+                .unwrap();
         }
         for m in ["m0", "m1", "m2"] {
             let cards = if m == "m0" { vec!["c0".to_string()] } else { vec![] };

@@ -1,5 +1,7 @@
-//! The connection's socket, noticing the first byte of a keep-alive connection's next request:
-//! from then on the header timeout applies instead of the idle one.
+//! The connection's byte stream (the socket, or the TLS session on it), noticing the first
+//! byte of a keep-alive connection's next request: from then on the header timeout applies
+//! instead of the idle one. Over TLS it watches the decrypted bytes, so only a request's own
+//! bytes count, not the session's records.
 
 use std::io;
 use std::pin::Pin;
@@ -7,16 +9,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 use crate::registry::{Conn, Phase};
 
-pub struct WatchedStream {
-    pub stream: TcpStream,
+pub struct WatchedStream<S> {
+    pub stream: S,
     pub conn: Arc<Conn>,
 }
 
-impl AsyncRead for WatchedStream {
+impl<S: AsyncRead + Unpin> AsyncRead for WatchedStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -31,7 +32,7 @@ impl AsyncRead for WatchedStream {
     }
 }
 
-impl AsyncWrite for WatchedStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -2,7 +2,8 @@
 //!
 //! - [`serve`]: the accept loop. Header, body and idle timeouts; a connection cap below the
 //!   open-file limit that sheds the longest-waiting connection (one without a complete
-//!   request) before it refuses a new one; graceful shutdown. `axum::serve` has none of these,
+//!   request) before it refuses a new one; graceful shutdown. [`serve_tls`] the same over
+//!   HTTPS (rustls), the handshake timed and shed like a request's headers. `axum::serve` has none of these,
 //!   and a few hundred half-sent requests used to lock the tills out.
 //! - [`errors`]: every error answer in the contract's JSON shape; [`ApiError`], the error both
 //!   servers answer with.
@@ -24,4 +25,6 @@ mod serve;
 pub use api_error::ApiError;
 pub use errors::Path;
 pub use limits::Limits;
-pub use serve::serve;
+pub use serve::{serve, serve_tls};
+/// The rustls a [`serve_tls`] configuration is built with.
+pub use tokio_rustls::rustls;

@@ -13,7 +13,11 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
@@ -36,6 +40,30 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    serve_on(listener, router, limits, None, shutdown).await
+}
+
+/// [`serve`] over HTTPS with `tls` (rustls). A connection's TLS handshake counts against its
+/// header timeout and its place under the cap, like a half-sent request: a client that
+/// opens a connection and never finishes the handshake is closed and can be shed.
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let acceptor = TlsAcceptor::from(tls);
+    serve_on(listener, router, limits, Some(acceptor), shutdown).await
+}
+
+async fn serve_on(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let registry = Arc::new(Registry::new(limits));
@@ -86,8 +114,19 @@ pub async fn serve(
         let registry = registry.clone();
         let router = router.clone();
         let stop = stop.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
-            serve_connection(stream, conn, router, stop).await;
+            // Small answers must not wait for Nagle's algorithm: a till measures in
+            // milliseconds.
+            let _ = stream.set_nodelay(true);
+            match tls {
+                None => serve_connection(stream, conn, router, stop).await,
+                Some(acceptor) => {
+                    if let Some(stream) = handshake(&acceptor, stream, &conn, &stop).await {
+                        serve_connection(stream, conn, router, stop).await;
+                    }
+                }
+            }
             registry.remove(id);
         });
     }
@@ -153,14 +192,31 @@ async fn reap(registry: Arc<Registry>, stop: CancellationToken) {
     }
 }
 
-async fn serve_connection(
+/// The TLS handshake of a new connection, given up when the connection is timed out or shed
+/// (its phase is still the one it was admitted in) or the server stops.
+async fn handshake(
+    acceptor: &TlsAcceptor,
     stream: TcpStream,
-    conn: Arc<Conn>,
-    router: Router,
-    stop: CancellationToken,
-) {
-    // Small answers must not wait for Nagle's algorithm: a till measures in milliseconds.
-    let _ = stream.set_nodelay(true);
+    conn: &Conn,
+    stop: &CancellationToken,
+) -> Option<TlsStream<TcpStream>> {
+    tokio::select! {
+        accepted = acceptor.accept(stream) => match accepted {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                debug!(error = %e, "TLS handshake failed.");
+                None
+            }
+        },
+        () = conn.closed().cancelled() => None,
+        () = stop.cancelled() => None,
+    }
+}
+
+async fn serve_connection<S>(stream: S, conn: Arc<Conn>, router: Router, stop: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(WatchedStream {
         stream,
         conn: conn.clone(),

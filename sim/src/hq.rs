@@ -29,7 +29,7 @@ pub enum FixtureError {
 
 /// A running in-process HQ.
 pub struct LocalHq {
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://` with hq.toml's `[tls]`.
     pub url: String,
     pub admin_token: String,
     client: reqwest::Client,
@@ -60,17 +60,31 @@ impl LocalHq {
         };
         tweak(&mut raw);
         let settings: Settings = raw.validate()?;
+        let scheme = if settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(loyalty_hq::serve(settings, listener, async move {
             let _ = stopped.await;
         }));
         Ok(LocalHq {
-            url: format!("http://{bound}"),
+            url: format!("{scheme}://{bound}"),
             admin_token: admin_token.to_owned(),
             client: reqwest::Client::new(),
             stop: Some(stop),
             task,
         })
+    }
+
+    /// Trusts the CA certificate (PEM) `ca` for the admin calls, as for an HQ serving HTTPS
+    /// with a certificate of the chain's own CA.
+    pub fn trusting(mut self, ca: &[u8]) -> Result<LocalHq, reqwest::Error> {
+        self.client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca)?)
+            .build()?;
+        Ok(self)
     }
 
     /// `method path` on the admin API with `body`: the status and the JSON answer (null when

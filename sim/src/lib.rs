@@ -7,6 +7,8 @@
 //! - [`hq`]: the reference HQ served in-process on a loopback port, with its admin API a call
 //!   away ([`hq::LocalHq`]).
 //! - [`process`]: what the benches read of a running process (resident memory).
+//! - `test_ca` (feature `test-ca`): a certificate authority and a server certificate made on
+//!   the spot, for tests of HTTPS between the agent and HQ.
 
 // Input and I/O never panic the process: an unwrap outside tests is an error (tests may).
 #![deny(clippy::unwrap_used)]
@@ -15,3 +17,5 @@
 pub mod hq;
 pub mod process;
 pub mod rf_model;
+#[cfg(feature = "test-ca")]
+pub mod test_ca;

@@ -75,7 +75,8 @@ impl Hq {
                 .arg("--db")
                 .arg(self.db_path())
                 .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-                .args(["--admin-token", ADMIN_TOKEN])
+                // Not --admin-token: a token on the command line shows in `ps`.
+                .env("LOYALTY_HQ_ADMIN_TOKEN", ADMIN_TOKEN)
                 // Plain log lines, so tests can read `key=value` fields.
                 .env("NO_COLOR", "1")
                 .env("RUST_LOG", "info")

@@ -157,7 +157,7 @@ fn two_thousand_waiting_connections_leave_hq_answering() {
         .args(["serve", "--db"])
         .arg(dir.path().join("hq.db"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--admin-token", ADMIN_TOKEN])
+        .env("LOYALTY_HQ_ADMIN_TOKEN", ADMIN_TOKEN)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path).expect("log file"));
     limit_open_files(&mut command);

@@ -159,7 +159,7 @@ fn hq_logs_json_on_a_pipe_and_admin_puts_only_at_debug() {
         .args(["--log-format", "json", "serve", "--db"])
         .arg(dir.path().join("hq.db"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--admin-token", ADMIN_TOKEN])
+        .env("LOYALTY_HQ_ADMIN_TOKEN", ADMIN_TOKEN)
         .env_remove("NO_COLOR")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())

@@ -47,6 +47,10 @@ pub struct HqConfig {
     pub offline_after: Duration,
     /// Events per push.
     pub push_batch: usize,
+    /// How long an idle pull waits at HQ for a change; zero pulls once a second.
+    pub pull_wait: Duration,
+    /// A chain's own CA (PEM), trusted for HQ's certificate beside the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]

@@ -83,10 +83,14 @@ pub struct RawHq {
     pub url: Option<String>,
     pub token: Option<String>,
     pub token_file: Option<String>,
+    /// PEM certificates of the CA that signed HQ's certificate, trusted beside the system's.
+    pub ca_file: Option<String>,
     /// Seconds without a successful sync round before offline allowances apply (default 60).
     pub offline_after_secs: Option<u64>,
     /// Events per push (default 5000, HQ's default limit); halved by the agent on a 413.
     pub push_batch: Option<usize>,
+    /// Seconds an idle pull waits at HQ for a change (default 25; 0 pulls once a second).
+    pub pull_wait_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

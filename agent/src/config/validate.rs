@@ -260,11 +260,37 @@ fn build(raw: RawConfig, base_dir: &Path, c: &mut Collector) -> Option<Config> {
             }
             None => Some(crate::sync::PUSH_BATCH),
         };
+        let pull_wait = match hq.pull_wait_secs {
+            Some(s) if s <= 300 => Some(Duration::from_secs(s)),
+            Some(_) => {
+                c.value(
+                    "hq.pull_wait_secs",
+                    "`hq.pull_wait_secs` is 0 to 300 seconds",
+                );
+                None
+            }
+            None => Some(crate::sync::PULL_WAIT),
+        };
+        let ca_file = match &hq.ca_file {
+            None => Some(None),
+            Some(file) => {
+                let path = base_dir.join(file);
+                match crate::sync::client::read_ca_file(&path) {
+                    Ok(_) => Some(Some(path)),
+                    Err(e) => {
+                        c.value("hq.ca_file", format!("`hq.ca_file`: {e}"));
+                        None
+                    }
+                }
+            }
+        };
         Some(HqConfig {
             url: url?,
             token: token?,
             offline_after: offline_after?,
             push_batch: push_batch?,
+            pull_wait: pull_wait?,
+            ca_file: ca_file?,
         })
     });
 
@@ -898,6 +924,56 @@ hours = "17:00-20:00"
         let p = problems(&with("0"));
         assert!(
             p.len() == 1 && p[0].contains("12:22: `hq.offline_after_secs` must be at least 1"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn hq_ca_file_must_hold_pem_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = loyalty_sim::test_ca::TestCa::write(dir.path(), &["localhost"]).unwrap();
+        let with = |file: &Path| {
+            GOOD.replace(
+                "token = \"store-042-secret\"",
+                &format!(
+                    "token = \"store-042-secret\"\nca_file = {:?}",
+                    file.display().to_string()
+                ),
+            )
+        };
+        let config = parse(&with(&ca.ca), Path::new("agent.toml")).expect("valid");
+        assert_eq!(config.hq.and_then(|h| h.ca_file), Some(ca.ca.clone()));
+
+        let missing = dir.path().join("nowhere.pem");
+        let p = problems(&with(&missing));
+        assert!(
+            p.len() == 1 && p[0].contains("hq.ca_file") && p[0].contains("nowhere.pem"),
+            "{p:?}"
+        );
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").unwrap();
+        let p = problems(&with(&garbage));
+        assert!(p.len() == 1 && p[0].contains("no PEM certificate"), "{p:?}");
+    }
+
+    #[test]
+    fn hq_pull_wait_secs_defaults_to_25_and_is_bounded() {
+        let with = |v: &str| {
+            GOOD.replace(
+                "token = \"store-042-secret\"",
+                &format!("token = \"store-042-secret\"\npull_wait_secs = {v}"),
+            )
+        };
+        let default = parse(GOOD, Path::new("agent.toml")).expect("valid");
+        assert_eq!(
+            default.hq.map(|h| h.pull_wait),
+            Some(Duration::from_secs(25))
+        );
+        let off = parse(&with("0"), Path::new("agent.toml")).expect("valid");
+        assert_eq!(off.hq.map(|h| h.pull_wait), Some(Duration::ZERO));
+        let p = problems(&with("301"));
+        assert!(
+            p.len() == 1 && p[0].contains("`hq.pull_wait_secs` is 0 to 300 seconds"),
             "{p:?}"
         );
     }

@@ -8,15 +8,22 @@ use loyalty_protocol::{
 };
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
+use std::path::Path;
 use std::time::Duration;
 use thiserror::Error;
 
 /// Slow HQs are waited for this long per request before the attempt counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A pull that waits at HQ is given its wait and this much more: HQ answers at the end of the
+/// wait at the latest, so past this the network or HQ has failed.
+const WAIT_MARGIN: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Error)]
 pub enum HqError {
+    /// `hq.ca_file` cannot be read or holds no certificate.
+    #[error("the CA file {path}: {why}")]
+    CaFile { path: String, why: String },
     #[error("HQ is unreachable: {0}")]
     Unreachable(String),
     #[error("HQ refused the store token (401): check hq.token")]
@@ -87,12 +94,41 @@ pub struct HqClient {
     token: String,
 }
 
+/// The certificates of a PEM file of CA certificates (`hq.ca_file`); an error for a file that
+/// cannot be read or holds none, so a typo is found by `check-config`, not at the first sync.
+pub fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, HqError> {
+    let fail = |why: String| HqError::CaFile {
+        path: path.display().to_string(),
+        why,
+    };
+    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| fail(format!("not PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(fail("no PEM certificate in it".into()));
+    }
+    Ok(certs)
+}
+
 impl HqClient {
-    pub fn new(base_url: &str, store: &str, token: &str) -> Result<Self, HqError> {
-        let http = reqwest::Client::builder()
+    /// A client of HQ at `base_url` for `store`; `ca_file` (PEM) adds a chain's own CA to the
+    /// system's roots for an HQ serving HTTPS with a certificate it signed.
+    pub fn new(
+        base_url: &str,
+        store: &str,
+        token: &str,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, HqError> {
+        let mut builder = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
-            .gzip(true)
+            .gzip(true);
+        if let Some(path) = ca_file {
+            for cert in read_ca_file(path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| HqError::Unreachable(format!("building the HTTP client: {e}")))?;
         Ok(HqClient {
@@ -110,7 +146,7 @@ impl HqClient {
     pub async fn push(&self, batch: &EventBatch) -> Result<Timed<PushResponse>, HqError> {
         let url = format!("{}/v1/stores/{}/events", self.base, self.store);
         let request = self.http.post(url).json(batch);
-        let answer: Timed<PushResponse> = self.send(request).await?;
+        let answer: Timed<PushResponse> = self.send(request, Clock::Midpoint).await?;
         check_version(answer.body.protocol).map_err(|e| HqError::Version(e.to_string()))?;
         Ok(answer)
     }
@@ -122,7 +158,32 @@ impl HqClient {
             .http
             .get(url)
             .query(&[("cursor", cursor), ("limit", limit.as_str())]);
-        let answer: Timed<ChangesPage> = self.send(request).await?;
+        let answer: Timed<ChangesPage> = self.send(request, Clock::Midpoint).await?;
+        check_version(answer.body.protocol).map_err(|e| HqError::Version(e.to_string()))?;
+        Ok(answer)
+    }
+
+    /// A pull that HQ holds until something changes after `cursor` or `wait` passes (whole
+    /// seconds; HQ may cut it shorter), then answers the page, empty or not.
+    pub async fn changes_waiting(
+        &self,
+        cursor: &str,
+        limit: u32,
+        wait: Duration,
+    ) -> Result<Timed<ChangesPage>, HqError> {
+        let url = format!("{}/v1/stores/{}/changes", self.base, self.store);
+        let limit = limit.to_string();
+        let wait_secs = wait.as_secs().to_string();
+        let request = self
+            .http
+            .get(url)
+            .query(&[
+                ("cursor", cursor),
+                ("limit", limit.as_str()),
+                ("wait", wait_secs.as_str()),
+            ])
+            .timeout(wait + WAIT_MARGIN);
+        let answer: Timed<ChangesPage> = self.send(request, Clock::Answered).await?;
         check_version(answer.body.protocol).map_err(|e| HqError::Version(e.to_string()))?;
         Ok(answer)
     }
@@ -130,7 +191,7 @@ impl HqClient {
     /// The ledger HQ takes this store's events from.
     pub async fn ledger(&self) -> Result<LedgerState, HqError> {
         let url = format!("{}/v1/stores/{}/ledger", self.base, self.store);
-        let answer: Timed<LedgerState> = self.send(self.http.get(url)).await?;
+        let answer: Timed<LedgerState> = self.send(self.http.get(url), Clock::Midpoint).await?;
         check_version(answer.body.protocol).map_err(|e| HqError::Version(e.to_string()))?;
         Ok(answer.body)
     }
@@ -138,7 +199,9 @@ impl HqClient {
     /// Re-bases this store on `binding.ledger_id` (`loyalty-agent rebase`).
     pub async fn rebind_ledger(&self, binding: &LedgerBinding) -> Result<LedgerState, HqError> {
         let url = format!("{}/v1/stores/{}/ledger", self.base, self.store);
-        let answer: Timed<LedgerState> = self.send(self.http.put(url).json(binding)).await?;
+        let answer: Timed<LedgerState> = self
+            .send(self.http.put(url).json(binding), Clock::Midpoint)
+            .await?;
         check_version(answer.body.protocol).map_err(|e| HqError::Version(e.to_string()))?;
         Ok(answer.body)
     }
@@ -146,6 +209,7 @@ impl HqClient {
     async fn send<T: DeserializeOwned + HasHqTime>(
         &self,
         request: reqwest::RequestBuilder,
+        clock: Clock,
     ) -> Result<Timed<T>, HqError> {
         let asked = Utc::now();
         let response = request
@@ -172,11 +236,24 @@ impl HqClient {
             ))
         })?;
         let skew_ms = DateTime::parse_from_rfc3339(body.hq_time()).ok().map(|hq| {
-            let midpoint = asked + (answered - asked) / 2;
-            (hq.with_timezone(&Utc) - midpoint).num_milliseconds()
+            let read_at = match clock {
+                Clock::Midpoint => asked + (answered - asked) / 2,
+                Clock::Answered => answered,
+            };
+            (hq.with_timezone(&Utc) - read_at).num_milliseconds()
         });
         Ok(Timed { body, skew_ms })
     }
+}
+
+/// When, on our clock, HQ read its clock for the answer's `hq_time`.
+#[derive(Clone, Copy)]
+enum Clock {
+    /// Halfway through the round trip: right within half of it, whichever way it is lopsided.
+    Midpoint,
+    /// Just before the answer arrived: a waiting pull reads HQ's clock when it answers, not
+    /// when it was asked, so only the way back (a network's latency) separates the two.
+    Answered,
 }
 
 trait HasHqTime {

@@ -6,6 +6,11 @@
 //! instant means at most one batch pushed or one page pulled again, which HQ and the ledger
 //! both treat as no-ops. A failure of any kind (refused connection, 500, garbage, a body cut
 //! mid-way, a timeout) is logged once per attempt and retried after a full-jitter backoff.
+//!
+//! Idle, the loop pulls with `wait=`: HQ holds the pull until something changes, so an idle
+//! store costs HQ one request per wait instead of one a second. A new event drops the waiting
+//! pull (its connection with it) and pushes at once; a page already answered is applied whole
+//! first, campaigns included.
 
 pub mod campaigns;
 pub mod client;
@@ -27,10 +32,14 @@ use tracing::{info, warn};
 /// stops it.
 pub const PUSH_BATCH: usize = 5000;
 const PULL_PAGE: u32 = 500;
-/// Pause between rounds when there is nothing to push: the pull's pace. A new event wakes the
-/// loop at once (the ledger's `appended` notify), so this does not bound how soon a gift or
-/// sale reaches HQ.
-const IDLE_INTERVAL: Duration = Duration::from_secs(1);
+/// Consecutive pulls start at least this far apart: a busy chain's changes reach a store in
+/// pages at most once a second, and an HQ that does not wait (`wait=` unknown to it, or
+/// `hq.pull_wait_secs = 0`) is asked once a second. A new event wakes the loop at once (the
+/// ledger's `appended` notify), so this does not bound how soon a gift or sale reaches HQ.
+const MIN_PULL_INTERVAL: Duration = Duration::from_secs(1);
+/// How long an idle pull asks HQ to wait for a change; the default of `hq.pull_wait_secs`.
+/// Under the reference HQ's cap (30 s) and the 60 s idle timeouts common to proxies.
+pub const PULL_WAIT: Duration = Duration::from_secs(25);
 /// Without a successful round for this long, the store counts as offline and offline spend
 /// allowances apply to redemptions. The default of `hq.offline_after_secs`.
 pub const OFFLINE_AFTER: Duration = Duration::from_secs(60);
@@ -143,18 +152,36 @@ pub fn corrected_now(skew_ms: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now() + chrono::Duration::milliseconds(skew_ms)
 }
 
+/// How the loop talks to HQ, from `[hq]`.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncSettings {
+    /// Events per push (`hq.push_batch`).
+    pub push_batch: usize,
+    /// How long an idle pull waits at HQ (`hq.pull_wait_secs`); zero pulls once a second.
+    pub pull_wait: Duration,
+}
+
+/// What ended an idle spell.
+enum Wake {
+    Stop,
+    /// An event was appended, or the cursor needs a full round: push and pull now.
+    Round,
+}
+
 /// Runs sync rounds until `stop`.
 pub async fn run(
     client: HqClient,
     ledger: Ledger,
     base_rules: std::sync::Arc<crate::engine::Rules>,
-    push_batch: usize,
+    settings: SyncSettings,
     health: std::sync::Arc<SyncHealth>,
     stop: CancellationToken,
 ) {
     let mut rng = rand::rngs::StdRng::from_entropy();
-    let mut batch = push_batch.max(1);
-    let appended = ledger.appended();
+    let mut batch = settings.push_batch.max(1);
+    // Half the offline threshold at most: a pull that waits its whole wait still lands well
+    // inside it, so a store whose HQ is there never counts as offline while it waits.
+    let pull_wait = Duration::from_secs(settings.pull_wait.min(health.offline_after / 2).as_secs());
     loop {
         let outcome = tokio::select! {
             _ = stop.cancelled() => return,
@@ -172,32 +199,91 @@ pub async fn run(
         }
         // Events recorded while a round is in flight leave one stored permit: they go in the
         // next round's batch, so a burst coalesces into one push instead of one per event.
-        let (pause, wake_on_append) = match outcome {
-            Ok(more) => {
+        let failure = match outcome {
+            Ok(true) => {
                 health.succeeded();
-                if more {
-                    (Duration::ZERO, false)
-                } else {
-                    (IDLE_INTERVAL, true)
+                continue;
+            }
+            Ok(false) => {
+                health.succeeded();
+                match idle(&client, &ledger, &base_rules, pull_wait, &health, &stop).await {
+                    Ok(Wake::Stop) => return,
+                    Ok(Wake::Round) => continue,
+                    Err(e) => e,
                 }
             }
-            Err(e) => {
-                let failures = health.failed(&e);
-                let delay = BACKOFF.delay(failures, &mut rng);
-                if let HqError::Ledger { code, .. } = &e {
-                    tracing::error!(error = %e, code = %code, failures, retry_in_ms = delay.as_millis() as u64, "HQ refuses this ledger's events; nothing is lost, the queue waits for `loyalty-agent rebase`.");
-                } else {
-                    warn!(error = %e, failures, retry_in_ms = delay.as_millis() as u64, "HQ sync failed; the queue is kept and will be retried.");
-                }
-                // A failing HQ keeps its backoff: new events must not hammer it.
-                (delay, false)
-            }
+            Err(e) => e,
         };
+        let failures = health.failed(&failure);
+        let delay = BACKOFF.delay(failures, &mut rng);
+        if let HqError::Ledger { code, .. } = &failure {
+            tracing::error!(error = %failure, code = %code, failures, retry_in_ms = delay.as_millis() as u64, "HQ refuses this ledger's events; nothing is lost, the queue waits for `loyalty-agent rebase`.");
+        } else {
+            warn!(error = %failure, failures, retry_in_ms = delay.as_millis() as u64, "HQ sync failed; the queue is kept and will be retried.");
+        }
+        // A failing HQ keeps its backoff: new events must not hammer it.
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(pause) => {}
-            _ = appended.notified(), if wake_on_append => {}
+            _ = tokio::time::sleep(delay) => {}
         }
+    }
+}
+
+/// Nothing to push: pulls, each held at HQ up to `wait` for a change, one after another at
+/// least [`MIN_PULL_INTERVAL`] apart, until an event is appended (returns at once, dropping a
+/// pull in flight) or a pull fails.
+async fn idle(
+    client: &HqClient,
+    ledger: &Ledger,
+    base_rules: &crate::engine::Rules,
+    wait: Duration,
+    health: &SyncHealth,
+    stop: &CancellationToken,
+) -> Result<Wake, HqError> {
+    let appended = ledger.appended();
+    // The round before this one has just pulled.
+    let mut next_pull = tokio::time::Instant::now() + MIN_PULL_INTERVAL;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(Wake::Stop),
+            _ = appended.notified() => return Ok(Wake::Round),
+            _ = tokio::time::sleep_until(next_pull) => {}
+        }
+        next_pull = tokio::time::Instant::now() + MIN_PULL_INTERVAL;
+        let cursor = read_cursor(ledger).await?;
+        let pulled = async {
+            if wait.is_zero() {
+                client.changes(&cursor, PULL_PAGE).await
+            } else {
+                client.changes_waiting(&cursor, PULL_PAGE, wait).await
+            }
+        };
+        let answer = tokio::select! {
+            _ = stop.cancelled() => return Ok(Wake::Stop),
+            _ = appended.notified() => return Ok(Wake::Round),
+            answer = pulled => answer,
+        };
+        let answer = match answer {
+            // The round's pull starts the feed again from the beginning.
+            Err(e) if e.is_bad_cursor() => return Ok(Wake::Round),
+            other => other?,
+        };
+        // An answered page is recorded and its campaigns applied whole: only `stop` cuts it.
+        let applied = async {
+            let mut campaigns = record_page(ledger, &cursor, answer).await?;
+            if campaigns.more {
+                campaigns.count += pull_all(client, ledger).await?;
+            }
+            if campaigns.count > 0 {
+                apply_campaigns(ledger, base_rules).await?;
+            }
+            Ok::<_, HqError>(())
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(Wake::Stop),
+            r = applied => r?,
+        }
+        health.succeeded();
     }
 }
 
@@ -308,14 +394,51 @@ async fn push_once(client: &HqClient, ledger: &Ledger, batch: usize) -> Result<b
     Ok(pushed == batch)
 }
 
-/// Pulls every pending page; returns how many campaign changes were applied.
-async fn pull_all(client: &HqClient, ledger: &Ledger) -> Result<usize, HqError> {
-    let mut cursor = ledger
+async fn read_cursor(ledger: &Ledger) -> Result<String, HqError> {
+    Ok(ledger
         .readers()
         .run(|r| r.sync_status())
         .await
         .map_err(|e| HqError::Local(format!("reading the cursor: {e}")))?
-        .cursor;
+        .cursor)
+}
+
+/// What recording one page found.
+struct Recorded {
+    /// Campaign changes in it.
+    count: usize,
+    /// HQ has another page after it.
+    more: bool,
+}
+
+/// Records a page pulled from `cursor` with the cursor it moves to, in one transaction.
+async fn record_page(
+    ledger: &Ledger,
+    cursor: &str,
+    answer: client::Timed<loyalty_protocol::ChangesPage>,
+) -> Result<Recorded, HqError> {
+    let page = answer.body;
+    let more = page.has_more && page.next_cursor != cursor;
+    let next = page.next_cursor.clone();
+    let changes = page.changes.len();
+    let count = page
+        .changes
+        .iter()
+        .filter(|c| matches!(c, loyalty_protocol::Change::Campaign(_)))
+        .count();
+    ledger
+        .changes_pulled(page, answer.skew_ms, now_text())
+        .await
+        .map_err(|e| HqError::Local(format!("recording HQ's changes: {e}")))?;
+    if changes > 0 {
+        info!(changes, cursor = %next, "Pulled changes from HQ.");
+    }
+    Ok(Recorded { count, more })
+}
+
+/// Pulls every pending page; returns how many campaign changes were applied.
+async fn pull_all(client: &HqClient, ledger: &Ledger) -> Result<usize, HqError> {
+    let mut cursor = read_cursor(ledger).await?;
     let mut campaigns = 0;
     loop {
         let answer = match client.changes(&cursor, PULL_PAGE).await {
@@ -326,23 +449,11 @@ async fn pull_all(client: &HqClient, ledger: &Ledger) -> Result<usize, HqError> 
             }
             other => other?,
         };
-        let page = answer.body;
-        let more = page.has_more && page.next_cursor != cursor;
-        cursor = page.next_cursor.clone();
-        let changes = page.changes.len();
-        campaigns += page
-            .changes
-            .iter()
-            .filter(|c| matches!(c, loyalty_protocol::Change::Campaign(_)))
-            .count();
-        ledger
-            .changes_pulled(page, answer.skew_ms, now_text())
-            .await
-            .map_err(|e| HqError::Local(format!("recording HQ's changes: {e}")))?;
-        if changes > 0 {
-            info!(changes, cursor = %cursor, "Pulled changes from HQ.");
-        }
-        if !more {
+        let next = answer.body.next_cursor.clone();
+        let recorded = record_page(ledger, &cursor, answer).await?;
+        campaigns += recorded.count;
+        cursor = next;
+        if !recorded.more {
             return Ok(campaigns);
         }
     }

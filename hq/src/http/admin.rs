@@ -17,6 +17,7 @@ use super::auth::require_admin;
 use super::error::{blocking, ApiError};
 use super::AppState;
 use crate::store::{MemberInput, MemberView, Reconciliation};
+use crate::token::TokenHash;
 
 /// Ids HQ accepts for stores, members and campaigns: what fits in a URL path and a log line.
 pub fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
@@ -81,7 +82,8 @@ pub async fn put_store(
     }
     let st = state.clone();
     let id = store_id.clone();
-    blocking(move || Ok(st.store.put_store(&id, input.token.trim())?)).await?;
+    let token = TokenHash::of(input.token.trim());
+    blocking(move || Ok(st.store.put_store(&id, &token)?)).await?;
     tracing::debug!(store = %store_id, "Registered store.");
     Ok(Json(json!({ "store_id": store_id })))
 }
@@ -133,6 +135,8 @@ pub async fn put_member(
     let id = member_id.clone();
     let view = blocking(move || {
         st.store.put_member(&id, &input)?;
+        // Committed: the stores' waiting pulls read the member now, even if the read below fails.
+        st.hub.changes_committed();
         st.store.member(&id)?.ok_or_else(ApiError::internal)
     })
     .await?;
@@ -188,6 +192,7 @@ pub async fn put_campaign(
     let st = state.clone();
     let id = campaign_id.clone();
     let version = blocking(move || Ok(st.store.put_campaign(&id, &body)?)).await?;
+    state.hub.changes_committed();
     tracing::debug!(campaign = %campaign_id, version, "Saved campaign.");
     Ok(Json(
         json!({ "campaign_id": campaign_id, "version": version }),
@@ -209,6 +214,7 @@ pub async fn delete_campaign(
     let version = blocking(move || Ok(st.store.delete_campaign(&id)?))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no campaign {campaign_id}")))?;
+    state.hub.changes_committed();
     tracing::info!(campaign = %campaign_id, version, "Deleted campaign.");
     Ok(Json(
         json!({ "campaign_id": campaign_id, "version": version, "deleted": true }),

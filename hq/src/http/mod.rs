@@ -6,6 +6,7 @@ mod app;
 pub mod app_auth;
 mod auth;
 mod batch;
+mod changes;
 mod enrolment;
 mod error;
 pub mod openapi;
@@ -38,10 +39,13 @@ pub fn parse_push_body(body: &[u8], store: &str, max_events: usize) -> Result<Pu
 /// What every handler shares.
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    pub admin_token: String,
+    /// Only its hash is kept: compared with a presented token's in constant time.
+    pub admin_token: crate::token::TokenHash,
     pub max_batch_events: usize,
     pub hub: Arc<crate::feed_hub::FeedHub>,
     pub app: crate::config::AppSettings,
+    /// A pull's `wait=` is capped to this.
+    pub max_pull_wait: std::time::Duration,
 }
 
 /// Every answer says which protocol HQ speaks, errors included, so a mismatched agent can tell.
@@ -62,7 +66,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/stores/{store}/events", post(sync::push))
-        .route("/v1/stores/{store}/changes", get(sync::changes))
+        .route("/v1/stores/{store}/changes", get(changes::changes))
         .route(
             "/v1/stores/{store}/ledger",
             get(sync::ledger).put(sync::rebind_ledger),

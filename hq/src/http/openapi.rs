@@ -20,7 +20,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         super::healthz,
         openapi_json,
         super::sync::push,
-        super::sync::changes,
+        super::changes::changes,
         super::sync::ledger,
         super::sync::rebind_ledger,
         super::admin::put_store,

@@ -7,31 +7,44 @@ use super::writer::{bump, Writer};
 use super::{
     Flag, LedgerBindingRecord, MemberInput, MemberView, Reconciliation, Rejection, StoreError,
 };
+use crate::token::TokenHash;
 
 /// Most recent flags and rejections listed by the reconciliation report.
 const REPORT_LIMIT: i64 = 1_000;
 
-pub fn put_store(conn: &Connection, store_id: &str, token: &str) -> Result<(), StoreError> {
+pub fn put_store(conn: &Connection, store_id: &str, token: &TokenHash) -> Result<(), StoreError> {
+    let hash = token.to_hex();
     let taken: Option<String> = conn
-        .prepare_cached("SELECT store_id FROM stores WHERE token = ?1 AND store_id <> ?2")?
-        .query_row(params![token, store_id], |r| r.get(0))
+        .prepare_cached("SELECT store_id FROM stores WHERE token_sha256 = ?1 AND store_id <> ?2")?
+        .query_row(params![hash, store_id], |r| r.get(0))
         .optional()?;
     if taken.is_some() {
         // A token names exactly one store: that is how HQ knows who is pushing.
         return Err(StoreError::TokenTaken);
     }
     conn.prepare_cached(
-        "INSERT INTO stores (store_id, token) VALUES (?1, ?2)
-         ON CONFLICT (store_id) DO UPDATE SET token = excluded.token",
+        "INSERT INTO stores (store_id, token_sha256) VALUES (?1, ?2)
+         ON CONFLICT (store_id) DO UPDATE SET token_sha256 = excluded.token_sha256",
     )?
-    .execute(params![store_id, token])?;
+    .execute(params![store_id, hash])?;
     Ok(())
 }
 
-pub fn store_for_token(conn: &Connection, token: &str) -> Result<Option<String>, StoreError> {
+/// The hash of the token `store_id` holds; `None` for a store HQ does not know.
+pub fn store_token(conn: &Connection, store_id: &str) -> Result<Option<TokenHash>, StoreError> {
+    let hex: Option<String> = conn
+        .prepare_cached("SELECT token_sha256 FROM stores WHERE store_id = ?1")?
+        .query_row([store_id], |r| r.get(0))
+        .optional()?;
+    // A value that is not a hash (edited by hand) matches no token.
+    Ok(hex.and_then(|h| TokenHash::from_hex(&h)))
+}
+
+/// The store whose token hashes to `token`.
+pub fn store_for_token(conn: &Connection, token: &TokenHash) -> Result<Option<String>, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT store_id FROM stores WHERE token = ?1")?
-        .query_row([token], |r| r.get(0))
+        .prepare_cached("SELECT store_id FROM stores WHERE token_sha256 = ?1")?
+        .query_row([token.to_hex()], |r| r.get(0))
         .optional()?)
 }
 

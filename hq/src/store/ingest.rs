@@ -55,6 +55,7 @@ pub fn ingest(
     let started = std::time::Instant::now();
     let now = clock::now();
     let Writer { conn, last_change } = w;
+    let first_change = *last_change;
     let tx = conn.transaction()?;
     let Push {
         ledger_id,
@@ -125,6 +126,7 @@ pub fn ingest(
         outcomes,
         watermark,
         feed,
+        changed: *last_change != first_change,
     })
 }
 

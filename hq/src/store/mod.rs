@@ -1,6 +1,7 @@
 //! Storage behind the [`Store`] trait; [`SqliteStore`] is the embedded default.
 //!
 //! Invariants every implementation keeps:
+//! - A store token is held as its SHA-256 only ([`crate::token`]); nothing reads it back.
 //! - An event is stored at most once, keyed by `event_id`; a re-push changes nothing.
 //! - A batch is applied in one transaction: all of its effects (events, balances, flags,
 //!   rejections, the store's watermark, change sequence bumps) or none.
@@ -38,6 +39,8 @@ use loyalty_protocol::{ChangesPage, Event, EventOutcome, LedgerBinding, LedgerSt
 use serde::{Deserialize, Serialize};
 
 pub use sqlite::SqliteStore;
+
+use crate::token::TokenHash;
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +104,9 @@ pub struct IngestResult {
     pub watermark: i64,
     /// The feed rows the batch wrote, for live feeds and the webhook sender to wake on.
     pub feed: Vec<FeedPosted>,
+    /// The batch committed changes of the stores' changes feed (a balance, a gift redemption):
+    /// waiting pulls wake on it.
+    pub changed: bool,
 }
 
 /// A `member_feed` row just committed.
@@ -180,10 +186,12 @@ pub struct LedgerBindingRecord {
 
 /// Storage of HQ. Methods block: call them off the async threads.
 pub trait Store: Send + Sync + 'static {
-    /// Registers a store or replaces its token.
-    fn put_store(&self, store_id: &str, token: &str) -> Result<(), StoreError>;
-    /// The store a bearer token belongs to.
-    fn store_for_token(&self, token: &str) -> Result<Option<String>, StoreError>;
+    /// Registers a store or replaces its token (held as its hash only).
+    fn put_store(&self, store_id: &str, token: &TokenHash) -> Result<(), StoreError>;
+    /// The hash of `store_id`'s token; `None` for a store HQ does not know.
+    fn store_token(&self, store_id: &str) -> Result<Option<TokenHash>, StoreError>;
+    /// The store a bearer token (its hash) belongs to.
+    fn store_for_token(&self, token: &TokenHash) -> Result<Option<String>, StoreError>;
     /// Creates or replaces a member (cards included: a card on another member moves here).
     fn put_member(&self, member_id: &str, member: &MemberInput) -> Result<(), StoreError>;
     fn member(&self, member_id: &str) -> Result<Option<MemberView>, StoreError>;

@@ -213,12 +213,34 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (member_id, nonce)
     ) WITHOUT ROWID;
 "#,
+    // 5: store tokens at rest are their SHA-256 (lowercase hex), hashed in place; HQ compares
+    // the hash of a presented token (crate::token). The column keeps its UNIQUE index.
+    r#"
+    ALTER TABLE stores RENAME COLUMN token TO token_sha256;
+    UPDATE stores SET token_sha256 = loyalty_sha256_hex(token_sha256);
+"#,
 ];
+
+/// `loyalty_sha256_hex(text)`: what migration 5 hashes the stored tokens with, the same
+/// digest as [`crate::token::TokenHash`]. Registered on the connection only to migrate.
+fn register_sha256(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "loyalty_sha256_hex",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let text: String = ctx.get(0)?;
+            Ok(crate::token::TokenHash::of(&text).to_hex())
+        },
+    )
+}
 
 /// Brings the database to the latest schema, one transaction per migration
 /// (`loyalty_sqlite_schema`, the runner the agent's ledger uses too).
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     use loyalty_sqlite_schema::MigrateError;
+    register_sha256(conn)?;
     match loyalty_sqlite_schema::migrate(conn, MIGRATIONS) {
         Ok(applied) => {
             if !applied.is_empty() {
@@ -246,6 +268,40 @@ mod tests {
     #[test]
     fn migrations_apply_and_reapply() {
         loyalty_sqlite_schema::check_fresh_then_again(MIGRATIONS.len(), migrate).unwrap();
+    }
+
+    #[test]
+    fn plaintext_store_tokens_are_hashed_in_place() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        register_sha256(&conn).unwrap();
+        loyalty_sqlite_schema::migrate(&mut conn, &MIGRATIONS[..4]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO stores (store_id, token, watermark) VALUES ('s1', 'abc', 7), ('s2', 's2-secret', 0);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let held: Vec<(String, String, i64)> = conn
+            .prepare("SELECT store_id, token_sha256, watermark FROM stores ORDER BY store_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            held,
+            vec![
+                (
+                    "s1".to_string(),
+                    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".to_string(),
+                    7
+                ),
+                (
+                    "s2".to_string(),
+                    crate::token::TokenHash::of("s2-secret").to_hex(),
+                    0
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::{
     MemberInput, MemberView, Push, Reconciliation, Store, StoreError,
 };
 use crate::allowance::AllowancePolicy;
+use crate::token::TokenHash;
 
 /// Idle reader connections kept open; more are opened on demand and closed after use.
 const IDLE_READERS: usize = 8;
@@ -108,11 +109,15 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn put_store(&self, store_id: &str, token: &str) -> Result<(), StoreError> {
+    fn put_store(&self, store_id: &str, token: &TokenHash) -> Result<(), StoreError> {
         admin::put_store(&self.writer()?.conn, store_id, token)
     }
 
-    fn store_for_token(&self, token: &str) -> Result<Option<String>, StoreError> {
+    fn store_token(&self, store_id: &str) -> Result<Option<TokenHash>, StoreError> {
+        self.read(|conn| admin::store_token(conn, store_id))
+    }
+
+    fn store_for_token(&self, token: &TokenHash) -> Result<Option<String>, StoreError> {
         self.read(|conn| admin::store_for_token(conn, token))
     }
 

@@ -50,6 +50,16 @@ impl Hq {
         }
     }
 
+    /// The in-process HQ, for admin calls the helpers here do not wrap.
+    pub fn local(&self) -> &LocalHq {
+        &self.local
+    }
+
+    /// Stops HQ after the requests in flight, and waits for it.
+    pub async fn stop(self) {
+        self.local.stop().await.unwrap();
+    }
+
     /// A second handle on the same database, to look at what was written.
     pub fn peek(&self) -> SqliteStore {
         SqliteStore::open(&self.db, AllowancePolicy::default()).unwrap()
@@ -138,16 +148,26 @@ impl Hq {
     }
 
     pub async fn changes(&self, store: &str, token: &str, query: &str) -> (u16, Value) {
-        let r = self
+        self.pull(store, token, query).await
+    }
+
+    /// [`Hq::changes`] as a future that owns what it needs, to spawn a pull that waits.
+    pub fn pull(
+        &self,
+        store: &str,
+        token: &str,
+        query: &str,
+    ) -> impl std::future::Future<Output = (u16, Value)> + Send + 'static {
+        let request = self
             .http
             .get(format!("{}/v1/stores/{store}/changes?{query}", self.url))
             .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+            .bearer_auth(token);
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap_or(Value::Null))
+        }
     }
 }
 

@@ -168,7 +168,7 @@ fn write_storm_trace(path: &Path, phones: u64, per_second: u64, start_ms: u64, s
     for step in 0..(secs * per_second) {
         for (p, token) in tokens.iter().enumerate() {
             let t = start_ms + step * step_ms + (p as u64 * step_ms) / phones;
-            let (sensor, rssi) = if (step + p as u64) % 2 == 0 {
+            let (sensor, rssi) = if (step + p as u64).is_multiple_of(2) {
                 ("door-in", -50)
             } else {
                 ("door-out", -85)

@@ -11,7 +11,9 @@
 //!   written together; the event is unsynced by having a seq after `sync_state.acked_seq` (the
 //!   outbox is the tail of the log).
 //! - **Group commit.** The writer takes everything queued (up to [`MAX_BATCH`]) into one
-//!   transaction, each command in its own savepoint so that one failing does not undo others.
+//!   transaction, the commands one after the other. Should one fail (not a refusal: an SQL
+//!   error), the transaction is rolled back and the batch runs again with each command in its
+//!   own savepoint, so that one failing does not undo the others.
 //! - **Refusing, not losing.** When the disk is full or the file cannot be written, the batch is
 //!   rolled back, every caller gets [`LedgerError::Unavailable`], nothing acknowledged is lost,
 //!   and the next batch tries again.

@@ -14,6 +14,9 @@
 //!   transaction, the commands one after the other. Should one fail (not a refusal: an SQL
 //!   error), the transaction is rolled back and the batch runs again with each command in its
 //!   own savepoint, so that one failing does not undo the others.
+//! - **Tills first.** Sales, refunds, redemptions and QR nonces go before background work
+//!   (sync's bookkeeping, presence facts, imports), which is committed in transactions of its
+//!   own, a few commands at a time, while no till is waiting.
 //! - **Refusing, not losing.** When the disk is full or the file cannot be written, the batch is
 //!   rolled back, every caller gets [`LedgerError::Unavailable`], nothing acknowledged is lost,
 //!   and the next batch tries again.

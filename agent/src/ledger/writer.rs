@@ -9,6 +9,7 @@ use crate::engine::Rules;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, error, warn};
 
@@ -42,6 +43,60 @@ pub fn open_writer(path: &Path, options: OpenOptions) -> anyhow::Result<(Connect
     Ok((conn, id))
 }
 
+/// How many background commands (sync's bookkeeping, presence facts, imports) one transaction
+/// holds at most: the tills' commands wait for that transaction at worst, so it stays short.
+pub const BACKGROUND_BATCH: usize = 32;
+
+/// A background command waits at most this long behind tills that never stop: sync and gifts
+/// slow down under a flood of sales, they do not stop.
+const BACKGROUND_MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Commands taken off the channel and not yet committed. The tills' commands (sales, refunds,
+/// redemptions, QR nonces, and the cheap `SetRules` and `Ping` that must keep their place
+/// among them) go first; the rest waits for a moment when no till is waiting.
+#[derive(Default)]
+struct Queue {
+    tills: Vec<Job>,
+    /// With when each was taken off the channel.
+    background: std::collections::VecDeque<(Instant, Job)>,
+}
+
+impl Queue {
+    fn push(&mut self, job: Job) {
+        if is_for_a_till(&job.command) {
+            self.tills.push(job);
+        } else {
+            self.background.push_back((Instant::now(), job));
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.tills.len() + self.background.len()
+    }
+
+    /// The tills' commands, unless background work has waited its longest.
+    fn tills_next(&self) -> bool {
+        let overdue = self
+            .background
+            .front()
+            .is_some_and(|(since, _)| since.elapsed() >= BACKGROUND_MAX_WAIT);
+        !self.tills.is_empty() && !overdue
+    }
+}
+
+fn is_for_a_till(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Sale(_)
+            | Command::Refund(_)
+            | Command::Redeem(_)
+            | Command::RedeemGift(_)
+            | Command::SeeNonce { .. }
+            | Command::SetRules(_)
+            | Command::Ping
+    )
+}
+
 /// `appended` is poked after every commit that added events: a non-blocking call, so the writer
 /// never waits on sync.
 pub fn run(
@@ -50,31 +105,49 @@ pub fn run(
     mut rules: Arc<Rules>,
     appended: &Notify,
 ) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
+    let mut queue = Queue::default();
+    loop {
+        if queue.len() == 0 {
+            match rx.blocking_recv() {
+                Some(job) => queue.push(job),
+                None => break,
+            }
+        }
+        // Everything already waiting goes into the next commit: that is the group commit. The
+        // channel's capacity bounds what one pass takes.
+        while queue.len() < MAX_BATCH * 8 {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => queue.push(job),
                 Err(_) => break,
             }
         }
-        // New rules apply to what comes after them; the commands before are committed with the
-        // rules they were sent under.
-        while let Some(at) = batch
-            .iter()
-            .position(|j| matches!(j.command, Command::SetRules(_)))
-        {
-            let mut rest = batch.split_off(at);
-            commit_batch(&mut conn, &rules, &mut batch, appended);
-            let job = rest.remove(0);
-            if let Command::SetRules(new) = job.command {
-                rules = new;
+        if queue.tills_next() {
+            let mut batch: Vec<Job> = if queue.tills.len() > MAX_BATCH {
+                queue.tills.drain(..MAX_BATCH).collect()
+            } else {
+                std::mem::take(&mut queue.tills)
+            };
+            // New rules apply to what comes after them; the commands before are committed with
+            // the rules they were sent under.
+            while let Some(at) = batch
+                .iter()
+                .position(|j| matches!(j.command, Command::SetRules(_)))
+            {
+                let mut rest = batch.split_off(at);
+                commit_batch(&mut conn, &rules, &mut batch, appended);
+                let job = rest.remove(0);
+                if let Command::SetRules(new) = job.command {
+                    rules = new;
+                }
+                let _ = job.reply.send(Ok(Answer::Done));
+                batch = rest;
             }
-            let _ = job.reply.send(Ok(Answer::Done));
-            batch = rest;
+            commit_batch(&mut conn, &rules, &mut batch, appended);
+        } else {
+            let take = queue.background.len().min(BACKGROUND_BATCH);
+            let mut batch: Vec<Job> = queue.background.drain(..take).map(|(_, j)| j).collect();
+            commit_batch(&mut conn, &rules, &mut batch, appended);
         }
-        commit_batch(&mut conn, &rules, &mut batch, appended);
     }
     // A clean stop leaves everything in ledger.db itself, so a copy of that one file (an
     // operator's backup) holds every sale; the -wal is emptied.
@@ -310,5 +383,29 @@ mod tests {
             )
             .unwrap();
         assert_eq!(balance, 20, "the failed sale's credit was undone with it");
+    }
+
+    #[test]
+    fn the_tills_go_first_unless_background_work_waited_its_longest() {
+        let mut queue = Queue::default();
+        let (reply, _answer) = oneshot::channel();
+        queue.push(Job {
+            command: Command::Import(Vec::new()),
+            reply,
+        });
+        assert!(!queue.tills_next(), "no till is waiting");
+        let (sale, _sale_answer) = sale_job("r1");
+        queue.push(sale);
+        assert!(
+            queue.tills_next(),
+            "a sale goes before the import queued ahead of it"
+        );
+        if let Some(front) = queue.background.front_mut() {
+            front.0 -= BACKGROUND_MAX_WAIT;
+        }
+        assert!(
+            !queue.tills_next(),
+            "background work that waited its longest goes next, tills or not"
+        );
     }
 }

@@ -129,15 +129,28 @@ pub async fn sale(
         ));
     }
     let _turn = state.in_flight.turn(keys::sale(&b.receipt_id)).await;
-    // A retry must not end the session of the customer now at the lane.
-    if let Some(first) = replay::sale(&state, &b.receipt_id).await? {
-        return Ok(Json(json!(first)));
+    // A retry gets its first answer before anything is checked. Identifying an app QR spends
+    // its nonce and may refuse, so a sale with one looks its receipt up first; any other sale
+    // learns it is a retry from the writer, in the same trip that records a new one.
+    if b.qr.is_some() {
+        if let Some(first) = replay::sale(&state, &b.receipt_id).await? {
+            return Ok(Json(json!(first)));
+        }
     }
-    let from_pos = identify_from_pos(&state, b.card.as_deref(), b.qr.as_deref()).await?;
+    let from_pos = match identify_from_pos(&state, b.card.as_deref(), b.qr.as_deref()).await {
+        Ok(who) => who,
+        Err(refused) => {
+            // A retry whose card no longer reads still gets what was recorded.
+            if let Some(first) = replay::sale(&state, &b.receipt_id).await? {
+                return Ok(Json(json!(first)));
+            }
+            return Err(refused);
+        }
+    };
     let who = from_pos.or_else(|| state.lanes.current(&lane));
-    let answer = state
+    let recorded = state
         .ledger
-        .sale(SaleRequest {
+        .record_sale(SaleRequest {
             lane: lane.clone(),
             receipt_id: b.receipt_id.clone(),
             total_cents: b.total_cents,
@@ -145,6 +158,11 @@ pub async fn sale(
             at: chrono::Utc::now(),
         })
         .await?;
+    let answer = recorded.answer;
+    if recorded.retry {
+        // A retry must not end the session of the customer now at the lane.
+        return Ok(Json(json!(answer)));
+    }
     // The sale is done: the next customer at this lane starts without a member.
     state.lanes.clear(&lane);
     let points = answer.points_earned;

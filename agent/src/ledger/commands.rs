@@ -1,7 +1,8 @@
 //! What callers ask the writer to record, and how each is applied inside the transaction.
 
 use super::outcome::{
-    keys, Answer, ImportSummary, PointsRedeemed, Redeemed, RefundOutcome, Refusal, SaleOutcome,
+    keys, Answer, ImportSummary, PointsRedeemed, Recorded, Redeemed, RefundOutcome, Refusal,
+    SaleOutcome,
 };
 use super::LedgerError;
 use crate::engine::{self, MemberProfile, Rules, SaleRecord};
@@ -199,7 +200,10 @@ pub(super) fn stored<T: Serialize>(answer: &T) -> rusqlite::Result<String> {
 pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
     let key = keys::sale(&r.receipt_id);
     if let Some(first) = first_answer(tx, &key)? {
-        return Ok(Ok(Answer::Sale(first)));
+        return Ok(Ok(Answer::Sale(Recorded {
+            answer: first,
+            retry: true,
+        })));
     }
     let at = ts(r.at);
     let resolved = r
@@ -257,7 +261,10 @@ pub(super) fn sale(tx: &Connection, rules: &Rules, r: &SaleRequest) -> Applied {
         "INSERT INTO sales (seq, account, total_cents, points_earned) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![seq, account, r.total_cents, points])?;
-    Ok(Ok(Answer::Sale(response)))
+    Ok(Ok(Answer::Sale(Recorded {
+        answer: response,
+        retry: false,
+    })))
 }
 
 pub(super) fn refund(tx: &Connection, r: &RefundRequest) -> Applied {

@@ -42,7 +42,7 @@ pub use loyalty_protocol::MemberProfile;
 use outcome::Answer;
 pub use outcome::{
     keys, ChangesApplied, GiftHandedOver, GiftsIssued, ImportSummary, IssuedGift, OpenGift,
-    PointsRedeemed, PushRecorded, Redeemed, RefundOutcome, Refusal, SaleOutcome,
+    PointsRedeemed, PushRecorded, Recorded, Redeemed, RefundOutcome, Refusal, SaleOutcome,
 };
 pub use read::{MemberView, Outbox, Readers, SyncStatus, UnsyncedEvent};
 pub use sync::PushAck;
@@ -194,6 +194,15 @@ impl Ledger {
 
     /// Records a sale; the answer is the first one recorded for the receipt.
     pub async fn sale(&self, request: SaleRequest) -> Result<SaleOutcome, LedgerError> {
+        self.record_sale(request).await.map(|r| r.answer)
+    }
+
+    /// [`Ledger::sale`], telling a retry (the receipt was already recorded, nothing written)
+    /// from a new sale: one trip to the writer where a look-up first would be two.
+    pub async fn record_sale(
+        &self,
+        request: SaleRequest,
+    ) -> Result<Recorded<SaleOutcome>, LedgerError> {
         match self.submit(Command::Sale(request)).await? {
             Answer::Sale(o) => Ok(o),
             _ => Err(mismatched()),

@@ -26,6 +26,13 @@ use tracing::{info, warn};
 /// by default); halved whenever an HQ answers 413, so a stricter HQ slows the drain, never
 /// stops it.
 pub const PUSH_BATCH: usize = 5000;
+/// Changes per transaction when a pulled page is applied: a page of 500 members is tens of
+/// milliseconds of writing, which must not come between a till and its answer.
+pub const PULL_SLICE: usize = 50;
+/// Events per acknowledgement the writer records: HQ's answer to a push of 5,000 is recorded
+/// in slices, each its own short transaction behind the tills' commands, so a sale never waits
+/// for a whole batch's bookkeeping (about 3 ms a thousand events).
+pub const ACK_SLICE: usize = 250;
 const PULL_PAGE: u32 = 500;
 /// Pause between rounds when there is nothing to push: the pull's pace. A new event wakes the
 /// loop at once (the ledger's `appended` notify), so this does not bound how soon a gift or
@@ -237,67 +244,114 @@ async fn apply_campaigns(
         .map_err(|e| HqError::Local(format!("applying campaigns: {e}")))
 }
 
+/// What a push sends, read and encoded off the async threads: a batch of 5,000 events is
+/// megabytes of JSON, milliseconds of CPU that must not hold a thread the tills' requests run on.
+struct Prepared {
+    /// `(seq, event_id, kind)` of each event sent, in order.
+    sent: Vec<(i64, String, String)>,
+    body: Vec<u8>,
+}
+
+async fn prepare(ledger: &Ledger, store: String, batch: usize) -> Result<Prepared, HqError> {
+    let readers = ledger.readers().clone();
+    tokio::task::spawn_blocking(move || {
+        let outbox = readers
+            .unsynced(batch)
+            .map_err(|e| HqError::Local(format!("reading the queue: {e}")))?;
+        let sent = outbox
+            .events
+            .iter()
+            .map(|e| (e.seq, e.event_id.clone(), e.kind.clone()))
+            .collect();
+        if outbox.events.is_empty() {
+            return Ok(Prepared {
+                sent,
+                body: Vec::new(),
+            });
+        }
+        let request = EventBatch {
+            protocol: PROTOCOL_VERSION,
+            store_id: store.clone(),
+            ledger_id: outbox.ledger_id,
+            after_seq: outbox.after_seq,
+            events: outbox
+                .events
+                .iter()
+                .map(|e| to_protocol(&store, e))
+                .collect(),
+        };
+        let body = serde_json::to_vec(&request)
+            .map_err(|e| HqError::Local(format!("encoding the push: {e}")))?;
+        Ok(Prepared { sent, body })
+    })
+    .await
+    .map_err(|e| HqError::Local(format!("preparing the push stopped: {e}")))?
+}
+
 async fn push_once(client: &HqClient, ledger: &Ledger, batch: usize) -> Result<bool, HqError> {
-    let outbox = ledger
-        .readers()
-        .run(move |r| r.unsynced(batch))
-        .await
-        .map_err(|e| HqError::Local(format!("reading the queue: {e}")))?;
-    let events = outbox.events;
-    if events.is_empty() {
+    let Prepared { sent, body } = prepare(ledger, client.store().to_owned(), batch).await?;
+    if sent.is_empty() {
         return Ok(false);
     }
-    let request = EventBatch {
-        protocol: PROTOCOL_VERSION,
-        store_id: client.store().to_owned(),
-        ledger_id: outbox.ledger_id,
-        after_seq: outbox.after_seq,
-        events: events
-            .iter()
-            .map(|e| to_protocol(client.store(), e))
-            .collect(),
-    };
-    let answer = client.push(&request).await?;
+    let answer = client.push_encoded(body).await?;
     let response = answer.body;
-    if response.outcomes.len() != events.len() {
+    if response.outcomes.len() != sent.len() {
         return Err(HqError::Garbage(format!(
             "{} outcomes for {} events",
             response.outcomes.len(),
-            events.len()
+            sent.len()
         )));
     }
     let mut rejected = Vec::new();
     let mut flagged = 0usize;
-    for (event, outcome) in events.iter().zip(&response.outcomes) {
-        if outcome.event_id != event.event_id {
+    for ((seq, event_id, kind), outcome) in sent.iter().zip(&response.outcomes) {
+        if &outcome.event_id != event_id {
             return Err(HqError::Garbage(format!(
-                "outcome for {} where {} was expected",
-                outcome.event_id, event.event_id
+                "outcome for {} where {event_id} was expected",
+                outcome.event_id
             )));
         }
         if !outcome.flags.is_empty() {
             flagged += 1;
         }
         if let OutcomeStatus::Rejected { reason } = &outcome.status {
-            warn!(seq = event.seq, event_id = %event.event_id, kind = %event.kind, reason = %reason, "HQ rejected an event for good; it goes to the dead-letter table.");
-            rejected.push((event.seq, event.event_id.clone(), reason.clone()));
+            warn!(seq, event_id = %event_id, kind = %kind, reason = %reason, "HQ rejected an event for good; it goes to the dead-letter table.");
+            rejected.push((*seq, event_id.clone(), reason.clone()));
         }
     }
-    let last = events.last().map(|e| e.seq).unwrap_or(0);
+    let first = sent.first().map(|e| e.0).unwrap_or(0);
+    let last = sent.last().map(|e| e.0).unwrap_or(0);
     // Exactly what HQ acknowledged of what it was sent, never more: HQ's watermark may run
     // ahead of this batch (an earlier answer was lost), and must not count for events recorded
     // after this batch was read.
     let watermark = response.watermark.min(last);
-    let pushed = events.len();
-    ledger
-        .push_acked(PushAck {
-            watermark,
-            rejected,
-            skew_ms: answer.skew_ms,
-            at: now_text(),
-        })
-        .await
-        .map_err(|e| HqError::Local(format!("recording HQ's answer: {e}")))?;
+    let pushed = sent.len();
+    let at = now_text();
+    // In slices, oldest first, each moving the watermark over its own events: a crash between
+    // two leaves a watermark HQ does hold, and the next push starts after it.
+    let mut acked = first - 1;
+    let mut rejected = rejected.into_iter().peekable();
+    loop {
+        let to = acked.saturating_add(ACK_SLICE as i64).min(watermark);
+        let final_slice = to >= watermark;
+        let mut slice_rejected = Vec::new();
+        while let Some(r) = rejected.next_if(|r| final_slice || r.0 <= to) {
+            slice_rejected.push(r);
+        }
+        ledger
+            .push_acked(PushAck {
+                watermark: to,
+                rejected: slice_rejected,
+                skew_ms: answer.skew_ms,
+                at: at.clone(),
+            })
+            .await
+            .map_err(|e| HqError::Local(format!("recording HQ's answer: {e}")))?;
+        if final_slice {
+            break;
+        }
+        acked = to;
+    }
     info!(
         pushed,
         watermark,
@@ -328,23 +382,53 @@ async fn pull_all(client: &HqClient, ledger: &Ledger) -> Result<usize, HqError> 
         };
         let page = answer.body;
         let more = page.has_more && page.next_cursor != cursor;
-        cursor = page.next_cursor.clone();
+        let cursor_before = std::mem::replace(&mut cursor, page.next_cursor.clone());
         let changes = page.changes.len();
         campaigns += page
             .changes
             .iter()
             .filter(|c| matches!(c, loyalty_protocol::Change::Campaign(_)))
             .count();
-        ledger
-            .changes_pulled(page, answer.skew_ms, now_text())
-            .await
-            .map_err(|e| HqError::Local(format!("recording HQ's changes: {e}")))?;
+        apply_page(ledger, page, &cursor_before, answer.skew_ms).await?;
         if changes > 0 {
             info!(changes, cursor = %cursor, "Pulled changes from HQ.");
         }
         if !more {
             return Ok(campaigns);
         }
+    }
+}
+
+/// Applies a page in slices of [`PULL_SLICE`] changes, each its own transaction; only the last
+/// moves the cursor. A crash between two pulls the page again, and applying a change twice is
+/// applying it once (each is an entity's current state).
+async fn apply_page(
+    ledger: &Ledger,
+    mut page: loyalty_protocol::ChangesPage,
+    cursor_before: &str,
+    skew_ms: Option<i64>,
+) -> Result<(), HqError> {
+    let mut changes = std::mem::take(&mut page.changes);
+    loop {
+        let rest = changes.split_off(changes.len().min(PULL_SLICE));
+        let last = rest.is_empty();
+        let slice = loyalty_protocol::ChangesPage {
+            changes,
+            next_cursor: if last {
+                page.next_cursor.clone()
+            } else {
+                cursor_before.to_owned()
+            },
+            ..page.clone()
+        };
+        ledger
+            .changes_pulled(slice, skew_ms, now_text())
+            .await
+            .map_err(|e| HqError::Local(format!("recording HQ's changes: {e}")))?;
+        if last {
+            return Ok(());
+        }
+        changes = rest;
     }
 }
 

@@ -67,6 +67,10 @@ pub enum LedgerError {
     Open { path: PathBuf, message: String },
 }
 
+fn stopped() -> LedgerError {
+    LedgerError::Unavailable("the ledger writer has stopped".into())
+}
+
 /// The writer answered with another kind of answer than the command's: a bug, reported as the
 /// ledger being unavailable rather than a panic on the caller's task.
 fn mismatched() -> LedgerError {
@@ -101,6 +105,19 @@ pub(crate) enum Command {
 pub(crate) struct Job {
     command: Command,
     reply: oneshot::Sender<Result<Answer, LedgerError>>,
+}
+
+/// A presence fact queued in the writer ([`Ledger::queue_presence`]), not yet answered.
+pub struct PendingGifts(oneshot::Receiver<Result<Answer, LedgerError>>);
+
+impl PendingGifts {
+    /// The gifts the fact issued, once its commit is durable.
+    pub async fn answer(self) -> Result<GiftsIssued, LedgerError> {
+        match self.0.await.map_err(|_| stopped())?? {
+            Answer::Gifts(o) => Ok(o),
+            _ => Err(mismatched()),
+        }
+    }
 }
 
 /// A cheap handle to the writer, shareable across tasks.
@@ -181,15 +198,21 @@ impl Ledger {
         self.appended.clone()
     }
 
-    async fn submit(&self, command: Command) -> Result<Answer, LedgerError> {
+    /// Queues `command` in the writer; its answer comes on the receiver.
+    async fn enqueue(
+        &self,
+        command: Command,
+    ) -> Result<oneshot::Receiver<Result<Answer, LedgerError>>, LedgerError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Job { command, reply })
             .await
-            .map_err(|_| LedgerError::Unavailable("the ledger writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| LedgerError::Unavailable("the ledger writer has stopped".into()))?
+            .map_err(|_| stopped())?;
+        Ok(answer)
+    }
+
+    async fn submit(&self, command: Command) -> Result<Answer, LedgerError> {
+        self.enqueue(command).await?.await.map_err(|_| stopped())?
     }
 
     /// Records a sale; the answer is the first one recorded for the receipt.
@@ -237,10 +260,19 @@ impl Ledger {
 
     /// Records a member's presence and issues the gifts it earns.
     pub async fn presence(&self, request: PresenceRequest) -> Result<GiftsIssued, LedgerError> {
-        match self.submit(Command::Presence(request)).await? {
-            Answer::Gifts(o) => Ok(o),
-            _ => Err(mismatched()),
-        }
+        self.queue_presence(request).await?.answer().await
+    }
+
+    /// [`Ledger::presence`] in two steps: queued now (facts queued one after the other are
+    /// recorded in that order), answered later. A caller with many facts queues them all and
+    /// the writer records those waiting in one commit, instead of a commit each.
+    pub async fn queue_presence(
+        &self,
+        request: PresenceRequest,
+    ) -> Result<PendingGifts, LedgerError> {
+        Ok(PendingGifts(
+            self.enqueue(Command::Presence(request)).await?,
+        ))
     }
 
     /// Round trip through the writer (a transaction that writes nothing).

@@ -564,14 +564,28 @@ fn main() -> ExitCode {
         let storm_from = Instant::now();
         let storm = probe_until(&client, &base, "storm", every, started + storm_at + phase).await;
         let storm_to = Instant::now();
-        let health: serde_json::Value = client
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .expect("healthz")
-            .json()
-            .await
-            .expect("healthz JSON");
+        // Facts still queued when the storm ends are recorded after it (the tills went first).
+        let mut health = serde_json::Value::Null;
+        let settle_by = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now: serde_json::Value = client
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .expect("healthz")
+                .json()
+                .await
+                .expect("healthz JSON");
+            let recorded = |h: &serde_json::Value| {
+                h["components"]["proximity"]["tracking"]["facts_recorded"].clone()
+            };
+            let settled = recorded(&now) == recorded(&health);
+            health = now;
+            if settled || Instant::now() > settle_by {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         stop_agent(shutdown, task).await;
         (
             idle,
@@ -584,8 +598,8 @@ fn main() -> ExitCode {
     let idle_p99 = idle.print("idle");
     let storm_p99 = storm.print("proximity storm");
     println!(
-        "storm through the pipeline: {} sightings taken ({} resolved), {} presence facts recorded, {} gifts issued (of {sightings} sent)",
-        tracking["sightings"], tracking["resolved"], tracking["facts_recorded"], tracking["gifts_issued"]
+        "storm through the pipeline: {} sightings taken ({} resolved) of {sightings} sent, {} presence facts recorded ({} dropped), {} welcome gifts issued for {phones} phones",
+        tracking["sightings"], tracking["resolved"], tracking["facts_recorded"], tracking["facts_dropped"], tracking["gifts_issued"]
     );
 
     // The outage's backlog, then run 2: the drain.

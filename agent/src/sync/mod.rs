@@ -9,12 +9,13 @@
 
 pub mod campaigns;
 pub mod client;
+mod encode;
 
 pub use client::{HqClient, HqError};
 
 use crate::backoff::Backoff;
-use crate::ledger::{Ledger, PushAck, UnsyncedEvent};
-use loyalty_protocol::{Event, EventBatch, EventKind, OutcomeStatus, PROTOCOL_VERSION};
+use crate::ledger::{Ledger, PushAck};
+use loyalty_protocol::OutcomeStatus;
 use rand::SeedableRng;
 use serde::Serialize;
 use std::sync::Mutex;
@@ -269,18 +270,7 @@ async fn prepare(ledger: &Ledger, store: String, batch: usize) -> Result<Prepare
                 body: Vec::new(),
             });
         }
-        let request = EventBatch {
-            protocol: PROTOCOL_VERSION,
-            store_id: store.clone(),
-            ledger_id: outbox.ledger_id,
-            after_seq: outbox.after_seq,
-            events: outbox
-                .events
-                .iter()
-                .map(|e| to_protocol(&store, e))
-                .collect(),
-        };
-        let body = serde_json::to_vec(&request)
+        let body = encode::push_body(&store, &outbox)
             .map_err(|e| HqError::Local(format!("encoding the push: {e}")))?;
         Ok(Prepared { sent, body })
     })
@@ -434,23 +424,4 @@ async fn apply_page(
 
 fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn to_protocol(store: &str, e: &UnsyncedEvent) -> Event {
-    Event {
-        event_id: e.event_id.clone(),
-        store_id: store.to_owned(),
-        seq: e.seq,
-        kind: EventKind::from(e.kind.clone()),
-        account: e.account.clone(),
-        lane: e.lane.clone(),
-        points: e.points,
-        // A payload that no longer parses is sent as text: HQ rejects it with a reason and the
-        // event is dead-lettered, instead of blocking the queue here.
-        payload: serde_json::from_str(&e.payload)
-            .unwrap_or_else(|_| serde_json::Value::String(e.payload.clone())),
-        rule_version: e.rule_version.clone(),
-        recorded_at: e.recorded_at.clone(),
-        idempotency_key: e.idempotency_key.clone(),
-    }
 }

@@ -6,7 +6,8 @@ use super::replay;
 use super::{ApiError, AppState};
 use crate::checkout::{LaneIdentity, Spend};
 use crate::ledger::{
-    keys, GiftRedeemRequest, Readers, RedeemRequest, Redeemed, RefundRequest, SaleRequest,
+    keys, GiftRedeemRequest, Readers, RedeemRequest, Redeemed, RefundRequest, SaleOutcome,
+    SaleRequest,
 };
 use crate::scan::{classify, qr, CardNumber, ScannedCode};
 use axum::extract::rejection::JsonRejection;
@@ -117,7 +118,7 @@ pub async fn sale(
     State(state): State<AppState>,
     Path(lane): Path<String>,
     payload: Result<Json<SaleBody>, JsonRejection>,
-) -> ApiResult {
+) -> Result<Json<SaleOutcome>, ApiError> {
     let started = Instant::now();
     known_lane(&state, &lane)?;
     let b = body(payload)?;
@@ -134,7 +135,7 @@ pub async fn sale(
     // learns it is a retry from the writer, in the same trip that records a new one.
     if b.qr.is_some() {
         if let Some(first) = replay::sale(&state, &b.receipt_id).await? {
-            return Ok(Json(json!(first)));
+            return Ok(Json(first));
         }
     }
     let from_pos = match identify_from_pos(&state, b.card.as_deref(), b.qr.as_deref()).await {
@@ -142,7 +143,7 @@ pub async fn sale(
         Err(refused) => {
             // A retry whose card no longer reads still gets what was recorded.
             if let Some(first) = replay::sale(&state, &b.receipt_id).await? {
-                return Ok(Json(json!(first)));
+                return Ok(Json(first));
             }
             return Err(refused);
         }
@@ -161,7 +162,7 @@ pub async fn sale(
     let answer = recorded.answer;
     if recorded.retry {
         // A retry must not end the session of the customer now at the lane.
-        return Ok(Json(json!(answer)));
+        return Ok(Json(answer));
     }
     // The sale is done: the next customer at this lane starts without a member.
     state.lanes.clear(&lane);
@@ -174,7 +175,8 @@ pub async fn sale(
         .observe_sale_latency(started.elapsed().as_secs_f64());
     info!(lane = %lane, receipt = %b.receipt_id, member = answer.member_id.as_deref(), points, "Sale recorded.");
     state.live.recorded(&lane, Recorded::Sale(&answer));
-    Ok(Json(json!(answer)))
+    // Written straight from the answer's type, not through a `Value` tree first.
+    Ok(Json(answer))
 }
 
 pub async fn lane(State(state): State<AppState>, Path(lane): Path<String>) -> ApiResult {

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const IMPORTS: usize = 120;
-const MEMBERS_EACH: usize = 200;
+// Enough work that the queue is still long when the sale is sent, even on a loaded machine.
+const MEMBERS_EACH: usize = 500;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sale_overtakes_background_work_queued_before_it() {
@@ -34,6 +35,13 @@ async fn a_sale_overtakes_background_work_queued_before_it() {
     }
     // Every import is on its way to the writer before the sale is sent.
     tokio::time::sleep(Duration::from_millis(20)).await;
+    // Judged against what was still queued when the sale left, not against a fixed sleep: a
+    // loaded machine may let the writer get through part of the queue first.
+    let before = done.load(Ordering::SeqCst);
+    assert!(
+        before < IMPORTS / 2,
+        "the writer got through {before} of {IMPORTS} imports before the sale was sent: too little work to tell"
+    );
     ledger
         .sale(SaleRequest {
             lane: "1".into(),
@@ -46,10 +54,11 @@ async fn a_sale_overtakes_background_work_queued_before_it() {
         })
         .await
         .unwrap();
-    let finished = done.load(Ordering::SeqCst);
+    let waited = done.load(Ordering::SeqCst) - before;
+    let queued = IMPORTS - before;
     assert!(
-        finished < IMPORTS / 2,
-        "the sale waited for {finished} of {IMPORTS} imports queued before it"
+        waited < queued / 2,
+        "the sale waited for {waited} of the {queued} imports queued before it"
     );
     for import in imports {
         import.await.unwrap();

@@ -74,13 +74,15 @@ impl Queue {
         self.tills.len() + self.background.len()
     }
 
-    /// The tills' commands, unless background work has waited its longest.
-    fn tills_next(&self) -> bool {
+    /// The tills' commands, unless background work has waited its longest; then it gets one
+    /// transaction, and the tills go next again (`background_just_ran`). Without that turn,
+    /// a long queue that became overdue all at once would run whole before a waiting sale.
+    fn tills_next(&self, background_just_ran: bool) -> bool {
         let overdue = self
             .background
             .front()
             .is_some_and(|(since, _)| since.elapsed() >= BACKGROUND_MAX_WAIT);
-        !self.tills.is_empty() && !overdue
+        !self.tills.is_empty() && (!overdue || background_just_ran)
     }
 }
 
@@ -107,6 +109,7 @@ pub fn run(
     appended: &Notify,
 ) {
     let mut queue = Queue::default();
+    let mut background_just_ran = false;
     loop {
         if queue.len() == 0 {
             match rx.blocking_recv() {
@@ -122,7 +125,7 @@ pub fn run(
                 Err(_) => break,
             }
         }
-        if queue.tills_next() {
+        background_just_ran = if queue.tills_next(background_just_ran) {
             let mut batch: Vec<Job> = if queue.tills.len() > MAX_BATCH {
                 queue.tills.drain(..MAX_BATCH).collect()
             } else {
@@ -144,11 +147,13 @@ pub fn run(
                 batch = rest;
             }
             commit_batch(&mut conn, &rules, &mut batch, appended);
+            false
         } else {
             let take = queue.background.len().min(BACKGROUND_BATCH);
             let mut batch: Vec<Job> = queue.background.drain(..take).map(|(_, j)| j).collect();
             commit_batch(&mut conn, &rules, &mut batch, appended);
-        }
+            true
+        };
     }
     // A clean stop leaves everything in ledger.db itself, so a copy of that one file (an
     // operator's backup) holds every sale; the -wal is emptied.
@@ -397,19 +402,23 @@ mod tests {
             command: Command::Import(Vec::new()),
             reply,
         });
-        assert!(!queue.tills_next(), "no till is waiting");
+        assert!(!queue.tills_next(false), "no till is waiting");
         let (sale, _sale_answer) = sale_job("r1");
         queue.push(sale);
         assert!(
-            queue.tills_next(),
+            queue.tills_next(false),
             "a sale goes before the import queued ahead of it"
         );
         if let Some(front) = queue.background.front_mut() {
             front.0 -= BACKGROUND_MAX_WAIT;
         }
         assert!(
-            !queue.tills_next(),
+            !queue.tills_next(false),
             "background work that waited its longest goes next, tills or not"
+        );
+        assert!(
+            queue.tills_next(true),
+            "after one background transaction the waiting tills go again, overdue work or not"
         );
     }
 }

@@ -157,12 +157,28 @@ pub fn run(
     }
     // A clean stop leaves everything in ledger.db itself, so a copy of that one file (an
     // operator's backup) holds every sale; the -wal is emptied.
-    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
+    match checkpoint_on_stop(&conn) {
         Ok(0) => debug!("Ledger checkpointed on stop."),
         Ok(_) => warn!("A reader kept the last checkpoint from completing; ledger.db-wal still holds part of the ledger."),
         Err(e) => warn!(error = %e, "Checkpoint on stop failed; ledger.db-wal still holds part of the ledger."),
     }
     debug!("Ledger writer stopped: every handle is gone.");
+}
+
+/// `PRAGMA wal_checkpoint(TRUNCATE)`, tried again for a moment while a reader is still in a
+/// read: a push being read off the log on a blocking thread when sync was stopped finishes
+/// within milliseconds, and a stop should still leave the whole ledger in ledger.db.
+fn checkpoint_on_stop(conn: &Connection) -> rusqlite::Result<i64> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        })?;
+        if busy == 0 || Instant::now() >= deadline {
+            return Ok(busy);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// The log's last seq: `seq` is the rowid, so this reads one B-tree edge.

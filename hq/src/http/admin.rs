@@ -34,6 +34,38 @@ pub fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
     }
 }
 
+/// A member profile as HQ saves it, or why not: the PUT's rules, which the bulk import applies
+/// to every row.
+pub(super) fn check_profile(mut input: MemberInput) -> Result<MemberInput, ApiError> {
+    // One card, one key: the text a lane scans (protocol::card), whatever spelling HQ was sent.
+    let mut cards = Vec::with_capacity(input.cards.len());
+    for (i, text) in input.cards.iter().enumerate() {
+        let card = loyalty_protocol::canonical_card(text).map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_card",
+                format!("cards[{i}]: {e}"),
+            )
+        })?;
+        if !cards.contains(&card) {
+            cards.push(card);
+        }
+    }
+    input.cards = cards;
+    // The stores and the member API check signatures with it: a key that is not one would
+    // only surface later as every QR and app request refused.
+    if let Some(key) = &input.qr_public_key {
+        if super::app_auth::verifying_key(key).is_none() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_key",
+                "qr_public_key must be an Ed25519 public key: 32 bytes, base64 (44 characters ending in `=`)",
+            ));
+        }
+    }
+    Ok(input)
+}
+
 /// The body as `T`; a key `T` does not know is refused, not ignored (a misspelt `card` must not
 /// save a member without cards).
 fn parse<T: for<'de> Deserialize<'de>>(
@@ -101,36 +133,11 @@ pub async fn put_member(
 ) -> Result<Json<MemberView>, ApiError> {
     require_admin(&state, &headers)?;
     check_id("member", &member_id)?;
-    let mut input: MemberInput = parse(
+    let input: MemberInput = parse(
         body,
         "{\"tier\", \"segments\": [...], \"cards\": [...], \"qr_public_key\", \"proximity_key\"}",
     )?;
-    // One card, one key: the text a lane scans (protocol::card), whatever spelling HQ was sent.
-    let mut cards = Vec::with_capacity(input.cards.len());
-    for (i, text) in input.cards.iter().enumerate() {
-        let card = loyalty_protocol::canonical_card(text).map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "bad_card",
-                format!("cards[{i}]: {e}"),
-            )
-        })?;
-        if !cards.contains(&card) {
-            cards.push(card);
-        }
-    }
-    input.cards = cards;
-    // The stores and the member API check signatures with it: a key that is not one would
-    // only surface later as every QR and app request refused.
-    if let Some(key) = &input.qr_public_key {
-        if super::app_auth::verifying_key(key).is_none() {
-            return Err(ApiError::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "bad_key",
-                "qr_public_key must be an Ed25519 public key: 32 bytes, base64 (44 characters ending in `=`)",
-            ));
-        }
-    }
+    let input = check_profile(input)?;
     let st = state.clone();
     let id = member_id.clone();
     let view = blocking(move || {

@@ -9,6 +9,7 @@ mod batch;
 mod changes;
 mod enrolment;
 mod error;
+mod import;
 pub mod openapi;
 mod sync;
 mod wallet;
@@ -24,6 +25,7 @@ use axum::{Json, Router};
 use loyalty_protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 
 pub use error::ApiError;
+pub use import::{ImportRefusal, ImportSummary, MAX_ROW_BYTES};
 
 use crate::store::{Push, Store};
 
@@ -81,6 +83,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             put(admin::put_campaign).delete(admin::delete_campaign),
         )
         .route("/v1/admin/reconciliation", get(admin::reconciliation))
+        .route("/v1/admin/imports/members", post(import::import_members))
         .route(
             "/v1/admin/members/{member_id}/enrolments",
             post(enrolment::create),

@@ -29,6 +29,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         super::admin::put_campaign,
         super::admin::delete_campaign,
         super::admin::reconciliation,
+        super::import::import_members,
         super::enrolment::create,
         super::webhooks::list,
         super::webhooks::put,

@@ -1,6 +1,6 @@
 //! Admin writes and reads: stores, members and their cards, campaigns, reconciliation.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::accounts::{member_base, member_totals};
 use super::writer::{bump, Writer};
@@ -50,8 +50,30 @@ pub fn store_for_token(conn: &Connection, token: &TokenHash) -> Result<Option<St
 
 pub fn put_member(w: &mut Writer, member_id: &str, m: &MemberInput) -> Result<(), StoreError> {
     let Writer { conn, last_change } = w;
-    let seq = bump(last_change);
     let tx = conn.transaction()?;
+    put_member_in(&tx, last_change, member_id, m)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// A bulk import: every member as [`put_member`] saves one, in order, in one transaction.
+pub fn import_members(w: &mut Writer, members: &[(String, MemberInput)]) -> Result<(), StoreError> {
+    let Writer { conn, last_change } = w;
+    let tx = conn.transaction()?;
+    for (member_id, m) in members {
+        put_member_in(&tx, last_change, member_id, m)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn put_member_in(
+    tx: &Transaction<'_>,
+    last_change: &mut i64,
+    member_id: &str,
+    m: &MemberInput,
+) -> Result<(), StoreError> {
+    let seq = bump(last_change);
     let segments = serde_json::to_string(&m.segments).unwrap_or_else(|_| "[]".into());
     tx.prepare_cached(
         "INSERT INTO members (member_id, tier, segments, qr_public_key, proximity_key, change_seq, display_name)
@@ -90,7 +112,6 @@ pub fn put_member(w: &mut Writer, member_id: &str, m: &MemberInput) -> Result<()
             tracing::info!(card = %card, from = %prev, to = %member_id, "Moved card to another member.");
         }
     }
-    tx.commit()?;
     Ok(())
 }
 

@@ -194,6 +194,13 @@ pub trait Store: Send + Sync + 'static {
     fn store_for_token(&self, token: &TokenHash) -> Result<Option<String>, StoreError>;
     /// Creates or replaces a member (cards included: a card on another member moves here).
     fn put_member(&self, member_id: &str, member: &MemberInput) -> Result<(), StoreError>;
+    /// A bulk import's batch: each `(member_id, profile)` created or replaced exactly as
+    /// [`Store::put_member`] does (cards move), in the order given (a later row for the same
+    /// member wins), all in one transaction: every row or none. Each member saved takes its
+    /// own change sequence number, so the stores pull imported members like any other change.
+    /// Rows come validated (ids, canonical cards, keys); the batch size is the caller's (the
+    /// import route sends a few thousand at a time).
+    fn import_members(&self, members: &[(String, MemberInput)]) -> Result<(), StoreError>;
     fn member(&self, member_id: &str) -> Result<Option<MemberView>, StoreError>;
     /// Stores a campaign body as-is; returns its new version.
     fn put_campaign(&self, campaign_id: &str, body: &serde_json::Value) -> Result<i64, StoreError>;

@@ -125,6 +125,10 @@ impl Store for SqliteStore {
         admin::put_member(&mut *self.writer()?, member_id, member)
     }
 
+    fn import_members(&self, members: &[(String, MemberInput)]) -> Result<(), StoreError> {
+        admin::import_members(&mut *self.writer()?, members)
+    }
+
     fn member(&self, member_id: &str) -> Result<Option<MemberView>, StoreError> {
         self.read(|conn| admin::member(conn, member_id))
     }

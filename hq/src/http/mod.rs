@@ -10,7 +10,9 @@ mod changes;
 mod enrolment;
 mod error;
 mod import;
+mod metrics;
 pub mod openapi;
+mod operator;
 mod sync;
 mod wallet;
 mod webhooks;
@@ -48,6 +50,7 @@ pub struct AppState {
     pub app: crate::config::AppSettings,
     /// A pull's `wait=` is capped to this.
     pub max_pull_wait: std::time::Duration,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Every answer says which protocol HQ speaks, errors included, so a mismatched agent can tell.
@@ -64,8 +67,10 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let state = Arc::new(state);
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/stores/{store}/events", post(sync::push))
         .route("/v1/stores/{store}/changes", get(changes::changes))
@@ -73,6 +78,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             "/v1/stores/{store}/ledger",
             get(sync::ledger).put(sync::rebind_ledger),
         )
+        .route("/v1/admin/stores", get(operator::stores))
         .route("/v1/admin/stores/{store_id}", put(admin::put_store))
         .route(
             "/v1/admin/members/{member_id}",
@@ -114,5 +120,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             loyalty_http_edge::errors::json_errors,
         ))
         .layer(axum::middleware::map_response(protocol_header))
-        .with_state(Arc::new(state))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record,
+        ))
+        .with_state(state)
 }

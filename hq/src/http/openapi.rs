@@ -18,11 +18,13 @@ use utoipa::{Modify, OpenApi, ToSchema};
     ),
     paths(
         super::healthz,
+        super::metrics::metrics,
         openapi_json,
         super::sync::push,
         super::changes::changes,
         super::sync::ledger,
         super::sync::rebind_ledger,
+        super::operator::stores,
         super::admin::put_store,
         super::admin::put_member,
         super::admin::get_member,

@@ -29,6 +29,7 @@ mod changes;
 pub mod feed;
 mod ingest;
 mod ledgers;
+mod operator;
 pub mod plausibility;
 mod schema;
 mod sqlite;
@@ -184,6 +185,43 @@ pub struct LedgerBindingRecord {
     pub bound_at: String,
 }
 
+/// A store's request to HQ, as the operator's view records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreContact {
+    pub kind: ContactKind,
+    /// When HQ received it: RFC 3339, UTC, milliseconds (`clock::now()`).
+    pub at: String,
+    /// What the store's agent said it is (`User-Agent: loyalty-agent/<version>`); `None` keeps
+    /// the version recorded before.
+    pub agent_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactKind {
+    /// A push HQ applied, with the events it stored for the first time.
+    Push { events_stored: u64 },
+    /// A pull of the changes feed (recorded when it arrives, before any wait).
+    Pull,
+}
+
+/// `GET /v1/admin/stores`: one registered store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoreView {
+    pub store_id: String,
+    /// The ledger HQ takes the store's events from; `None` before its first push.
+    pub ledger_id: Option<String>,
+    /// The last `seq` HQ holds from that ledger.
+    pub watermark: i64,
+    /// The last push HQ applied (RFC 3339, UTC).
+    pub last_push_at: Option<String>,
+    /// The last pull, to within 10 s.
+    pub last_pull_at: Option<String>,
+    /// The agent version the store last sent (`User-Agent: loyalty-agent/<version>`).
+    pub agent_version: Option<String>,
+    /// Events stored from this store since 00:00 UTC today (duplicates not counted).
+    pub events_today: i64,
+}
+
 /// Storage of HQ. Methods block: call them off the async threads.
 pub trait Store: Send + Sync + 'static {
     /// Registers a store or replaces its token (held as its hash only).
@@ -221,6 +259,14 @@ pub trait Store: Send + Sync + 'static {
     fn changes(&self, store_id: &str, cursor: i64, limit: usize)
         -> Result<ChangesPage, StoreError>;
     fn reconciliation(&self) -> Result<Reconciliation, StoreError>;
+
+    /// Records a store's push or pull for the operator's view. A pull less than 10 s after the
+    /// recorded one, from the same agent version, need not be written: it would otherwise be
+    /// HQ's most frequent write. Unknown stores are ignored.
+    fn note_contact(&self, store_id: &str, contact: &StoreContact) -> Result<(), StoreError>;
+    /// Every registered store with its ledger and contacts, by id; `events_today` counts from
+    /// 00:00 UTC of `now` (RFC 3339).
+    fn stores(&self, now: &str) -> Result<Vec<StoreView>, StoreError>;
 
     /// A member's profile for their own app; `None` for a member HQ does not know.
     fn app_profile(&self, member_id: &str) -> Result<Option<app::AppProfile>, StoreError>;

@@ -13,8 +13,9 @@ use rusqlite::Connection;
 use super::plausibility::Plausibility;
 use super::writer::Writer;
 use super::{
-    admin, app, changes, feed, ingest, ledgers, schema, webhooks, FeedPosted, IngestResult,
-    MemberInput, MemberView, Push, Reconciliation, Store, StoreError,
+    admin, app, changes, feed, ingest, ledgers, operator, schema, webhooks, FeedPosted,
+    IngestResult, MemberInput, MemberView, Push, Reconciliation, Store, StoreContact, StoreError,
+    StoreView,
 };
 use crate::allowance::AllowancePolicy;
 use crate::token::TokenHash;
@@ -179,6 +180,14 @@ impl Store for SqliteStore {
 
     fn reconciliation(&self) -> Result<Reconciliation, StoreError> {
         self.read(admin::reconciliation)
+    }
+
+    fn note_contact(&self, store_id: &str, contact: &StoreContact) -> Result<(), StoreError> {
+        operator::note_contact(&self.writer()?.conn, store_id, contact)
+    }
+
+    fn stores(&self, now: &str) -> Result<Vec<StoreView>, StoreError> {
+        self.read(|conn| operator::stores(conn, now))
     }
 
     fn app_profile(&self, member_id: &str) -> Result<Option<app::AppProfile>, StoreError> {

@@ -216,8 +216,11 @@ pub async fn import_members(
         tracing::error!(error = %e, "Member import stopped: a batch could not be saved.");
         ApiError::internal()
     })?;
-    outcome?;
     summary.accepted = committed;
+    state
+        .metrics
+        .import(summary.accepted, &summary.refused_by_reason);
+    outcome?;
     tracing::info!(
         accepted = summary.accepted,
         refused = summary.refused,

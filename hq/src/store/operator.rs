@@ -1,0 +1,78 @@
+//! The operator's view of the stores: each store's contacts with HQ (last push, last pull,
+//! agent version, events stored today) beside its ledger identity.
+
+use chrono::{DateTime, Duration, Utc};
+use rusqlite::{params, Connection};
+
+use super::{ContactKind, StoreContact, StoreError, StoreView};
+
+/// A pull this soon after the recorded one is not written: with stores pulling every second a
+/// write (and its fsync) per pull would be HQ's busiest work.
+pub const PULL_RESOLUTION_SECS: i64 = 10;
+
+/// HQ's day of `at` (RFC 3339, UTC): its first ten characters.
+fn day(at: &str) -> &str {
+    at.get(..10).unwrap_or(at)
+}
+
+pub fn note_contact(
+    conn: &Connection,
+    store_id: &str,
+    contact: &StoreContact,
+) -> Result<(), StoreError> {
+    match contact.kind {
+        ContactKind::Push { events_stored } => {
+            conn.prepare_cached(
+                "UPDATE stores SET last_push_at = ?2, agent_version = COALESCE(?3, agent_version),
+                   events_on_day = CASE WHEN events_day = ?4 THEN events_on_day + ?5 ELSE ?5 END,
+                   events_day = ?4
+                 WHERE store_id = ?1",
+            )?
+            .execute(params![
+                store_id,
+                contact.at,
+                contact.agent_version,
+                day(&contact.at),
+                i64::try_from(events_stored).unwrap_or(i64::MAX)
+            ])?;
+        }
+        ContactKind::Pull => {
+            let recent = DateTime::parse_from_rfc3339(&contact.at)
+                .map(|t| t.with_timezone(&Utc) - Duration::seconds(PULL_RESOLUTION_SECS))
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .unwrap_or_default();
+            // Matches no row (and writes nothing) when the recorded pull is recent and the
+            // version unchanged.
+            conn.prepare_cached(
+                "UPDATE stores SET last_pull_at = ?2, agent_version = COALESCE(?3, agent_version)
+                 WHERE store_id = ?1 AND (last_pull_at IS NULL OR last_pull_at < ?4
+                   OR (?3 IS NOT NULL AND agent_version IS NOT ?3))",
+            )?
+            .execute(params![store_id, contact.at, contact.agent_version, recent])?;
+        }
+    }
+    Ok(())
+}
+
+pub fn stores(conn: &Connection, now: &str) -> Result<Vec<StoreView>, StoreError> {
+    let today = day(now);
+    let rows = conn
+        .prepare_cached(
+            "SELECT store_id, ledger_id, watermark, last_push_at, last_pull_at, agent_version,
+               CASE WHEN events_day = ?1 THEN events_on_day ELSE 0 END
+             FROM stores ORDER BY store_id",
+        )?
+        .query_map([today], |r| {
+            Ok(StoreView {
+                store_id: r.get(0)?,
+                ledger_id: r.get(1)?,
+                watermark: r.get(2)?,
+                last_push_at: r.get(3)?,
+                last_pull_at: r.get(4)?,
+                agent_version: r.get(5)?,
+                events_today: r.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}

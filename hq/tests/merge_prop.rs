@@ -202,7 +202,7 @@ proptest! {
             .map(|e| e.event_id.clone())
             .collect();
         let flagged: BTreeSet<String> = store
-            .reconciliation()
+            .reconciliation(&Default::default())
             .unwrap()
             .flags
             .into_iter()

@@ -9,6 +9,7 @@ mod batch;
 mod changes;
 mod enrolment;
 mod error;
+mod history;
 mod import;
 mod metrics;
 pub mod openapi;
@@ -87,6 +88,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route(
             "/v1/admin/campaigns/{campaign_id}",
             put(admin::put_campaign).delete(admin::delete_campaign),
+        )
+        .route(
+            "/v1/admin/members/{member_id}/events",
+            get(history::member_events),
         )
         .route("/v1/admin/reconciliation", get(admin::reconciliation))
         .route("/v1/admin/imports/members", post(import::import_members))

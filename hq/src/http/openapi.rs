@@ -28,6 +28,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         super::admin::put_store,
         super::admin::put_member,
         super::admin::get_member,
+        super::history::member_events,
         super::admin::put_campaign,
         super::admin::delete_campaign,
         super::admin::reconciliation,

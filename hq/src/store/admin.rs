@@ -5,7 +5,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use super::accounts::{member_base, member_totals};
 use super::writer::{bump, Writer};
 use super::{
-    Flag, LedgerBindingRecord, MemberInput, MemberView, Reconciliation, Rejection, StoreError,
+    Flag, LedgerBindingRecord, MemberInput, MemberView, Reconciliation, ReconciliationFilter,
+    Rejection, StoreError,
 };
 use crate::token::TokenHash;
 
@@ -195,21 +196,39 @@ fn flag_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Flag> {
     })
 }
 
-pub fn reconciliation(conn: &mut Connection) -> Result<Reconciliation, StoreError> {
+/// Each list filtered in SQL (a `NULL` parameter matches everything), so the unfiltered report
+/// is the same query it always was.
+pub fn reconciliation(
+    conn: &mut Connection,
+    filter: &ReconciliationFilter,
+) -> Result<Reconciliation, StoreError> {
     let tx = conn.transaction()?;
+    let ReconciliationFilter {
+        store,
+        flag,
+        since,
+        until,
+    } = filter;
     let flags = tx
         .prepare_cached(
             "SELECT flag, event_id, store_id, member, reason, flagged_at FROM
-               (SELECT * FROM flags ORDER BY id DESC LIMIT ?1) ORDER BY id",
+               (SELECT * FROM flags
+                WHERE (?2 IS NULL OR store_id = ?2) AND (?3 IS NULL OR flag = ?3)
+                  AND (?4 IS NULL OR flagged_at >= ?4) AND (?5 IS NULL OR flagged_at < ?5)
+                ORDER BY id DESC LIMIT ?1) ORDER BY id",
         )?
-        .query_map([REPORT_LIMIT], flag_row)?
+        .query_map(params![REPORT_LIMIT, store, flag, since, until], flag_row)?
         .collect::<rusqlite::Result<_>>()?;
-    let rejections = tx
-        .prepare_cached(
+    // Rejections and bindings are not flags: a report of one kind of flag has none.
+    let others = flag.is_none();
+    let rejections = if others {
+        tx.prepare_cached(
             "SELECT event_id, store_id, reason, event, rejected_at FROM rejections
+             WHERE (?2 IS NULL OR store_id = ?2)
+               AND (?3 IS NULL OR rejected_at >= ?3) AND (?4 IS NULL OR rejected_at < ?4)
              ORDER BY rejected_at DESC LIMIT ?1",
         )?
-        .query_map([REPORT_LIMIT], |r| {
+        .query_map(params![REPORT_LIMIT, store, since, until], |r| {
             Ok(Rejection {
                 event_id: r.get(0)?,
                 store_id: r.get(1)?,
@@ -218,13 +237,19 @@ pub fn reconciliation(conn: &mut Connection) -> Result<Reconciliation, StoreErro
                 rejected_at: r.get(4)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
-    let ledger_bindings = tx
-        .prepare_cached(
+        .collect::<rusqlite::Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    let ledger_bindings = if others {
+        tx.prepare_cached(
             "SELECT store_id, ledger_id, after_seq, previous_ledger_id, previous_watermark, reason,
-               bound_at FROM ledger_bindings ORDER BY id DESC LIMIT ?1",
+               bound_at FROM ledger_bindings
+             WHERE (?2 IS NULL OR store_id = ?2)
+               AND (?3 IS NULL OR bound_at >= ?3) AND (?4 IS NULL OR bound_at < ?4)
+             ORDER BY id DESC LIMIT ?1",
         )?
-        .query_map([REPORT_LIMIT], |r| {
+        .query_map(params![REPORT_LIMIT, store, since, until], |r| {
             Ok(LedgerBindingRecord {
                 store_id: r.get(0)?,
                 ledger_id: r.get(1)?,
@@ -235,7 +260,10 @@ pub fn reconciliation(conn: &mut Connection) -> Result<Reconciliation, StoreErro
                 bound_at: r.get(6)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<rusqlite::Result<_>>()?
+    } else {
+        Vec::new()
+    };
     Ok(Reconciliation {
         flags,
         rejections,

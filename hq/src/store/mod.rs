@@ -27,6 +27,7 @@ mod admin;
 pub mod app;
 mod changes;
 pub mod feed;
+mod history;
 mod ingest;
 mod ledgers;
 mod operator;
@@ -185,6 +186,49 @@ pub struct LedgerBindingRecord {
     pub bound_at: String,
 }
 
+/// Which part of the reconciliation report to answer; the default is all of it (the most
+/// recent 1,000 of each list).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconciliationFilter {
+    /// Only this store's flags, rejections and ledger bindings.
+    pub store: Option<String>,
+    /// Only flags of this kind; rejections and ledger bindings, which are not flags, are then
+    /// left out.
+    pub flag: Option<String>,
+    /// From this time on (RFC 3339, UTC, milliseconds, as HQ writes them): inclusive.
+    pub since: Option<String>,
+    /// Before this time: exclusive.
+    pub until: Option<String>,
+}
+
+/// Where a page of a member's history ends: the last event's time and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPosition {
+    pub recorded_at: String,
+    pub event_id: String,
+}
+
+/// One stored event of a member's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HistoryEvent {
+    pub event_id: String,
+    pub store_id: String,
+    pub seq: i64,
+    /// `sale`, `refund`, `redemption`, `gift_issued`, ...
+    pub kind: String,
+    /// The member, or the `card:<n>` account of one of their cards.
+    pub account: Option<String>,
+    pub lane: Option<String>,
+    pub points: i64,
+    /// When the store recorded it (the store's clock).
+    pub recorded_at: String,
+    /// The event's payload as the store sent it.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// Reconciliation flags raised on it.
+    pub flags: Vec<String>,
+}
+
 /// A store's request to HQ, as the operator's view records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreContact {
@@ -258,7 +302,17 @@ pub trait Store: Send + Sync + 'static {
     /// Entities changed after `cursor` (a change sequence number), for `store_id`.
     fn changes(&self, store_id: &str, cursor: i64, limit: usize)
         -> Result<ChangesPage, StoreError>;
-    fn reconciliation(&self) -> Result<Reconciliation, StoreError>;
+    /// The reconciliation report, or the part of it `filter` names; each list newest last,
+    /// the most recent 1,000 that match.
+    fn reconciliation(&self, filter: &ReconciliationFilter) -> Result<Reconciliation, StoreError>;
+    /// A member's events (their own account's and their cards' accounts'), newest first by
+    /// `(recorded_at, event_id)`, strictly before `before`; `None`: no such member.
+    fn member_events(
+        &self,
+        member_id: &str,
+        before: Option<&EventPosition>,
+        limit: usize,
+    ) -> Result<Option<Vec<HistoryEvent>>, StoreError>;
 
     /// Records a store's push or pull for the operator's view. A pull less than 10 s after the
     /// recorded one, from the same agent version, need not be written: it would otherwise be

@@ -13,9 +13,9 @@ use rusqlite::Connection;
 use super::plausibility::Plausibility;
 use super::writer::Writer;
 use super::{
-    admin, app, changes, feed, ingest, ledgers, operator, schema, webhooks, FeedPosted,
-    IngestResult, MemberInput, MemberView, Push, Reconciliation, Store, StoreContact, StoreError,
-    StoreView,
+    admin, app, changes, feed, history, ingest, ledgers, operator, schema, webhooks, EventPosition,
+    FeedPosted, HistoryEvent, IngestResult, MemberInput, MemberView, Push, Reconciliation,
+    ReconciliationFilter, Store, StoreContact, StoreError, StoreView,
 };
 use crate::allowance::AllowancePolicy;
 use crate::token::TokenHash;
@@ -178,8 +178,17 @@ impl Store for SqliteStore {
         self.read(|conn| changes::page(conn, &policy, store_id, cursor, limit))
     }
 
-    fn reconciliation(&self) -> Result<Reconciliation, StoreError> {
-        self.read(admin::reconciliation)
+    fn reconciliation(&self, filter: &ReconciliationFilter) -> Result<Reconciliation, StoreError> {
+        self.read(|conn| admin::reconciliation(conn, filter))
+    }
+
+    fn member_events(
+        &self,
+        member_id: &str,
+        before: Option<&EventPosition>,
+        limit: usize,
+    ) -> Result<Option<Vec<HistoryEvent>>, StoreError> {
+        self.read(|conn| history::member_events(conn, member_id, before, limit))
     }
 
     fn note_contact(&self, store_id: &str, contact: &StoreContact) -> Result<(), StoreError> {

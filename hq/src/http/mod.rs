@@ -2,6 +2,7 @@
 //! Every error body is JSON, axum's own rejections included (`loyalty_http_edge::errors`).
 
 mod admin;
+mod admin_page;
 mod app;
 pub mod app_auth;
 mod auth;
@@ -118,6 +119,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/app/members/{member}/history", get(app::history))
         .route("/v1/app/members/{member}/feed", get(app::feed))
         .route("/wallet", get(wallet::page))
+        .route("/admin", get(admin_page::page))
         .fallback(loyalty_http_edge::errors::not_found)
         .method_not_allowed_fallback(loyalty_http_edge::errors::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

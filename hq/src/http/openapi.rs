@@ -45,6 +45,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         super::app::history,
         super::app::feed,
         super::wallet::page,
+        super::admin_page::page,
     ),
     components(schemas(Campaign, PointsCampaign, GiftCampaign, FeedItem, Health)),
     modifiers(&Security),

@@ -24,7 +24,6 @@ use super::error::{blocking, ApiError};
 use super::sync::check_header;
 use super::AppState;
 use crate::cursor;
-use crate::store::ContactKind;
 
 /// Default and largest page of the changes feed.
 const DEFAULT_LIMIT: usize = 500;
@@ -69,7 +68,7 @@ pub async fn changes(
         // Recorded as it arrives: a waiting pull is a store in contact.
         let (st, store, headers) = (state.clone(), store.clone(), headers.clone());
         blocking(move || {
-            super::operator::note_contact(&st, &store, ContactKind::Pull, &headers);
+            super::operator::note_pull(&st, &store, &headers);
             Ok(())
         })
         .await?;

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::auth::require_admin;
 use super::error::{blocking, ApiError};
 use super::AppState;
-use crate::store::{ContactKind, StoreContact, StoreView};
+use crate::store::StoreView;
 
 /// The agent's `User-Agent` prefix; what follows is its version.
 const AGENT_PRODUCT: &str = "loyalty-agent/";
@@ -28,18 +28,17 @@ pub fn agent_version(headers: &HeaderMap) -> Option<String> {
     ok.then(|| version.to_owned())
 }
 
-/// Records a store's push or pull (the store's view and its last-contact gauge). A failure is
-/// logged, never the store's problem: its push or pull goes on.
-pub fn note_contact(state: &AppState, store: &str, kind: ContactKind, headers: &HeaderMap) {
+/// Records a store's pull (the store list and the last-contact gauge). A failure is logged,
+/// never the store's problem: its pull goes on.
+pub fn note_pull(state: &AppState, store: &str, headers: &HeaderMap) {
     let at = chrono::Utc::now();
     state.metrics.contact(store, at.timestamp());
-    let contact = StoreContact {
-        kind,
-        at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        agent_version: agent_version(headers),
-    };
-    if let Err(e) = state.store.note_contact(store, &contact) {
-        tracing::warn!(store = %store, error = %e, "Could not record the store's contact.");
+    let at = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    if let Err(e) = state
+        .store
+        .note_pull(store, &at, agent_version(headers).as_deref())
+    {
+        tracing::warn!(store = %store, error = %e, "Could not record the store's pull.");
     }
 }
 

@@ -9,8 +9,7 @@ use axum::http::HeaderMap;
 use axum::Json;
 use loyalty_http_edge::Path;
 use loyalty_protocol::{
-    check_version, LedgerBinding, LedgerState, OutcomeStatus, PushResponse, PROTOCOL_HEADER,
-    PROTOCOL_VERSION,
+    check_version, LedgerBinding, LedgerState, PushResponse, PROTOCOL_HEADER, PROTOCOL_VERSION,
 };
 
 use super::auth::require_store;
@@ -19,7 +18,6 @@ use super::error::{blocking, ApiError};
 use super::operator;
 use super::AppState;
 use crate::clock;
-use crate::store::ContactKind;
 
 /// A request without the header is let through (curl, probes); one with another version is not.
 pub(super) fn check_header(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -53,25 +51,24 @@ pub async fn push(
 ) -> Result<Json<PushResponse>, ApiError> {
     let started = std::time::Instant::now();
     require_store(&state, &headers, &store).await?;
+    // A store in contact, whatever becomes of its push.
+    state
+        .metrics
+        .contact(&store, chrono::Utc::now().timestamp());
     check_header(&headers)?;
     let body = body.map_err(ApiError::from_body)?;
     let st = state.clone();
     let result = blocking(move || {
-        let push = batch::parse(&body, &store, st.max_batch_events)?;
-        let result = st.store.ingest(&store, push)?;
-        let events_stored = result
-            .outcomes
-            .iter()
-            .filter(|o| o.status == OutcomeStatus::Accepted)
-            .count() as u64;
-        operator::note_contact(&st, &store, ContactKind::Push { events_stored }, &headers);
-        Ok(result)
+        let mut push = batch::parse(&body, &store, st.max_batch_events)?;
+        push.agent_version = operator::agent_version(&headers);
+        Ok(st.store.ingest(&store, push)?)
     })
     .await
     .inspect_err(|e| state.metrics.push_refused(e.code))?;
     state
         .metrics
         .push_applied(&result.outcomes, started.elapsed().as_secs_f64());
+
     // After the commit: a live feed, the webhook sender or a waiting pull reads what it is
     // told of.
     state.hub.publish(&result.feed);

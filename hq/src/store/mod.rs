@@ -19,6 +19,8 @@
 //! - What a member is told is written with the fact: an event stored once makes its
 //!   `member_feed` row and its webhook queue rows in the same transaction, so a fact is never
 //!   announced twice by HQ, nor lost to a crash (delivery may repeat it: at least once).
+//! - A bulk import's batch ([`Store::import_members`]) is one transaction, every row or none,
+//!   each member saved with its own change sequence number, as a PUT would.
 //! - A member's webhook messages go out in feed order: the next waits until the one before it
 //!   was delivered or went dead.
 
@@ -97,6 +99,9 @@ pub struct Push {
     pub ledger_id: String,
     pub after_seq: i64,
     pub events: Vec<Incoming>,
+    /// The agent version the store said (`User-Agent: loyalty-agent/<version>`), recorded for
+    /// the operator's view with the push; `None` keeps the one recorded before.
+    pub agent_version: Option<String>,
 }
 
 /// What a push did.
@@ -229,25 +234,6 @@ pub struct HistoryEvent {
     pub flags: Vec<String>,
 }
 
-/// A store's request to HQ, as the operator's view records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreContact {
-    pub kind: ContactKind,
-    /// When HQ received it: RFC 3339, UTC, milliseconds (`clock::now()`).
-    pub at: String,
-    /// What the store's agent said it is (`User-Agent: loyalty-agent/<version>`); `None` keeps
-    /// the version recorded before.
-    pub agent_version: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContactKind {
-    /// A push HQ applied, with the events it stored for the first time.
-    Push { events_stored: u64 },
-    /// A pull of the changes feed (recorded when it arrives, before any wait).
-    Pull,
-}
-
 /// `GET /v1/admin/stores`: one registered store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoreView {
@@ -289,7 +275,9 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a campaign deleted; returns its new version, or `None` if it never existed.
     fn delete_campaign(&self, campaign_id: &str) -> Result<Option<i64>, StoreError>;
     /// Applies a batch pushed by `store_id`, in one transaction; refuses it whole when it does
-    /// not come from the store's ledger or does not follow on.
+    /// not come from the store's ledger or does not follow on. The same transaction records the
+    /// push for the operator's view ([`StoreView`]: its time, the agent version, the events
+    /// stored for the first time counted into today's, HQ's UTC day).
     fn ingest(&self, store_id: &str, push: Push) -> Result<IngestResult, StoreError>;
     /// The ledger HQ takes `store_id`'s events from.
     fn ledger(&self, store_id: &str) -> Result<LedgerState, StoreError>;
@@ -314,10 +302,17 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Option<Vec<HistoryEvent>>, StoreError>;
 
-    /// Records a store's push or pull for the operator's view. A pull less than 10 s after the
-    /// recorded one, from the same agent version, need not be written: it would otherwise be
-    /// HQ's most frequent write. Unknown stores are ignored.
-    fn note_contact(&self, store_id: &str, contact: &StoreContact) -> Result<(), StoreError>;
+    /// Records a store's pull of the changes feed for the operator's view: its time `at`
+    /// (RFC 3339, UTC, milliseconds) and the agent version it said (`None` keeps the one
+    /// recorded). A pull less than 10 s after the recorded one, from the same version, need not
+    /// be written: it would otherwise be HQ's most frequent write. Unknown stores are ignored.
+    /// (A push is recorded by [`Store::ingest`], in its transaction.)
+    fn note_pull(
+        &self,
+        store_id: &str,
+        at: &str,
+        agent_version: Option<&str>,
+    ) -> Result<(), StoreError>;
     /// Every registered store with its ledger and contacts, by id; `events_today` counts from
     /// 00:00 UTC of `now` (RFC 3339).
     fn stores(&self, now: &str) -> Result<Vec<StoreView>, StoreError>;

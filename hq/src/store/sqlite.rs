@@ -15,7 +15,7 @@ use super::writer::Writer;
 use super::{
     admin, app, changes, feed, history, ingest, ledgers, operator, schema, webhooks, EventPosition,
     FeedPosted, HistoryEvent, IngestResult, MemberInput, MemberView, Push, Reconciliation,
-    ReconciliationFilter, Store, StoreContact, StoreError, StoreView,
+    ReconciliationFilter, Store, StoreError, StoreView,
 };
 use crate::allowance::AllowancePolicy;
 use crate::token::TokenHash;
@@ -191,8 +191,13 @@ impl Store for SqliteStore {
         self.read(|conn| history::member_events(conn, member_id, before, limit))
     }
 
-    fn note_contact(&self, store_id: &str, contact: &StoreContact) -> Result<(), StoreError> {
-        operator::note_contact(&self.writer()?.conn, store_id, contact)
+    fn note_pull(
+        &self,
+        store_id: &str,
+        at: &str,
+        agent_version: Option<&str>,
+    ) -> Result<(), StoreError> {
+        operator::note_pull(&self.writer()?.conn, store_id, at, agent_version)
     }
 
     fn stores(&self, now: &str) -> Result<Vec<StoreView>, StoreError> {

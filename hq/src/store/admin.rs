@@ -1,11 +1,12 @@
 //! Admin writes and reads: stores, members and their cards, campaigns, reconciliation.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::accounts::{member_base, member_totals};
 use super::writer::{bump, Writer};
 use super::{
-    Flag, LedgerBindingRecord, MemberInput, MemberView, Reconciliation, Rejection, StoreError,
+    Flag, LedgerBindingRecord, MemberInput, MemberView, Reconciliation, ReconciliationFilter,
+    Rejection, StoreError,
 };
 use crate::token::TokenHash;
 
@@ -50,8 +51,30 @@ pub fn store_for_token(conn: &Connection, token: &TokenHash) -> Result<Option<St
 
 pub fn put_member(w: &mut Writer, member_id: &str, m: &MemberInput) -> Result<(), StoreError> {
     let Writer { conn, last_change } = w;
-    let seq = bump(last_change);
     let tx = conn.transaction()?;
+    put_member_in(&tx, last_change, member_id, m)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// A bulk import: every member as [`put_member`] saves one, in order, in one transaction.
+pub fn import_members(w: &mut Writer, members: &[(String, MemberInput)]) -> Result<(), StoreError> {
+    let Writer { conn, last_change } = w;
+    let tx = conn.transaction()?;
+    for (member_id, m) in members {
+        put_member_in(&tx, last_change, member_id, m)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn put_member_in(
+    tx: &Transaction<'_>,
+    last_change: &mut i64,
+    member_id: &str,
+    m: &MemberInput,
+) -> Result<(), StoreError> {
+    let seq = bump(last_change);
     let segments = serde_json::to_string(&m.segments).unwrap_or_else(|_| "[]".into());
     tx.prepare_cached(
         "INSERT INTO members (member_id, tier, segments, qr_public_key, proximity_key, change_seq, display_name)
@@ -90,7 +113,6 @@ pub fn put_member(w: &mut Writer, member_id: &str, m: &MemberInput) -> Result<()
             tracing::info!(card = %card, from = %prev, to = %member_id, "Moved card to another member.");
         }
     }
-    tx.commit()?;
     Ok(())
 }
 
@@ -174,21 +196,39 @@ fn flag_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Flag> {
     })
 }
 
-pub fn reconciliation(conn: &mut Connection) -> Result<Reconciliation, StoreError> {
+/// Each list filtered in SQL (a `NULL` parameter matches everything), so the unfiltered report
+/// is the same query it always was.
+pub fn reconciliation(
+    conn: &mut Connection,
+    filter: &ReconciliationFilter,
+) -> Result<Reconciliation, StoreError> {
     let tx = conn.transaction()?;
+    let ReconciliationFilter {
+        store,
+        flag,
+        since,
+        until,
+    } = filter;
     let flags = tx
         .prepare_cached(
             "SELECT flag, event_id, store_id, member, reason, flagged_at FROM
-               (SELECT * FROM flags ORDER BY id DESC LIMIT ?1) ORDER BY id",
+               (SELECT * FROM flags
+                WHERE (?2 IS NULL OR store_id = ?2) AND (?3 IS NULL OR flag = ?3)
+                  AND (?4 IS NULL OR flagged_at >= ?4) AND (?5 IS NULL OR flagged_at < ?5)
+                ORDER BY id DESC LIMIT ?1) ORDER BY id",
         )?
-        .query_map([REPORT_LIMIT], flag_row)?
+        .query_map(params![REPORT_LIMIT, store, flag, since, until], flag_row)?
         .collect::<rusqlite::Result<_>>()?;
-    let rejections = tx
-        .prepare_cached(
+    // Rejections and bindings are not flags: a report of one kind of flag has none.
+    let others = flag.is_none();
+    let rejections = if others {
+        tx.prepare_cached(
             "SELECT event_id, store_id, reason, event, rejected_at FROM rejections
+             WHERE (?2 IS NULL OR store_id = ?2)
+               AND (?3 IS NULL OR rejected_at >= ?3) AND (?4 IS NULL OR rejected_at < ?4)
              ORDER BY rejected_at DESC LIMIT ?1",
         )?
-        .query_map([REPORT_LIMIT], |r| {
+        .query_map(params![REPORT_LIMIT, store, since, until], |r| {
             Ok(Rejection {
                 event_id: r.get(0)?,
                 store_id: r.get(1)?,
@@ -197,13 +237,19 @@ pub fn reconciliation(conn: &mut Connection) -> Result<Reconciliation, StoreErro
                 rejected_at: r.get(4)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
-    let ledger_bindings = tx
-        .prepare_cached(
+        .collect::<rusqlite::Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    let ledger_bindings = if others {
+        tx.prepare_cached(
             "SELECT store_id, ledger_id, after_seq, previous_ledger_id, previous_watermark, reason,
-               bound_at FROM ledger_bindings ORDER BY id DESC LIMIT ?1",
+               bound_at FROM ledger_bindings
+             WHERE (?2 IS NULL OR store_id = ?2)
+               AND (?3 IS NULL OR bound_at >= ?3) AND (?4 IS NULL OR bound_at < ?4)
+             ORDER BY id DESC LIMIT ?1",
         )?
-        .query_map([REPORT_LIMIT], |r| {
+        .query_map(params![REPORT_LIMIT, store, since, until], |r| {
             Ok(LedgerBindingRecord {
                 store_id: r.get(0)?,
                 ledger_id: r.get(1)?,
@@ -214,7 +260,10 @@ pub fn reconciliation(conn: &mut Connection) -> Result<Reconciliation, StoreErro
                 bound_at: r.get(6)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<rusqlite::Result<_>>()?
+    } else {
+        Vec::new()
+    };
     Ok(Reconciliation {
         flags,
         rejections,

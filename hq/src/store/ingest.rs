@@ -61,6 +61,7 @@ pub fn ingest(
         ledger_id,
         after_seq,
         events,
+        agent_version,
     } = push;
     let mut watermark = ledgers::check_push(&tx, store_id, &ledger_id, after_seq, &events, &now)?;
     let before = watermark;
@@ -113,6 +114,13 @@ pub fn ingest(
         tx.prepare_cached("UPDATE stores SET watermark = ?2 WHERE store_id = ?1")?
             .execute(params![store_id, watermark])?;
     }
+    super::operator::note_push(
+        &tx,
+        store_id,
+        &now,
+        agent_version.as_deref(),
+        i64::from(accepted),
+    )?;
     let applied = started.elapsed();
     tx.commit()?;
     // Apply and commit (the fsync) apart: they are what bounds ingestion.

@@ -13,8 +13,9 @@ use rusqlite::Connection;
 use super::plausibility::Plausibility;
 use super::writer::Writer;
 use super::{
-    admin, app, changes, feed, ingest, ledgers, schema, webhooks, FeedPosted, IngestResult,
-    MemberInput, MemberView, Push, Reconciliation, Store, StoreError,
+    admin, app, changes, feed, history, ingest, ledgers, operator, schema, webhooks, EventPosition,
+    FeedPosted, HistoryEvent, IngestResult, MemberInput, MemberView, Push, Reconciliation,
+    ReconciliationFilter, Store, StoreError, StoreView,
 };
 use crate::allowance::AllowancePolicy;
 use crate::token::TokenHash;
@@ -125,6 +126,10 @@ impl Store for SqliteStore {
         admin::put_member(&mut *self.writer()?, member_id, member)
     }
 
+    fn import_members(&self, members: &[(String, MemberInput)]) -> Result<(), StoreError> {
+        admin::import_members(&mut *self.writer()?, members)
+    }
+
     fn member(&self, member_id: &str) -> Result<Option<MemberView>, StoreError> {
         self.read(|conn| admin::member(conn, member_id))
     }
@@ -173,8 +178,30 @@ impl Store for SqliteStore {
         self.read(|conn| changes::page(conn, &policy, store_id, cursor, limit))
     }
 
-    fn reconciliation(&self) -> Result<Reconciliation, StoreError> {
-        self.read(admin::reconciliation)
+    fn reconciliation(&self, filter: &ReconciliationFilter) -> Result<Reconciliation, StoreError> {
+        self.read(|conn| admin::reconciliation(conn, filter))
+    }
+
+    fn member_events(
+        &self,
+        member_id: &str,
+        before: Option<&EventPosition>,
+        limit: usize,
+    ) -> Result<Option<Vec<HistoryEvent>>, StoreError> {
+        self.read(|conn| history::member_events(conn, member_id, before, limit))
+    }
+
+    fn note_pull(
+        &self,
+        store_id: &str,
+        at: &str,
+        agent_version: Option<&str>,
+    ) -> Result<(), StoreError> {
+        operator::note_pull(&self.writer()?.conn, store_id, at, agent_version)
+    }
+
+    fn stores(&self, now: &str) -> Result<Vec<StoreView>, StoreError> {
+        self.read(|conn| operator::stores(conn, now))
     }
 
     fn app_profile(&self, member_id: &str) -> Result<Option<app::AppProfile>, StoreError> {

@@ -14,17 +14,12 @@ async fn https_hq(dir: &tempfile::TempDir) -> (LocalHq, TestCa) {
     let ca = TestCa::write(dir.path(), &["localhost", "127.0.0.1"]).unwrap();
     let (cert, key) = (ca.cert.clone(), ca.key.clone());
     let db = loyalty_sim::pg::test_database(dir.path()).unwrap();
-    let hq = LocalHq::start(
-        "127.0.0.1:0".parse().unwrap(),
-        &db,
-        ADMIN,
-        |raw| {
-            raw.tls = Some(RawTls {
-                cert: Some(cert),
-                key: Some(key),
-            })
-        },
-    )
+    let hq = LocalHq::start("127.0.0.1:0".parse().unwrap(), &db, ADMIN, |raw| {
+        raw.tls = Some(RawTls {
+            cert: Some(cert),
+            key: Some(key),
+        })
+    })
     .await
     .unwrap()
     .trusting(&std::fs::read(&ca.ca).unwrap())

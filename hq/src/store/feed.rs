@@ -200,14 +200,9 @@ fn post(
     posted: &mut Vec<FeedPosted>,
 ) -> Result<(), StoreError> {
     let body = json!({ "type": kind, "timestamp": now, "data": data }).to_string();
-    if tx.dialect() == super::sql::Dialect::Postgres {
-        // A member's feed rows commit in id order, so a live feed reading after its position
-        // skips none: their writers take turns on the member until they commit.
-        tx.exec(
-            "SELECT pg_advisory_xact_lock(1, hashtext(?1))",
-            args![member],
-        )?;
-    }
+    // A member's feed rows commit in id order, so a live feed reading after its position
+    // skips none: their writers take turns on the member until they commit.
+    tx.lock_members(&[member])?;
     let feed_id = tx
         .one(
             "INSERT INTO member_feed (member_id, type, body, created_at) VALUES (?1, ?2, ?3, ?4)

@@ -60,6 +60,7 @@ pub fn ingest(
         events,
     } = push;
     let mut watermark = ledgers::check_push(tx, store_id, &ledger_id, after_seq, &events, &now)?;
+    lock_members(tx, &events)?;
     let before = watermark;
     let mut touched = BTreeSet::new();
     let mut outcomes = Vec::with_capacity(events.len());
@@ -140,6 +141,26 @@ pub fn ingest(
         feed,
         changed,
     })
+}
+
+/// Takes every member and account the batch touches at once: two batches sharing members (two
+/// stores, two HQ processes) then take turns rather than deadlock.
+fn lock_members(tx: &mut dyn Sql, events: &[Incoming]) -> Result<(), StoreError> {
+    let mut keys = BTreeSet::new();
+    for e in events {
+        let Incoming::Valid(e) = e else { continue };
+        if let Some(account) = &e.account {
+            if account.starts_with(CARD_ACCOUNT_PREFIX) {
+                keys.extend(member_of(tx, account)?);
+            }
+            keys.insert(account.clone());
+        }
+        if let Some(member) = e.payload_str("member_id") {
+            keys.insert(member.to_owned());
+        }
+    }
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    tx.lock_members(&keys)
 }
 
 /// Records a refused event (kept for the admin, never a fact) and its outcome.

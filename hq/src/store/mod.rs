@@ -58,7 +58,7 @@ use crate::token::TokenHash;
 pub enum StoreError {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("database: {0}")]
+    #[error("database: {}", postgres::describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("database connection: {0}")]
     Pool(String),

@@ -143,6 +143,10 @@ pub trait Sql {
     fn next_change(&mut self) -> Result<i64, StoreError>;
     /// Sent to other HQ processes when this transaction commits (nothing on SQLite: one process).
     fn announce(&mut self, wake: Wake);
+    /// Holds these members (or accounts) until the commit, so transactions that touch the same
+    /// ones take turns. Taken all at once in one order, they cannot deadlock each other; with
+    /// SQLite's single writer there is nothing to take.
+    fn lock_members(&mut self, members: &[&str]) -> Result<(), StoreError>;
 }
 
 /// Helpers over [`Sql`] every caller wants.

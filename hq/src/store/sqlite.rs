@@ -181,4 +181,8 @@ impl Sql for SqliteTx<'_> {
     fn announce(&mut self, _wake: Wake) {
         // One process: the HTTP layer wakes its own waiters after the commit.
     }
+
+    fn lock_members(&mut self, _members: &[&str]) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -14,7 +14,9 @@
 //!   from the start, and then sees the winner's rows;
 //! - change numbers come from the sequence `change_seq` under a transaction-level advisory lock
 //!   held to the commit, so they are committed in order: a pull never sees n+1 without n;
-//! - a member's feed rows are written under a per-member advisory lock, in id order likewise;
+//! - a push first takes an advisory lock on every member and account it touches, all in one
+//!   order, so two pushes sharing members take turns instead of deadlocking, and a member's
+//!   feed rows are committed in id order;
 //! - webhook work and gift expiries are claimed with `FOR UPDATE SKIP LOCKED`;
 //! - wake-ups reach the other processes with `NOTIFY`, sent with the commit ([`listen`]).
 
@@ -87,6 +89,17 @@ fn block_on<F: Future>(f: F) -> F::Output {
             return v;
         }
         std::thread::park();
+    }
+}
+
+/// tokio-postgres' error with the server's own message, which its `Display` leaves out.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}): {}", e, db.code().code(), db.message()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
     }
 }
 
@@ -298,5 +311,21 @@ impl Sql for PgTx<'_> {
 
     fn announce(&mut self, wake: Wake) {
         self.wakes.push(wake);
+    }
+
+    fn lock_members(&mut self, members: &[&str]) -> Result<(), StoreError> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        // Transaction-level advisory locks (class 1, the name's hash), taken in the hashes'
+        // order by one statement: held to the commit, and re-taken freely by the same
+        // transaction later.
+        self.exec(
+            "SELECT pg_advisory_xact_lock(1, h) FROM
+               (SELECT DISTINCT hashtext(k) AS h FROM unnest(string_to_array(?1, chr(10))) AS k
+                ORDER BY h) AS held",
+            &[Value::Text(members.join("\n"))],
+        )?;
+        Ok(())
     }
 }

@@ -24,6 +24,7 @@ mod listen;
 mod schema;
 mod values;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake as TaskWake};
@@ -185,6 +186,7 @@ impl Postgres {
             let mut sql = PgTx {
                 tx: &tx,
                 change_locked: false,
+                members_locked: HashSet::new(),
                 wakes: Vec::new(),
             };
             let out = f(&mut sql).and_then(|v| {
@@ -264,6 +266,8 @@ struct PgTx<'a> {
     tx: &'a deadpool_postgres::Transaction<'a>,
     /// This transaction holds the change-number lock.
     change_locked: bool,
+    /// The members this transaction holds, not asked for again.
+    members_locked: HashSet<String>,
     wakes: Vec<Wake>,
 }
 
@@ -314,9 +318,16 @@ impl Sql for PgTx<'_> {
     }
 
     fn lock_members(&mut self, members: &[&str]) -> Result<(), StoreError> {
+        let members: Vec<&str> = members
+            .iter()
+            .copied()
+            .filter(|m| !self.members_locked.contains(*m))
+            .collect();
         if members.is_empty() {
             return Ok(());
         }
+        self.members_locked
+            .extend(members.iter().map(|m| (*m).to_owned()));
         // Transaction-level advisory locks (class 1, the name's hash), taken in the hashes'
         // order by one statement: held to the commit, and re-taken freely by the same
         // transaction later.

@@ -340,3 +340,35 @@ impl Sql for PgTx<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_names_postgres_and_may_point_at_a_unix_socket() {
+        assert!(is_url("postgres://hq@db/loyalty"));
+        assert!(is_url("postgresql://hq@db/loyalty"));
+        assert!(!is_url("hq.db"));
+        let config: tokio_postgres::Config = "postgres://hq@%2Fvar%2Frun%2Fpostgresql/loyalty"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            config.get_hosts(),
+            &[tokio_postgres::config::Host::Unix(
+                "/var/run/postgresql".into()
+            )]
+        );
+        assert_eq!(config.get_dbname(), Some("loyalty"));
+    }
+
+    #[test]
+    fn block_on_waits_for_a_future_woken_from_another_thread() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            tx.send(7).unwrap();
+        });
+        assert_eq!(block_on(rx).unwrap(), 7);
+    }
+}

@@ -238,3 +238,38 @@ async fn apply(client: &mut Object) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Db, PgStore};
+
+    /// On PostgreSQL runs only (`LOYALTY_HQ_TEST_BACKEND=postgres`, as scripts/test.sh does).
+    #[test]
+    fn migrations_apply_once_and_a_newer_schema_is_refused() {
+        if !loyalty_sim::pg::tests_use_postgres() {
+            return;
+        }
+        let cluster = loyalty_sim::pg::shared().unwrap();
+        let url = cluster.create_database().unwrap();
+        let allowance = crate::allowance::AllowancePolicy::default();
+        drop(PgStore::connect(&url, allowance).unwrap());
+        // A second HQ on the same database finds it migrated and changes nothing.
+        drop(PgStore::connect(&url, allowance).unwrap());
+        let versions = cluster
+            .psql(
+                &url,
+                "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations",
+            )
+            .unwrap();
+        let all: Vec<String> = (1..=MIGRATIONS.len()).map(|v| v.to_string()).collect();
+        assert_eq!(versions.trim(), all.join(","));
+        cluster
+            .psql(&url, "INSERT INTO schema_migrations (version) VALUES (99)")
+            .unwrap();
+        assert!(matches!(
+            Db::connect(&url, allowance),
+            Err(StoreError::SchemaTooNew { found: 99, .. })
+        ));
+    }
+}

@@ -10,12 +10,14 @@
 //! time, as the agent does. PostgreSQL is a cluster of its own made for the run
 //! (initdb, loyalty-sim's `pg`) with fsync on, as SQLite's `synchronous=FULL`.
 
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use loyalty_protocol::{
     Event, EventBatch, EventKind, OutcomeStatus, PushResponse, PROTOCOL_HEADER, PROTOCOL_VERSION,
 };
+use loyalty_sim::hq_process::HqProcess;
 use serde_json::json;
 
 const ADMIN: &str = "bench-admin-token-0123456789";
@@ -25,57 +27,6 @@ fn env_or(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-struct Hq {
-    url: String,
-    child: Child,
-}
-
-impl Drop for Hq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start(db: &str) -> Hq {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_loyalty-hq"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--db",
-            db,
-        ])
-        .env("RUST_LOG", "warn")
-        .env("LOYALTY_HQ_ADMIN_TOKEN", ADMIN)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start loyalty-hq");
-    let hq = Hq {
-        url: format!("http://127.0.0.1:{port}"),
-        child,
-    };
-    let http = reqwest::Client::new();
-    let ready = Instant::now();
-    while http
-        .get(format!("{}/healthz", hq.url))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            ready.elapsed() < Duration::from_secs(30),
-            "HQ did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    hq
 }
 
 /// Who shops at store `s`: its own members, and now and then another store's.
@@ -146,7 +97,7 @@ impl Figures {
 
 /// Registers the stores and members through the first process, then has every store push its
 /// backlog, store `i` to process `i % n`.
-async fn run(hqs: &[Hq], per_store: usize, batch: usize, shoppers: Shoppers) -> Figures {
+async fn run(hqs: &[HqProcess], per_store: usize, batch: usize, shoppers: Shoppers) -> Figures {
     let (stores, members) = (shoppers.stores, shoppers.members);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(stores * 2)
@@ -278,7 +229,16 @@ fn main() {
         let figures = rt.block_on(async {
             let mut hqs = Vec::new();
             for _ in 0..processes {
-                hqs.push(start(&db).await);
+                hqs.push(
+                    HqProcess::start(
+                        Path::new(env!("CARGO_BIN_EXE_loyalty-hq")),
+                        &db,
+                        ADMIN,
+                        Stdio::inherit(),
+                    )
+                    .await
+                    .expect("HQ starts"),
+                );
             }
             run(&hqs, per_store, batch, shoppers).await
         });

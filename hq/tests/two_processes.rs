@@ -6,63 +6,39 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{at, event_id, gift, ledger_of, refund, sale, ADMIN};
 use loyalty_protocol::{
     Event, EventBatch, OutcomeStatus, PushResponse, PROTOCOL_HEADER, PROTOCOL_VERSION,
 };
+use loyalty_sim::hq_process::HqProcess;
 use serde_json::{json, Value};
 
-/// A `loyalty-hq serve` process, killed when dropped.
-struct Process {
-    url: String,
-    child: Child,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn serve(db: &str, log: &std::path::Path) -> Process {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// Two HQ processes on a fresh database of the shared cluster, their logs in `dir`.
+async fn two_hqs(dir: &std::path::Path) -> (String, HqProcess, HqProcess) {
+    let db = loyalty_sim::pg::shared()
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_loyalty-hq"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--db",
-            db,
-        ])
-        .env("LOYALTY_HQ_ADMIN_TOKEN", ADMIN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
+        .create_database()
         .unwrap();
-    let p = Process {
-        url: format!("http://127.0.0.1:{port}"),
-        child,
-    };
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    while http.get(format!("{}/healthz", p.url)).send().await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "HQ did not start: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
+    let mut hqs = Vec::new();
+    for name in ["a.log", "b.log"] {
+        let log = std::fs::File::create(dir.join(name)).unwrap();
+        hqs.push(
+            HqProcess::start(
+                Path::new(env!("CARGO_BIN_EXE_loyalty-hq")),
+                &db,
+                ADMIN,
+                log.into(),
+            )
+            .await
+            .unwrap(),
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    p
+    let b = hqs.pop().unwrap();
+    let a = hqs.pop().unwrap();
+    (db, a, b)
 }
 
 async fn admin_put(http: &reqwest::Client, url: &str, path: &str, body: Value) {
@@ -157,11 +133,9 @@ fn log_of(store: &str, s: usize) -> Vec<Event> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_hold_each_event_once_with_balances_and_flags_right() {
-    let cluster = loyalty_sim::pg::shared().unwrap();
-    let db = cluster.create_database().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let a = serve(&db, &dir.path().join("a.log")).await;
-    let b = serve(&db, &dir.path().join("b.log")).await;
+    let (db, a, b) = two_hqs(dir.path()).await;
+    let cluster = loyalty_sim::pg::shared().unwrap();
     let http = reqwest::Client::new();
     for s in 0..STORES {
         let store = format!("s{s}");
@@ -344,11 +318,8 @@ async fn two_processes_hold_each_event_once_with_balances_and_flags_right() {
 
 #[tokio::test]
 async fn a_pull_waiting_at_one_process_wakes_on_a_change_saved_at_the_other() {
-    let cluster = loyalty_sim::pg::shared().unwrap();
-    let db = cluster.create_database().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let a = serve(&db, &dir.path().join("a.log")).await;
-    let b = serve(&db, &dir.path().join("b.log")).await;
+    let (_db, a, b) = two_hqs(dir.path()).await;
     let http = reqwest::Client::new();
     admin_put(
         &http,

@@ -177,7 +177,14 @@ pub fn expire(
             &mut posted,
         )?;
     }
-    for p in &posted {
+    announce(tx, &posted);
+    Ok(posted)
+}
+
+/// Wakes, with the commit, the live feeds of the members posted to and the webhook sender if
+/// anything was queued.
+pub fn announce(tx: &mut dyn Sql, posted: &[FeedPosted]) {
+    for p in posted {
         tx.announce(Wake::Feed {
             member_id: p.member_id.clone(),
             feed_id: p.feed_id,
@@ -186,7 +193,6 @@ pub fn expire(
     if posted.iter().any(|p| p.queued) {
         tx.announce(Wake::Webhooks);
     }
-    Ok(posted)
 }
 
 /// One feed row, and a queue row for every endpoint that takes its type.

@@ -118,15 +118,7 @@ pub fn ingest(
             args![store_id, watermark],
         )?;
     }
-    for p in &feed {
-        tx.announce(Wake::Feed {
-            member_id: p.member_id.clone(),
-            feed_id: p.feed_id,
-        });
-    }
-    if feed.iter().any(|p| p.queued) {
-        tx.announce(Wake::Webhooks);
-    }
+    super::feed::announce(tx, &feed);
     if changed {
         tx.announce(Wake::Changes);
     }

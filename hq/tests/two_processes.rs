@@ -400,3 +400,100 @@ async fn a_pull_waiting_at_one_process_wakes_on_a_change_saved_at_the_other() {
         .unwrap_or_else(|| panic!("{page}"));
     assert_eq!(m0["balance"], 7, "{m0}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_webhook_message_is_sent_by_one_process() {
+    use std::sync::{Arc, Mutex};
+
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                seen.lock().unwrap().push(id);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, a, b) = two_hqs(dir.path()).await;
+    let http = reqwest::Client::new();
+    admin_put(
+        &http,
+        &a.url,
+        "/v1/admin/stores/s1",
+        json!({"token": "s1-token-secret"}),
+    )
+    .await;
+    for m in 0..MEMBERS {
+        admin_put(
+            &http,
+            &b.url,
+            &format!("/v1/admin/members/m{m}"),
+            json!({"tier": "gold"}),
+        )
+        .await;
+    }
+    admin_put(
+        &http,
+        &a.url,
+        "/v1/admin/webhooks/crm",
+        json!({"url": hook, "event_types": ["points.credited"]}),
+    )
+    .await;
+
+    // Thirty credits, pushed in turns to both processes: both senders see every message due.
+    let sales: Vec<Event> = (1..=30)
+        .map(|seq| {
+            sale(
+                "s1",
+                seq,
+                &format!("m{}", seq % MEMBERS as i64),
+                5,
+                &format!("r{seq}"),
+            )
+        })
+        .collect();
+    for (i, chunk) in sales.chunks(5).enumerate() {
+        let via = if i % 2 == 0 { &a.url } else { &b.url };
+        push(
+            http.clone(),
+            via.clone(),
+            "s1".into(),
+            chunk[0].seq - 1,
+            chunk.to_vec(),
+        )
+        .await;
+    }
+    let started = Instant::now();
+    loop {
+        let distinct: BTreeSet<String> = received.lock().unwrap().iter().cloned().collect();
+        if distinct.len() == sales.len() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} of {} messages delivered; HQ's logs:\n{}\n{}",
+            distinct.len(),
+            sales.len(),
+            std::fs::read_to_string(dir.path().join("a.log")).unwrap_or_default(),
+            std::fs::read_to_string(dir.path().join("b.log")).unwrap_or_default(),
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Both senders look again within a second: a message claimed by one is not sent by the other.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let all = received.lock().unwrap().clone();
+    assert_eq!(all.len(), sales.len(), "a message was sent twice: {all:?}");
+}

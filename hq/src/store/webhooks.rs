@@ -299,6 +299,19 @@ fn promote_next(tx: &mut dyn Sql, message_id: i64, now_ms: i64) -> Result<(), St
 /// Records attempts and moves each message on: delivered, retried later, or dead once its
 /// deadline passed. Returns the messages that went dead.
 pub fn record(tx: &mut dyn Sql, outcomes: &[Outcome]) -> Result<Vec<i64>, StoreError> {
+    // The members' queues are held first: an ingestion that queues a member's next message
+    // behind one delivered here (another HQ process's) either sees it delivered, or is seen by
+    // the promotion below. Without it the new message could wait forever.
+    let mut members = std::collections::BTreeSet::new();
+    for o in outcomes {
+        if let Some(r) = tx.row(
+            "SELECT member_id FROM webhook_queue WHERE id = ?1",
+            args![o.message_id],
+        )? {
+            members.insert(r.text(0)?);
+        }
+    }
+    tx.lock_members(&members.iter().map(String::as_str).collect::<Vec<_>>())?;
     let mut dead = Vec::new();
     for o in outcomes {
         tx.exec(

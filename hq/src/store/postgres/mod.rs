@@ -47,6 +47,9 @@ pub type PgStore = Db<Postgres>;
 /// Connections per HQ process: HQ's blocking threads each hold one for a transaction.
 const POOL_SIZE: usize = 16;
 
+/// Longest wait for a pooled connection, or to open one.
+const CONNECT_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Times a transaction is run again after colliding with another one.
 const RETRIES: u32 = 8;
 
@@ -131,6 +134,10 @@ impl Db<Postgres> {
         );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
+            // A database that is down or saturated fails a request (503-like, retried by the
+            // stores) instead of holding HQ's blocking threads forever.
+            .wait_timeout(Some(CONNECT_WITHIN))
+            .create_timeout(Some(CONNECT_WITHIN))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Pool(e.to_string()))?;

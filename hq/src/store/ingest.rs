@@ -101,16 +101,12 @@ pub fn ingest(
             }
         }
     }
-    for member in &touched {
-        // One sequence number per member: the feed's cursor needs one entity per number. Taken
-        // last, in member order: on PostgreSQL the numbers are handed out under a lock held to
-        // the commit, so the shorter that stretch the better.
-        let seq = tx.next_change()?;
+    if !touched.is_empty() {
+        // Numbered last: on PostgreSQL the numbers are handed out under a lock held to the
+        // commit, so the shorter that stretch the better.
+        let members: Vec<&str> = touched.iter().map(String::as_str).collect();
+        tx.renumber_members(&members)?;
         changed = true;
-        tx.exec(
-            "UPDATE members SET change_seq = ?2 WHERE member_id = ?1",
-            args![member, seq],
-        )?;
     }
     if watermark > before {
         tx.exec(

@@ -147,6 +147,19 @@ pub trait Sql {
     /// ones take turns. Taken all at once in one order, they cannot deadlock each other; with
     /// SQLite's single writer there is nothing to take.
     fn lock_members(&mut self, members: &[&str]) -> Result<(), StoreError>;
+
+    /// Gives each member its own new change number: the stores' feed carries one entity per
+    /// number. A backend where a round trip costs may do it in one statement.
+    fn renumber_members(&mut self, members: &[&str]) -> Result<(), StoreError> {
+        for member in members {
+            let seq = self.next_change()?;
+            self.exec(
+                "UPDATE members SET change_seq = ?2 WHERE member_id = ?1",
+                &[Value::from(*member), Value::Int(seq)],
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Helpers over [`Sql`] every caller wants.

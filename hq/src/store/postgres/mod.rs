@@ -279,6 +279,15 @@ struct PgTx<'a> {
 }
 
 impl PgTx<'_> {
+    /// Held to the commit: change numbers are committed in the order they were handed out.
+    fn hold_change_lock(&mut self) -> Result<(), StoreError> {
+        if !self.change_locked {
+            self.exec(CHANGE_LOCK, &[])?;
+            self.change_locked = true;
+        }
+        Ok(())
+    }
+
     fn statement(&self, sql: &str) -> Result<tokio_postgres::Statement, StoreError> {
         Ok(block_on(
             self.tx.prepare_cached(&values::placeholders(sql)),
@@ -311,17 +320,25 @@ impl Sql for PgTx<'_> {
     }
 
     fn next_change(&mut self) -> Result<i64, StoreError> {
-        if !self.change_locked {
-            // Held to the commit: numbers are committed in the order they were handed out.
-            self.exec(CHANGE_LOCK, &[])?;
-            self.change_locked = true;
-        }
+        self.hold_change_lock()?;
         let stmt = self.statement("SELECT nextval('change_seq')")?;
         Ok(block_on(self.tx.query_one(&stmt, &[]))?.try_get(0)?)
     }
 
     fn announce(&mut self, wake: Wake) {
         self.wakes.push(wake);
+    }
+
+    fn renumber_members(&mut self, members: &[&str]) -> Result<(), StoreError> {
+        self.hold_change_lock()?;
+        // One round trip however many members: this runs under the change-number lock.
+        self.exec(
+            "UPDATE members SET change_seq = nextval('change_seq')
+             FROM (SELECT unnest(string_to_array(?1, chr(10))) AS id) AS touched
+             WHERE members.member_id = touched.id",
+            &[Value::Text(members.join("\n"))],
+        )?;
+        Ok(())
     }
 
     fn lock_members(&mut self, members: &[&str]) -> Result<(), StoreError> {

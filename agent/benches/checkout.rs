@@ -1,5 +1,6 @@
-//! Checkout throughput and latency, in one run: bare SQLite with the ledger's pragmas (the
-//! ceiling), then the real agent over HTTP, then the ratios against the targets.
+//! Checkout throughput and latency, in one run: bare SQLite with the ledger's pragmas (what the
+//! disk allows), then the real agent over HTTP with the same requests answered 404 before the
+//! ledger (what the HTTP stack allows), then the ratios against the targets of issue 17.
 //!
 //! Run with `cargo bench -p loyalty-agent --bench checkout`. Files go under Cargo's target tmp
 //! directory (a real disk, not a tmpfs), so every commit pays a real fsync.
@@ -51,41 +52,23 @@ fn main() -> ExitCode {
     let agent = runtime.block_on(agent_bench(base.path()));
     drop(runtime);
 
-    println!("== 3. against the targets ==");
-    let half_1000 = bare.batch1000_rows_per_s / 2.0;
+    println!("== 3. against the targets (issue 17) ==");
+    // The old throughput target (half the bare 1000-row batched rate) was above what HTTP
+    // alone serves here; what counts is the distance to what the disk and the HTTP stack allow.
     report_ratio(
-        "agent credits/s vs half the bare 1000-row batched rate",
-        agent.credits_per_s,
-        half_1000,
-        "credits/s",
-        true,
-    );
-    report_ratio(
-        "agent credits/s vs the bare 64-row batched rate",
-        agent.credits_per_s,
-        bare.batch64_rows_per_s,
-        "credits/s",
-        true,
-    );
-    report_ratio(
-        "single sale p99 vs 3x the bare single commit median",
+        "(1) single sale p99 / bare single-row durable commit p99",
         ms(agent.sale_p99),
-        3.0 * ms(bare.single_median),
+        ms(bare.single_p99),
         "ms",
+        3.0,
         false,
     );
     report_ratio(
-        "single sale p99 vs 3x the bare single commit p99",
-        ms(agent.sale_p99),
-        3.0 * ms(bare.single_p99),
-        "ms",
-        false,
-    );
-    report_ratio(
-        "HTTP ceiling (same requests, answered 404 before the ledger) vs half the bare 1000-row rate",
+        "(2) durable credits/s, 64 clients / HTTP ceiling (the same requests answered 404 before the ledger)",
+        agent.credits_per_s,
         agent.http_ceiling_per_s,
-        half_1000,
-        "requests/s",
+        "/s",
+        0.7,
         true,
     );
 
@@ -103,17 +86,26 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints `measured` against `target`; `higher_is_better` says which way the target points.
-fn report_ratio(what: &str, measured: f64, target: f64, unit: &str, higher_is_better: bool) {
-    let ratio = measured / target;
+/// Prints `measured / reference` against the target ratio; `higher_is_better` says which way
+/// the target points.
+fn report_ratio(
+    what: &str,
+    measured: f64,
+    reference: f64,
+    unit: &str,
+    target: f64,
+    higher_is_better: bool,
+) {
+    let ratio = measured / reference;
     let prec = if unit == "ms" { 3 } else { 0 };
     let met = if higher_is_better {
-        measured >= target
+        ratio >= target
     } else {
-        measured <= target
+        ratio <= target
     };
     println!(
-        "{what}: {measured:.prec$} {unit} vs target {target:.prec$} {unit} = {ratio:.2}x -> {}",
+        "{what}: {measured:.prec$} {unit} / {reference:.prec$} {unit} = {ratio:.2} (target {} {target}) -> {}",
+        if higher_is_better { ">=" } else { "<=" },
         if met { "target met" } else { "target missed" }
     );
 }
@@ -129,11 +121,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// What the disk allows: printed whole, one figure is a target's reference.
 struct Bare {
-    single_median: Duration,
     single_p99: Duration,
-    batch64_rows_per_s: f64,
-    batch1000_rows_per_s: f64,
 }
 
 fn bare_sqlite(dir: &Path) -> Bare {
@@ -186,10 +176,7 @@ fn bare_sqlite(dir: &Path) -> Bare {
     println!("bare 1000-row batches: {batch1000_rows_per_s:.0} rows/s ({BATCH1000_ROWS} rows)");
 
     Bare {
-        single_median,
         single_p99: percentile(&times, 0.99),
-        batch64_rows_per_s,
-        batch1000_rows_per_s,
     }
 }
 

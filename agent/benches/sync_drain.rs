@@ -37,7 +37,10 @@ fn hq_binary() -> std::path::PathBuf {
     let status = Command::new(env!("CARGO"))
         .args([
             "build",
-            "--release",
+            // The profile `cargo bench` builds in: with `--release` the two builds would
+            // invalidate each other's artifacts and rebuild the workspace on every run.
+            "--profile",
+            "bench",
             "-q",
             "-p",
             "loyalty-hq",

@@ -18,6 +18,13 @@ pub enum MigrateError {
     /// The file was written by a newer program; an older one must not guess at it.
     #[error("the database is at schema version {found}, newer than this program knows ({known}): upgrade it")]
     TooNew { found: usize, known: usize },
+    /// A migration left rows pointing at rows that are not there; it was rolled back.
+    #[error("migration to version {version} would leave {rows} rows with a dangling foreign key (first in table {table}); rolled back")]
+    ForeignKeys {
+        version: usize,
+        rows: i64,
+        table: String,
+    },
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -29,6 +36,11 @@ pub fn version(conn: &Connection) -> rusqlite::Result<usize> {
 }
 
 /// Brings `conn` to the latest of `migrations`; returns the versions applied (`from..to`).
+///
+/// Foreign keys are off while migrations run and checked before each one commits: SQLite's way
+/// to change a table's definition is to create the new table, copy, drop the old one and
+/// rename, and with foreign keys on, that drop would delete (or refuse, for the rows
+/// referencing it) what the rename is about to put back.
 pub fn migrate(
     conn: &mut Connection,
     migrations: &[&str],
@@ -40,13 +52,41 @@ pub fn migrate(
             known: migrations.len(),
         });
     }
+    if current == migrations.len() {
+        return Ok(current..current);
+    }
+    let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
+    // Outside any transaction, or SQLite ignores it.
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let applied = apply(conn, migrations, current);
+    let restored = conn.pragma_update(None, "foreign_keys", enforced);
+    applied?;
+    restored?;
+    Ok(current..migrations.len())
+}
+
+fn apply(conn: &mut Connection, migrations: &[&str], current: usize) -> Result<(), MigrateError> {
     for (i, sql) in migrations.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        let dangling: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT COUNT(*), MIN(\"table\") FROM pragma_foreign_key_check",
+                [],
+                |r| Ok((r.get(0)?, r.get::<_, Option<String>>(1)?)),
+            )
+            .map(|(n, table)| (n > 0).then(|| (n, table.unwrap_or_default())))?;
+        if let Some((rows, table)) = dangling {
+            return Err(MigrateError::ForeignKeys {
+                version: i + 1,
+                rows,
+                table,
+            });
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
-    Ok(current..migrations.len())
+    Ok(())
 }
 
 /// For each database's own tests: `apply` (its wrapper over [`migrate`]) brings an empty
@@ -98,6 +138,63 @@ mod tests {
             })
         ));
         assert_eq!(version(&conn).unwrap(), 99);
+    }
+
+    #[test]
+    fn a_table_others_reference_can_be_rebuilt_and_foreign_keys_stay_on() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        let schema = [
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT);
+             CREATE TABLE child (id INTEGER PRIMARY KEY REFERENCES parent(id));",
+            "INSERT INTO parent (v) VALUES ('a'), ('b'); INSERT INTO child (id) VALUES (1), (2);",
+            // Rebuilt without AUTOINCREMENT: with foreign keys on, the DROP would fail.
+            "CREATE TABLE parent_new (id INTEGER PRIMARY KEY, v TEXT);
+             INSERT INTO parent_new SELECT id, v FROM parent;
+             DROP TABLE parent;
+             ALTER TABLE parent_new RENAME TO parent;",
+        ];
+        assert_eq!(migrate(&mut conn, &schema).unwrap(), 0..3);
+        let children: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM child JOIN parent USING (id)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(children, 2);
+        let on: bool = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .unwrap();
+        assert!(on, "foreign keys are enforced again after migrating");
+        assert!(conn
+            .execute("INSERT INTO child (id) VALUES (9)", [])
+            .is_err());
+    }
+
+    #[test]
+    fn a_migration_that_leaves_a_dangling_reference_is_rolled_back() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        let schema = [
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE child (id INTEGER PRIMARY KEY REFERENCES parent(id));
+             INSERT INTO parent (id) VALUES (1); INSERT INTO child (id) VALUES (1);",
+            "DELETE FROM parent;",
+        ];
+        assert!(matches!(
+            migrate(&mut conn, &schema),
+            Err(MigrateError::ForeignKeys {
+                version: 2,
+                rows: 1,
+                ..
+            })
+        ));
+        assert_eq!(version(&conn).unwrap(), 1);
+        let parents: i64 = conn
+            .query_row("SELECT COUNT(*) FROM parent", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(parents, 1, "the failed migration changed nothing");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::{ApiError, AppState};
 use crate::checkout::{LaneIdentity, SessionEnd, Spend};
 use crate::ledger::{
     keys, GiftRedeemRequest, Readers, RedeemRequest, Redeemed, RefundOf, RefundRequest, RewardUse,
-    SaleRequest, VoidRequest,
+    SaleOutcome, SaleRequest, VoidRequest,
 };
 use crate::scan::{classify, qr, CardNumber, ScannedCode};
 use axum::extract::rejection::JsonRejection;
@@ -138,7 +138,7 @@ pub async fn sale(
     State(state): State<AppState>,
     Path(lane): Path<String>,
     payload: Result<Json<SaleBody>, JsonRejection>,
-) -> ApiResult {
+) -> Result<Json<SaleOutcome>, ApiError> {
     let started = Instant::now();
     known_lane(&state, &lane)?;
     let b = body(payload)?;
@@ -148,15 +148,28 @@ pub async fn sale(
         check_id("redemption_ids", id)?;
     }
     let _turn = state.in_flight.turn(keys::sale(&b.receipt_id)).await;
-    // A retry must not end the session of the customer now at the lane.
-    if let Some(first) = replay::sale(&state, &b.receipt_id).await? {
-        return Ok(Json(json!(first)));
+    // A retry gets its first answer before anything is checked. Identifying an app QR spends
+    // its nonce and may refuse, so a sale with one looks its receipt up first; any other sale
+    // learns it is a retry from the writer, in the same trip that records a new one.
+    if b.qr.is_some() {
+        if let Some(first) = replay::sale(&state, &b.receipt_id).await? {
+            return Ok(Json(first));
+        }
     }
-    let from_pos = identify_from_pos(&state, b.card.as_deref(), b.qr.as_deref()).await?;
+    let from_pos = match identify_from_pos(&state, b.card.as_deref(), b.qr.as_deref()).await {
+        Ok(who) => who,
+        Err(refused) => {
+            // A retry whose card no longer reads still gets what was recorded.
+            if let Some(first) = replay::sale(&state, &b.receipt_id).await? {
+                return Ok(Json(first));
+            }
+            return Err(refused);
+        }
+    };
     let who = from_pos.or_else(|| state.lanes.current(&lane));
-    let answer = state
+    let recorded = state
         .ledger
-        .sale(SaleRequest {
+        .record_sale(SaleRequest {
             lane: lane.clone(),
             receipt_id: b.receipt_id.clone(),
             total_cents,
@@ -166,6 +179,11 @@ pub async fn sale(
             at: chrono::Utc::now(),
         })
         .await?;
+    let answer = recorded.answer;
+    if recorded.retry {
+        // A retry must not end the session of the customer now at the lane.
+        return Ok(Json(answer));
+    }
     // The sale is done: the next customer at this lane starts without a member.
     state.lanes.end(&lane, SessionEnd::Sale);
     let points = answer.points_earned;
@@ -179,7 +197,8 @@ pub async fn sale(
     state
         .live
         .recorded(&lane, state.lanes.epoch(&lane), Recorded::Sale(&answer));
-    Ok(Json(json!(answer)))
+    // Written straight from the answer's type, not through a `Value` tree first.
+    Ok(Json(answer))
 }
 
 #[utoipa::path(get, path = "/v1/lanes/{lane}", tag = "lanes",

@@ -2,7 +2,9 @@
 //! to a redemption sends it again with the same id and the same QR, which is by then no longer
 //! fresh; checking freshness first would answer "refused" for points that were spent. The
 //! ledger's writer keeps the same rule inside its transaction; this read only lets the API
-//! skip what no longer applies to a retry (identifying, freshness, the lane's session).
+//! skip what no longer applies to a retry (identifying, freshness, the lane's session). A sale
+//! without an app QR skips this read: nothing before the writer depends on it, and the writer
+//! says whether it was a retry (`Ledger::record_sale`), so the lane's session is kept.
 
 use super::{ApiError, AppState};
 use crate::ledger::{Readers, Redeemed, RefundOutcome, SaleOutcome};

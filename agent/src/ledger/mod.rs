@@ -11,7 +11,12 @@
 //!   written together; the event is unsynced by having a seq after `sync_state.acked_seq` (the
 //!   outbox is the tail of the log).
 //! - **Group commit.** The writer takes everything queued (up to [`MAX_BATCH`]) into one
-//!   transaction, each command in its own savepoint so that one failing does not undo others.
+//!   transaction, the commands one after the other. Should one fail (not a refusal: an SQL
+//!   error), the transaction is rolled back and the batch runs again with each command in its
+//!   own savepoint, so that one failing does not undo the others.
+//! - **Tills first.** Sales, refunds, redemptions and QR nonces go before background work
+//!   (sync's bookkeeping, presence facts, imports), which is committed in transactions of its
+//!   own, a few commands at a time, while no till is waiting.
 //! - **Refusing, not losing.** When the disk is full or the file cannot be written, the batch is
 //!   rolled back, every caller gets [`LedgerError::Unavailable`], nothing acknowledged is lost,
 //!   and the next batch tries again.
@@ -39,8 +44,8 @@ pub use loyalty_protocol::MemberProfile;
 use outcome::Answer;
 pub use outcome::{
     keys, ChangesApplied, GiftHandedOver, GiftsIssued, ImportSummary, IssuedGift, OpenGift,
-    PointsRedeemed, PushRecorded, Redeemed, RefundOutcome, Refusal, Returned, SaleOutcome,
-    VoidOutcome,
+    PointsRedeemed, PushRecorded, Recorded, Redeemed, RefundOutcome, Refusal, Returned,
+    SaleOutcome, VoidOutcome,
 };
 pub use read::{MemberView, Outbox, Readers, SyncStatus, UnsyncedEvent};
 pub use sync::PushAck;
@@ -63,6 +68,10 @@ pub enum LedgerError {
     Unavailable(String),
     #[error("cannot open the ledger at {path}: {message}")]
     Open { path: PathBuf, message: String },
+}
+
+fn stopped() -> LedgerError {
+    LedgerError::Unavailable("the ledger writer has stopped".into())
 }
 
 /// The writer answered with another kind of answer than the command's: a bug, reported as the
@@ -100,6 +109,19 @@ pub(crate) enum Command {
 pub(crate) struct Job {
     command: Command,
     reply: oneshot::Sender<Result<Answer, LedgerError>>,
+}
+
+/// A presence fact queued in the writer ([`Ledger::queue_presence`]), not yet answered.
+pub struct PendingGifts(oneshot::Receiver<Result<Answer, LedgerError>>);
+
+impl PendingGifts {
+    /// The gifts the fact issued, once its commit is durable.
+    pub async fn answer(self) -> Result<GiftsIssued, LedgerError> {
+        match self.0.await.map_err(|_| stopped())?? {
+            Answer::Gifts(o) => Ok(o),
+            _ => Err(mismatched()),
+        }
+    }
 }
 
 /// A cheap handle to the writer, shareable across tasks.
@@ -184,19 +206,34 @@ impl Ledger {
         self.appended.clone()
     }
 
-    async fn submit(&self, command: Command) -> Result<Answer, LedgerError> {
+    /// Queues `command` in the writer; its answer comes on the receiver.
+    async fn enqueue(
+        &self,
+        command: Command,
+    ) -> Result<oneshot::Receiver<Result<Answer, LedgerError>>, LedgerError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Job { command, reply })
             .await
-            .map_err(|_| LedgerError::Unavailable("the ledger writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| LedgerError::Unavailable("the ledger writer has stopped".into()))?
+            .map_err(|_| stopped())?;
+        Ok(answer)
+    }
+
+    async fn submit(&self, command: Command) -> Result<Answer, LedgerError> {
+        self.enqueue(command).await?.await.map_err(|_| stopped())?
     }
 
     /// Records a sale; the answer is the first one recorded for the receipt.
     pub async fn sale(&self, request: SaleRequest) -> Result<SaleOutcome, LedgerError> {
+        self.record_sale(request).await.map(|r| r.answer)
+    }
+
+    /// [`Ledger::sale`], telling a retry (the receipt was already recorded, nothing written)
+    /// from a new sale: one trip to the writer where a look-up first would be two.
+    pub async fn record_sale(
+        &self,
+        request: SaleRequest,
+    ) -> Result<Recorded<SaleOutcome>, LedgerError> {
         match self.submit(Command::Sale(request)).await? {
             Answer::Sale(o) => Ok(o),
             _ => Err(mismatched()),
@@ -239,10 +276,19 @@ impl Ledger {
 
     /// Records a member's presence and issues the gifts it earns.
     pub async fn presence(&self, request: PresenceRequest) -> Result<GiftsIssued, LedgerError> {
-        match self.submit(Command::Presence(request)).await? {
-            Answer::Gifts(o) => Ok(o),
-            _ => Err(mismatched()),
-        }
+        self.queue_presence(request).await?.answer().await
+    }
+
+    /// [`Ledger::presence`] in two steps: queued now (facts queued one after the other are
+    /// recorded in that order), answered later. A caller with many facts queues them all and
+    /// the writer records those waiting in one commit, instead of a commit each.
+    pub async fn queue_presence(
+        &self,
+        request: PresenceRequest,
+    ) -> Result<PendingGifts, LedgerError> {
+        Ok(PendingGifts(
+            self.enqueue(Command::Presence(request)).await?,
+        ))
     }
 
     /// Round trip through the writer (a transaction that writes nothing).

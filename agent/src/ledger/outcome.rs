@@ -90,6 +90,14 @@ pub struct LineRefunded {
     pub points_due: i64,
 }
 
+/// A command's answer, and whether it is the answer first recorded under the command's id (a
+/// retry: nothing was written) rather than a new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded<T> {
+    pub answer: T,
+    pub retry: bool,
+}
+
 /// `POST /v1/lanes/{lane}/refunds`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RefundOutcome {
@@ -265,7 +273,7 @@ impl Refusal {
 /// One command's answer inside the writer, before it reaches its caller's typed reply.
 #[derive(Debug)]
 pub(crate) enum Answer {
-    Sale(SaleOutcome),
+    Sale(Recorded<SaleOutcome>),
     Refund(RefundOutcome),
     Redeemed(Redeemed),
     Voided(VoidOutcome),

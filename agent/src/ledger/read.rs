@@ -221,8 +221,9 @@ impl Readers {
                 .prepare_cached("SELECT COUNT(*) FROM dead_letters")?
                 .query_row([], |r| r.get(0))?;
             Ok(SyncStatus {
-                // Seqs are contiguous (AUTOINCREMENT, and a rolled-back insert takes its number
-                // back with it), so the unsynced count is a subtraction, not a scan.
+                // Seqs are contiguous (each is MAX(seq) + 1, nothing is ever deleted from the
+                // log, and a rolled-back insert takes its number back with it), so the unsynced
+                // count is a subtraction, not a scan.
                 depth: (last_seq - acked_seq).max(0),
                 oldest_age_seconds,
                 acked_seq,

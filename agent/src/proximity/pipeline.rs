@@ -3,7 +3,9 @@
 //!
 //! The resolver map is rebuilt off this task (on a blocking thread) at each interval boundary
 //! and when the member table changes, then swapped in whole; the hot path only reads it. Ledger
-//! writes go through their own task so a slow commit never delays tracking.
+//! writes go through their own task so a slow commit never delays tracking; that task keeps up
+//! to 256 facts queued in the writer, which records those waiting in one commit (background
+//! work: after the tills' commands).
 
 use super::resolver::{MemberId, Resolution, ResolverMap};
 use super::rotating_id::{interval_number, ProximityKey};
@@ -11,9 +13,11 @@ use super::settings::ProximityConfig;
 use super::tracker::{Observation, Tracker, ZoneEvent};
 use super::Sighting;
 use crate::engine::gifts::PresenceFact;
-use crate::ledger::{Ledger, PresenceRequest};
+use crate::ledger::{GiftsIssued, Ledger, LedgerError, PresenceRequest};
 use crate::metrics::Metrics;
 use crate::sync::corrected_now;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,6 +25,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+/// Presence facts waiting for the ledger, at most: a storm of walk-ins (a thousand phones, three
+/// facts each) waits here while the tills go first, instead of being dropped; tracking itself
+/// never waits for the ledger.
+const FACTS_QUEUED: usize = 16_384;
 /// How often exit timeouts are applied and the member table is checked for changes.
 const TICK: Duration = Duration::from_secs(1);
 const MEMBER_CHECK: Duration = Duration::from_secs(15);
@@ -39,6 +47,8 @@ pub struct TrackingStatus {
     pub tracked_members: usize,
     pub open_visits: usize,
     pub facts_recorded: u64,
+    /// Facts dropped because the ledger fell [`FACTS_QUEUED`] behind.
+    pub facts_dropped: u64,
     pub gifts_issued: u64,
 }
 
@@ -115,7 +125,7 @@ pub async fn run_pipeline(
             return;
         }
     };
-    let (facts_tx, facts_rx) = mpsc::channel::<PresenceRequest>(1024);
+    let (facts_tx, facts_rx) = mpsc::channel::<PresenceRequest>(FACTS_QUEUED);
     let recorder = tokio::spawn(record_facts(
         facts_rx,
         ledger.clone(),
@@ -174,6 +184,7 @@ pub async fn run_pipeline(
                     at: corrected_now(skew),
                 };
                 if facts_tx.try_send(request).is_err() {
+                    health.update(|h| h.facts_dropped += 1);
                     warn!("Presence facts are arriving faster than the ledger records them; one was dropped.");
                 }
             }
@@ -250,29 +261,155 @@ pub fn to_fact(event: &ZoneEvent<MemberId>) -> Option<PresenceFact> {
     }
 }
 
+/// Facts queued in the writer and not yet answered, at most: a storm of walk-ins is recorded a
+/// few hundred facts to a commit. One at a time, each fact cost a commit, and facts that did
+/// not fit the channel meanwhile were dropped (gifts never issued).
+const FACTS_IN_FLIGHT: usize = 256;
+
+type FactDone = (String, PresenceFact, Result<GiftsIssued, LedgerError>);
+
 async fn record_facts(
     mut facts: mpsc::Receiver<PresenceRequest>,
     ledger: Ledger,
     metrics: Arc<Metrics>,
     health: Arc<TrackingHealth>,
 ) {
-    while let Some(fact) = facts.recv().await {
-        let member = fact.member_id.clone();
-        let what = fact.fact.clone();
-        match ledger.presence(fact).await {
-            Ok(answer) => {
-                for g in &answer.gifts {
-                    metrics.gift_issued(&g.campaign_id);
-                    info!(member = %member, campaign = %g.campaign_id, gift = %g.gift, expires_at = %g.expires_at, "Gift issued.");
-                }
-                health.update(|h| {
-                    h.facts_recorded += 1;
-                    h.gifts_issued += answer.gifts.len() as u64;
-                });
+    let mut in_flight: FuturesOrdered<BoxFuture<'static, FactDone>> = FuturesOrdered::new();
+    let mut open = true;
+    while open || !in_flight.is_empty() {
+        tokio::select! {
+            biased;
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                report_fact(done, &metrics, &health);
             }
-            Err(e) => {
-                warn!(member = %member, fact = ?what, error = %e, "A presence fact could not be recorded.")
+            fact = facts.recv(), if open && in_flight.len() < FACTS_IN_FLIGHT => {
+                let Some(fact) = fact else {
+                    open = false;
+                    continue;
+                };
+                let member = fact.member_id.clone();
+                let what = fact.fact.clone();
+                // Queued in arrival order; answered whenever their commit is durable.
+                match ledger.queue_presence(fact).await {
+                    Ok(pending) => in_flight.push_back(Box::pin(async move {
+                        (member, what, pending.answer().await)
+                    })),
+                    Err(e) => report_fact((member, what, Err(e)), &metrics, &health),
+                }
             }
         }
+    }
+}
+
+fn report_fact((member, what, answer): FactDone, metrics: &Metrics, health: &TrackingHealth) {
+    match answer {
+        Ok(answer) => {
+            for g in &answer.gifts {
+                metrics.gift_issued(&g.campaign_id);
+                info!(member = %member, campaign = %g.campaign_id, gift = %g.gift, expires_at = %g.expires_at, "Gift issued.");
+            }
+            health.update(|h| {
+                h.facts_recorded += 1;
+                h.gifts_issued += answer.gifts.len() as u64;
+            });
+        }
+        Err(e) => {
+            warn!(member = %member, fact = ?what, error = %e, "A presence fact could not be recorded.")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::gifts::{GiftCampaign, GiftLimit, GiftTrigger};
+    use crate::engine::Rules;
+    use crate::ledger::{MemberProfile, MemberRecord};
+
+    const MEMBERS: usize = 600;
+
+    fn welcome() -> GiftCampaign {
+        GiftCampaign {
+            id: "welcome".into(),
+            version: 1,
+            gift: "Free coffee".into(),
+            trigger: GiftTrigger::EnteredStore,
+            tiers: vec![],
+            segments: vec![],
+            limit: GiftLimit::OncePerVisit,
+            daily_budget: None,
+            starts: None,
+            ends: None,
+            valid_for: chrono::Duration::minutes(120),
+            expires_at: None,
+            points: 0,
+            reward: None,
+        }
+    }
+
+    /// A burst of walk-ins far larger than one commit: every fact recorded, each member's in
+    /// the order the tracker produced them (the second walk-in of a visit gives nothing).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_facts_is_recorded_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = Arc::new(Rules {
+            gifts: vec![welcome()],
+            ..Rules::default()
+        });
+        let (ledger, _writer) = Ledger::open(&dir.path().join("ledger.db"), rules).unwrap();
+        let members: Vec<MemberRecord> = (0..MEMBERS)
+            .map(|m| format!("m{m}"))
+            .chain(["late".to_owned()])
+            .map(|member_id| MemberRecord {
+                member_id,
+                profile: MemberProfile::default(),
+            })
+            .collect();
+        ledger.import_members(members).await.unwrap();
+
+        let (tx, rx) = mpsc::channel(2 * MEMBERS);
+        for m in 0..MEMBERS {
+            for _ in 0..2 {
+                tx.try_send(PresenceRequest {
+                    member_id: format!("m{m}"),
+                    fact: PresenceFact::WalkedIn,
+                    at: chrono::Utc::now(),
+                })
+                .unwrap();
+            }
+        }
+        drop(tx);
+        let health = Arc::new(TrackingHealth::default());
+        record_facts(rx, ledger.clone(), Arc::new(Metrics::new()), health.clone()).await;
+        let status = health.snapshot();
+        assert_eq!(status.facts_recorded, 2 * MEMBERS as u64);
+        assert_eq!(
+            status.gifts_issued, MEMBERS as u64,
+            "one welcome gift a visit"
+        );
+
+        // Queued one after the other, answered in that order: the first walk-in of a visit
+        // gets the gift.
+        let first = ledger
+            .queue_presence(PresenceRequest {
+                member_id: "late".into(),
+                fact: PresenceFact::WalkedIn,
+                at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        let second = ledger
+            .queue_presence(PresenceRequest {
+                member_id: "late".into(),
+                fact: PresenceFact::WalkedIn,
+                at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        let (second, first) = (
+            second.answer().await.unwrap(),
+            first.answer().await.unwrap(),
+        );
+        assert_eq!((first.gifts.len(), second.gifts.len()), (1, 0));
     }
 }

@@ -144,9 +144,25 @@ impl HqClient {
     }
 
     pub async fn push(&self, batch: &EventBatch) -> Result<Timed<PushResponse>, HqError> {
+        let body = serde_json::to_vec(batch)
+            .map_err(|e| HqError::Local(format!("encoding the push: {e}")))?;
+        self.push_encoded(body).await
+    }
+
+    /// [`HqClient::push`] of a batch already encoded as JSON; HQ's answer (an outcome per
+    /// event) is decoded off the async threads.
+    pub async fn push_encoded(&self, body: Vec<u8>) -> Result<Timed<PushResponse>, HqError> {
         let url = format!("{}/v1/stores/{}/events", self.base, self.store);
-        let request = self.http.post(url).json(batch);
-        let answer: Timed<PushResponse> = self.send(request, Clock::Midpoint).await?;
+        let request = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let raw = self.send_raw(request).await?;
+        let answer: Timed<PushResponse> =
+            tokio::task::spawn_blocking(move || raw.decode(Clock::Midpoint))
+                .await
+                .map_err(|e| HqError::Local(format!("decoding HQ's answer stopped: {e}")))??;
         check_version(answer.body.protocol).map_err(|e| HqError::Version(e.to_string()))?;
         Ok(answer)
     }
@@ -211,6 +227,11 @@ impl HqClient {
         request: reqwest::RequestBuilder,
         clock: Clock,
     ) -> Result<Timed<T>, HqError> {
+        self.send_raw(request).await?.decode(clock)
+    }
+
+    /// Sends `request`; a successful answer's bytes, not yet decoded.
+    async fn send_raw(&self, request: reqwest::RequestBuilder) -> Result<RawAnswer, HqError> {
         let asked = Utc::now();
         let response = request
             .bearer_auth(&self.token)
@@ -229,6 +250,24 @@ impl HqClient {
         if !status.is_success() {
             return Err(error_for(status, &bytes, url.as_str(), &self.store));
         }
+        Ok(RawAnswer {
+            bytes: bytes.to_vec(),
+            asked,
+            answered,
+        })
+    }
+}
+
+/// A successful answer's body with when it was asked and answered.
+struct RawAnswer {
+    bytes: Vec<u8>,
+    asked: DateTime<Utc>,
+    answered: DateTime<Utc>,
+}
+
+impl RawAnswer {
+    fn decode<T: DeserializeOwned + HasHqTime>(self, clock: Clock) -> Result<Timed<T>, HqError> {
+        let bytes = self.bytes;
         let body: T = serde_json::from_slice(&bytes).map_err(|e| {
             HqError::Garbage(format!(
                 "{e} (first bytes: {:?})",
@@ -237,8 +276,8 @@ impl HqClient {
         })?;
         let skew_ms = DateTime::parse_from_rfc3339(body.hq_time()).ok().map(|hq| {
             let read_at = match clock {
-                Clock::Midpoint => asked + (answered - asked) / 2,
-                Clock::Answered => answered,
+                Clock::Midpoint => self.asked + (self.answered - self.asked) / 2,
+                Clock::Answered => self.answered,
             };
             (hq.with_timezone(&Utc) - read_at).num_milliseconds()
         });

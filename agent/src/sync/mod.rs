@@ -14,12 +14,13 @@
 
 pub mod campaigns;
 pub mod client;
+mod encode;
 
 pub use client::{HqClient, HqError};
 
 use crate::backoff::Backoff;
-use crate::ledger::{Ledger, PushAck, UnsyncedEvent};
-use loyalty_protocol::{Event, EventBatch, EventKind, OutcomeStatus, PROTOCOL_VERSION};
+use crate::ledger::{Ledger, PushAck};
+use loyalty_protocol::OutcomeStatus;
 use rand::SeedableRng;
 use serde::Serialize;
 use std::sync::Mutex;
@@ -31,6 +32,13 @@ use tracing::{info, warn};
 /// by default); halved whenever an HQ answers 413, so a stricter HQ slows the drain, never
 /// stops it.
 pub const PUSH_BATCH: usize = 5000;
+/// Changes per transaction when a pulled page is applied: a page of 500 members is tens of
+/// milliseconds of writing, which must not come between a till and its answer.
+pub const PULL_SLICE: usize = 50;
+/// Events per acknowledgement the writer records: HQ's answer to a push of 5,000 is recorded
+/// in slices, each its own short transaction behind the tills' commands, so a sale never waits
+/// for a whole batch's bookkeeping (about 3 ms a thousand events).
+pub const ACK_SLICE: usize = 250;
 const PULL_PAGE: u32 = 500;
 /// Consecutive pulls start at least this far apart: a busy chain's changes reach a store in
 /// pages at most once a second, and an HQ that does not wait (`wait=` unknown to it, or
@@ -323,67 +331,103 @@ async fn apply_campaigns(
         .map_err(|e| HqError::Local(format!("applying campaigns: {e}")))
 }
 
+/// What a push sends, read and encoded off the async threads: a batch of 5,000 events is
+/// megabytes of JSON, milliseconds of CPU that must not hold a thread the tills' requests run on.
+struct Prepared {
+    /// `(seq, event_id, kind)` of each event sent, in order.
+    sent: Vec<(i64, String, String)>,
+    body: Vec<u8>,
+}
+
+async fn prepare(ledger: &Ledger, store: String, batch: usize) -> Result<Prepared, HqError> {
+    let readers = ledger.readers().clone();
+    tokio::task::spawn_blocking(move || {
+        let outbox = readers
+            .unsynced(batch)
+            .map_err(|e| HqError::Local(format!("reading the queue: {e}")))?;
+        let sent = outbox
+            .events
+            .iter()
+            .map(|e| (e.seq, e.event_id.clone(), e.kind.clone()))
+            .collect();
+        if outbox.events.is_empty() {
+            return Ok(Prepared {
+                sent,
+                body: Vec::new(),
+            });
+        }
+        let body = encode::push_body(&store, &outbox)
+            .map_err(|e| HqError::Local(format!("encoding the push: {e}")))?;
+        Ok(Prepared { sent, body })
+    })
+    .await
+    .map_err(|e| HqError::Local(format!("preparing the push stopped: {e}")))?
+}
+
 async fn push_once(client: &HqClient, ledger: &Ledger, batch: usize) -> Result<bool, HqError> {
-    let outbox = ledger
-        .readers()
-        .run(move |r| r.unsynced(batch))
-        .await
-        .map_err(|e| HqError::Local(format!("reading the queue: {e}")))?;
-    let events = outbox.events;
-    if events.is_empty() {
+    let Prepared { sent, body } = prepare(ledger, client.store().to_owned(), batch).await?;
+    if sent.is_empty() {
         return Ok(false);
     }
-    let request = EventBatch {
-        protocol: PROTOCOL_VERSION,
-        store_id: client.store().to_owned(),
-        ledger_id: outbox.ledger_id,
-        after_seq: outbox.after_seq,
-        events: events
-            .iter()
-            .map(|e| to_protocol(client.store(), e))
-            .collect(),
-    };
-    let answer = client.push(&request).await?;
+    let answer = client.push_encoded(body).await?;
     let response = answer.body;
-    if response.outcomes.len() != events.len() {
+    if response.outcomes.len() != sent.len() {
         return Err(HqError::Garbage(format!(
             "{} outcomes for {} events",
             response.outcomes.len(),
-            events.len()
+            sent.len()
         )));
     }
     let mut rejected = Vec::new();
     let mut flagged = 0usize;
-    for (event, outcome) in events.iter().zip(&response.outcomes) {
-        if outcome.event_id != event.event_id {
+    for ((seq, event_id, kind), outcome) in sent.iter().zip(&response.outcomes) {
+        if &outcome.event_id != event_id {
             return Err(HqError::Garbage(format!(
-                "outcome for {} where {} was expected",
-                outcome.event_id, event.event_id
+                "outcome for {} where {event_id} was expected",
+                outcome.event_id
             )));
         }
         if !outcome.flags.is_empty() {
             flagged += 1;
         }
         if let OutcomeStatus::Rejected { reason } = &outcome.status {
-            warn!(seq = event.seq, event_id = %event.event_id, kind = %event.kind, reason = %reason, "HQ rejected an event for good; it goes to the dead-letter table.");
-            rejected.push((event.seq, event.event_id.clone(), reason.clone()));
+            warn!(seq, event_id = %event_id, kind = %kind, reason = %reason, "HQ rejected an event for good; it goes to the dead-letter table.");
+            rejected.push((*seq, event_id.clone(), reason.clone()));
         }
     }
-    let last = events.last().map(|e| e.seq).unwrap_or(0);
+    let first = sent.first().map(|e| e.0).unwrap_or(0);
+    let last = sent.last().map(|e| e.0).unwrap_or(0);
     // Exactly what HQ acknowledged of what it was sent, never more: HQ's watermark may run
     // ahead of this batch (an earlier answer was lost), and must not count for events recorded
     // after this batch was read.
     let watermark = response.watermark.min(last);
-    let pushed = events.len();
-    ledger
-        .push_acked(PushAck {
-            watermark,
-            rejected,
-            skew_ms: answer.skew_ms,
-            at: now_text(),
-        })
-        .await
-        .map_err(|e| HqError::Local(format!("recording HQ's answer: {e}")))?;
+    let pushed = sent.len();
+    let at = now_text();
+    // In slices, oldest first, each moving the watermark over its own events: a crash between
+    // two leaves a watermark HQ does hold, and the next push starts after it.
+    let mut acked = first - 1;
+    let mut rejected = rejected.into_iter().peekable();
+    loop {
+        let to = acked.saturating_add(ACK_SLICE as i64).min(watermark);
+        let final_slice = to >= watermark;
+        let mut slice_rejected = Vec::new();
+        while let Some(r) = rejected.next_if(|r| final_slice || r.0 <= to) {
+            slice_rejected.push(r);
+        }
+        ledger
+            .push_acked(PushAck {
+                watermark: to,
+                rejected: slice_rejected,
+                skew_ms: answer.skew_ms,
+                at: at.clone(),
+            })
+            .await
+            .map_err(|e| HqError::Local(format!("recording HQ's answer: {e}")))?;
+        if final_slice {
+            break;
+        }
+        acked = to;
+    }
     info!(
         pushed,
         watermark,
@@ -411,7 +455,7 @@ struct Recorded {
     more: bool,
 }
 
-/// Records a page pulled from `cursor` with the cursor it moves to, in one transaction.
+/// Records a page pulled from `cursor` with the cursor it moves to (see [`apply_page`]).
 async fn record_page(
     ledger: &Ledger,
     cursor: &str,
@@ -426,10 +470,7 @@ async fn record_page(
         .iter()
         .filter(|c| matches!(c, loyalty_protocol::Change::Campaign(_)))
         .count();
-    ledger
-        .changes_pulled(page, answer.skew_ms, now_text())
-        .await
-        .map_err(|e| HqError::Local(format!("recording HQ's changes: {e}")))?;
+    apply_page(ledger, page, cursor, answer.skew_ms).await?;
     if changes > 0 {
         info!(changes, cursor = %next, "Pulled changes from HQ.");
     }
@@ -459,25 +500,39 @@ async fn pull_all(client: &HqClient, ledger: &Ledger) -> Result<usize, HqError> 
     }
 }
 
-fn now_text() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+/// Applies a page in slices of [`PULL_SLICE`] changes, each its own transaction; only the last
+/// moves the cursor. A crash between two pulls the page again, and applying a change twice is
+/// applying it once (each is an entity's current state).
+async fn apply_page(
+    ledger: &Ledger,
+    mut page: loyalty_protocol::ChangesPage,
+    cursor_before: &str,
+    skew_ms: Option<i64>,
+) -> Result<(), HqError> {
+    let mut changes = std::mem::take(&mut page.changes);
+    loop {
+        let rest = changes.split_off(changes.len().min(PULL_SLICE));
+        let last = rest.is_empty();
+        let slice = loyalty_protocol::ChangesPage {
+            changes,
+            next_cursor: if last {
+                page.next_cursor.clone()
+            } else {
+                cursor_before.to_owned()
+            },
+            ..page.clone()
+        };
+        ledger
+            .changes_pulled(slice, skew_ms, now_text())
+            .await
+            .map_err(|e| HqError::Local(format!("recording HQ's changes: {e}")))?;
+        if last {
+            return Ok(());
+        }
+        changes = rest;
+    }
 }
 
-fn to_protocol(store: &str, e: &UnsyncedEvent) -> Event {
-    Event {
-        event_id: e.event_id.clone(),
-        store_id: store.to_owned(),
-        seq: e.seq,
-        kind: EventKind::from(e.kind.clone()),
-        account: e.account.clone(),
-        lane: e.lane.clone(),
-        points: e.points,
-        // A payload that no longer parses is sent as text: HQ rejects it with a reason and the
-        // event is dead-lettered, instead of blocking the queue here.
-        payload: serde_json::from_str(&e.payload)
-            .unwrap_or_else(|_| serde_json::Value::String(e.payload.clone())),
-        rule_version: e.rule_version.clone(),
-        recorded_at: e.recorded_at.clone(),
-        idempotency_key: e.idempotency_key.clone(),
-    }
+fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

@@ -202,19 +202,16 @@ fn apply(
     touched: &mut BTreeSet<String>,
     (dead_after_ms, feed): (i64, &mut Vec<FeedPosted>),
 ) -> Result<EventOutcome, StoreError> {
-    if let Some(stored) = stored_event(tx, &e.event_id)? {
+    let Held {
+        stored,
+        balance,
+        registered,
+    } = held(tx, e)?;
+    if let Some(stored) = stored {
         return duplicate(tx, now, e, &stored);
     }
-    if let Some(account) = &e.account {
-        let held = tx
-            .row(
-                "SELECT balance FROM accounts WHERE account = ?1",
-                args![account],
-            )?
-            .map(|r| r.int(0))
-            .transpose()?
-            .unwrap_or(0);
-        if let Err(why) = bounds::add_to_balance(held, e.points) {
+    if e.account.is_some() {
+        if let Err(why) = bounds::add_to_balance(balance, e.points) {
             let raw = serde_json::to_string(e).unwrap_or_default();
             return reject(
                 tx,
@@ -226,7 +223,7 @@ fn apply(
             );
         }
     }
-    let mut flags: Vec<PendingFlag> = implausible(tx, plausibility, e)?;
+    let mut flags: Vec<PendingFlag> = implausible(plausibility, e, registered);
     let member = match &e.account {
         Some(a) => member_of(tx, a)?,
         None => None,
@@ -501,25 +498,48 @@ struct StoredEvent {
     idempotency_key: String,
 }
 
-fn stored_event(tx: &mut dyn Sql, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
-    let Some(r) = tx.row(
-        "SELECT store_id, seq, kind, account, points, payload, recorded_at, idempotency_key
-         FROM events WHERE event_id = ?1",
-        args![event_id],
-    )?
-    else {
-        return Ok(None);
+/// What HQ holds that an incoming event is checked against.
+struct Held {
+    /// The event itself, if HQ holds it already.
+    stored: Option<StoredEvent>,
+    /// The event's account's balance (0 without one).
+    balance: i64,
+    /// The account is a registered member's, or a card's.
+    registered: bool,
+}
+
+/// [`Held`], in one statement: on PostgreSQL every statement is a round trip.
+fn held(tx: &mut dyn Sql, e: &Event) -> Result<Held, StoreError> {
+    let r = tx.one(
+        "SELECT e.store_id, e.seq, e.kind, e.account, e.points, e.payload, e.recorded_at,
+                e.idempotency_key,
+                (SELECT balance FROM accounts WHERE account = ?2),
+                (SELECT COUNT(*) FROM members WHERE member_id = ?2)
+         FROM (SELECT 1 AS here) AS one LEFT JOIN events e ON e.event_id = ?1",
+        args![&e.event_id, &e.account],
+    )?;
+    let stored = match r.opt_text(0)? {
+        None => None,
+        Some(store_id) => Some(StoredEvent {
+            store_id,
+            seq: r.int(1)?,
+            kind: r.text(2)?,
+            account: r.opt_text(3)?,
+            points: r.int(4)?,
+            payload: r.text(5)?,
+            recorded_at: r.text(6)?,
+            idempotency_key: r.text(7)?,
+        }),
     };
-    Ok(Some(StoredEvent {
-        store_id: r.text(0)?,
-        seq: r.int(1)?,
-        kind: r.text(2)?,
-        account: r.opt_text(3)?,
-        points: r.int(4)?,
-        payload: r.text(5)?,
-        recorded_at: r.text(6)?,
-        idempotency_key: r.text(7)?,
-    }))
+    let registered = r.int(9)? > 0
+        || e.account
+            .as_deref()
+            .is_some_and(|a| a.starts_with(CARD_ACCOUNT_PREFIX));
+    Ok(Held {
+        stored,
+        balance: r.opt_int(8)?.unwrap_or(0),
+        registered,
+    })
 }
 
 /// An `event_id` HQ already holds: no effect. Sent again with other content, the first stands
@@ -569,11 +589,7 @@ fn duplicate(
 }
 
 /// Flags for what no store could have computed; the event is stored all the same.
-fn implausible(
-    tx: &mut dyn Sql,
-    plausibility: &Plausibility,
-    e: &Event,
-) -> Result<Vec<PendingFlag>, StoreError> {
+fn implausible(plausibility: &Plausibility, e: &Event, registered: bool) -> Vec<PendingFlag> {
     let mut flags = Vec::new();
     match e.kind {
         EventKind::Sale => {
@@ -604,15 +620,11 @@ fn implausible(
         }
         _ => {}
     }
-    if let Some(account) = e.account.as_deref().filter(|_| e.points > 0) {
-        let registered = account.starts_with(CARD_ACCOUNT_PREFIX)
-            || tx.exists("SELECT 1 FROM members WHERE member_id = ?1", args![account])?;
-        if !registered {
-            flags.push(PendingFlag::here(
-                UNKNOWN_MEMBER,
-                format!("credit to {account}, a member HQ never registered; held under that id"),
-            ));
-        }
+    if let Some(account) = e.account.as_deref().filter(|_| e.points > 0 && !registered) {
+        flags.push(PendingFlag::here(
+            UNKNOWN_MEMBER,
+            format!("credit to {account}, a member HQ never registered; held under that id"),
+        ));
     }
-    Ok(flags)
+    flags
 }

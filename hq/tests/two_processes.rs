@@ -497,3 +497,49 @@ async fn each_webhook_message_is_sent_by_one_process() {
     let all = received.lock().unwrap().clone();
     assert_eq!(all.len(), sales.len(), "a message was sent twice: {all:?}");
 }
+
+#[test]
+fn two_processes_expiring_gifts_at_once_announce_each_once() {
+    use loyalty_hq::config::Database;
+    use loyalty_hq::store::{Incoming, MemberInput, Options, Push};
+    use loyalty_hq::token::TokenHash;
+
+    let cluster = loyalty_sim::pg::shared().unwrap();
+    let db = Database::Postgres(cluster.create_database().unwrap());
+    let one = loyalty_hq::store::open(&db, Options::default()).unwrap();
+    let other = loyalty_hq::store::open(&db, Options::default()).unwrap();
+    one.put_store("s1", &TokenHash::of("s1-token-secret"))
+        .unwrap();
+    one.put_member("m0", &MemberInput::default()).unwrap();
+    // Gifts valid until 2025-04-01: expired by now.
+    let gifts: Vec<Incoming> = (1..=40)
+        .map(|seq| Incoming::Valid(gift("s1", seq, "m0", &format!("c{seq}"), &at(seq as u32))))
+        .collect();
+    one.ingest(
+        "s1",
+        Push {
+            ledger_id: ledger_of("s1"),
+            after_seq: 0,
+            events: gifts,
+        },
+    )
+    .unwrap();
+
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| one.expire_gifts().unwrap().len());
+        let b = s.spawn(|| other.expire_gifts().unwrap().len());
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(a + b, 40, "expired by one process or the other: {a} + {b}");
+    let Database::Postgres(url) = &db else {
+        unreachable!()
+    };
+    let announced = cluster
+        .psql(
+            url,
+            "SELECT COUNT(*) FROM member_feed WHERE type = 'gift.expired'",
+        )
+        .unwrap();
+    assert_eq!(announced.trim(), "40");
+    assert!(one.expire_gifts().unwrap().is_empty());
+}

@@ -134,8 +134,8 @@ impl Db<Postgres> {
         );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
-            // A database that is down or saturated fails a request (503-like, retried by the
-            // stores) instead of holding HQ's blocking threads forever.
+            // A database that is down or saturated fails the request (answered 500, which the
+            // stores retry) instead of holding HQ's blocking threads forever.
             .wait_timeout(Some(CONNECT_WITHIN))
             .create_timeout(Some(CONNECT_WITHIN))
             .runtime(deadpool_postgres::Runtime::Tokio1)

@@ -6,7 +6,8 @@
 //! `cargo bench -p loyalty-agent --bench till_under_load`. Environment (defaults in brackets):
 //! `BENCH_EVENTS` backlog to drain [300000], `BENCH_PHONES` [1000], `BENCH_SIGHTINGS_PER_PHONE`
 //! per second [20], `BENCH_PHASE_SECS` length of the idle and storm phases [8],
-//! `BENCH_SALE_EVERY_MS` the probe's pace [5], `BENCH_HQ_NICE` HQ's CPU niceness [19].
+//! `BENCH_SALE_EVERY_MS` the probe's pace [5], `BENCH_HQ_NICE` HQ's CPU niceness [19],
+//! `BENCH_HQ_DIR` where HQ's database goes [/dev/shm].
 //!
 //! The agent is `app::run` in this process, as `loyalty-agent run` runs it, with HQ configured:
 //! - run 1: idle, then the storm. The storm is a replayed trace (`[proximity] replay`, the same
@@ -24,8 +25,9 @@
 //!
 //! HQ is another machine in a real chain; here it shares the store box's two cores, and while
 //! it ingests 300,000 events as fast as it can it would take one of them from the agent. So it
-//! runs at the lowest CPU priority (`nice -n 19`) and the figures are the agent's own: what its
-//! drain costs its tills. `BENCH_HQ_NICE=0` measures the two processes sharing the cores evenly.
+//! runs at the lowest CPU priority (`nice -n 19`), with its database on a tmpfs (its fsyncs
+//! would otherwise queue with the ledger's on the one disk), and the figures are the agent's
+//! own: what its drain costs its tills. `BENCH_HQ_NICE=0` and `BENCH_HQ_DIR` undo either.
 
 use loyalty_agent::app;
 use loyalty_agent::config::Config;
@@ -493,12 +495,27 @@ fn main() -> ExitCode {
         .map(|a| a.port())
         .expect("a free port");
     let hq_nice = env_or("BENCH_HQ_NICE", 19).min(19);
-    println!("HQ runs beside the agent at nice {hq_nice}");
+    // HQ's disk is another machine's too: its fsyncs (300,000 events ingested with
+    // synchronous=FULL) would queue with the ledger's on this one disk. `BENCH_HQ_DIR` puts its
+    // database elsewhere; by default a tmpfs where there is one.
+    let hq_dir = match std::env::var_os("BENCH_HQ_DIR") {
+        Some(d) => PathBuf::from(d),
+        None if Path::new("/dev/shm").is_dir() => PathBuf::from("/dev/shm"),
+        None => dir.path().to_owned(),
+    };
+    let hq_db = tempfile::Builder::new()
+        .prefix("till-bench-hq-")
+        .tempdir_in(&hq_dir)
+        .expect("a directory for HQ's database");
+    println!(
+        "HQ runs beside the agent at nice {hq_nice}, its database in {}",
+        hq_db.path().display()
+    );
     let mut hq = Command::new("nice")
         .args(["-n", &hq_nice.to_string()])
         .arg(hq_binary())
         .args(["serve", "--db"])
-        .arg(dir.path().join("hq.db"))
+        .arg(hq_db.path().join("hq.db"))
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),

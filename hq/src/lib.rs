@@ -5,6 +5,8 @@
 //!   may share. Ingestion and the reconciliation rules live in the store (`store/ingest.rs`),
 //!   written once for both, the changes feed in `store/changes.rs`.
 //! - [`http::router`] is the HTTP API (admin and store sync endpoints).
+//! - [`import_client`] sends a member file to the bulk import route (`loyalty-hq import-members`).
+//! - [`metrics::Metrics`]: what `/metrics` exports, every name in one file.
 //! - [`allowance::AllowancePolicy`] is the offline spend allowance rule.
 //! - [`webhooks`] delivers the queued member events to the retailer's endpoints, a task of its
 //!   own; [`expiry`] announces expired gifts; [`feed_hub::FeedHub`] wakes live member feeds.
@@ -23,6 +25,8 @@ pub mod cursor;
 pub mod expiry;
 pub mod feed_hub;
 pub mod http;
+pub mod import_client;
+pub mod metrics;
 pub mod store;
 pub mod tls;
 pub mod token;
@@ -72,6 +76,7 @@ pub async fn serve(
         hub: hub.clone(),
         app: settings.app.clone(),
         max_pull_wait: settings.max_pull_wait,
+        metrics: Arc::new(metrics::Metrics::new()),
     };
     let app = http::router(state, settings.max_body_bytes);
     let tls = settings.tls.clone();

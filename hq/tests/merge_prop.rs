@@ -152,7 +152,7 @@ proptest! {
         let push = |si: usize, batch: &[Event]| {
             let after_seq = batch.first().map_or(0, |e| e.seq - 1);
             let events = batch.iter().cloned().map(Incoming::Valid).collect();
-            store.ingest(STORES[si], Push { ledger_id: format!("ledger-{si}"), after_seq, events })
+            store.ingest(STORES[si], Push { ledger_id: format!("ledger-{si}"), after_seq, events, agent_version: None })
         };
         let mut pushed: Vec<(usize, Vec<Event>)> = Vec::new();
         let mut repeats = repeats.into_iter();
@@ -205,7 +205,7 @@ proptest! {
             .map(|e| e.event_id.clone())
             .collect();
         let flagged: BTreeSet<String> = store
-            .reconciliation()
+            .reconciliation(&Default::default())
             .unwrap()
             .flags
             .into_iter()

@@ -521,6 +521,7 @@ fn two_processes_expiring_gifts_at_once_announce_each_once() {
             ledger_id: ledger_of("s1"),
             after_seq: 0,
             events: gifts,
+            agent_version: None,
         },
     )
     .unwrap();

@@ -16,6 +16,29 @@ use crate::registry::{Conn, Phase};
 #[error("the connection was closed before the request body was complete")]
 pub struct Shed;
 
+/// In every request's extensions: lets a handler take a long upload out of the body timeout.
+///
+/// The body timeout is there for clients that never finish a request; a handler that
+/// authenticated its caller and consumes the body as it arrives (a bulk import of minutes) is
+/// answering it, so it may [`StreamedBody::answering`] it. The connection is then busy: neither
+/// timed out nor shed, like a request whose body has ended.
+#[derive(Clone)]
+pub struct StreamedBody {
+    conn: Arc<Conn>,
+}
+
+impl StreamedBody {
+    pub(crate) fn new(conn: Arc<Conn>) -> Self {
+        StreamedBody { conn }
+    }
+
+    /// The request is being answered while its body still arrives: no body timeout from now on.
+    pub fn answering(&self) {
+        self.conn
+            .advance(&[Phase::Headers, Phase::Body], Phase::Busy);
+    }
+}
+
 /// The request body; its end makes the request complete ([`Phase::Busy`]).
 pub struct RequestBody {
     pub inner: Incoming,

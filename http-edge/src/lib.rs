@@ -23,6 +23,7 @@ mod registry;
 mod serve;
 
 pub use api_error::ApiError;
+pub use body::StreamedBody;
 pub use errors::Path;
 pub use limits::Limits;
 pub use serve::{serve, serve_tls};

@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use tower_service::Service;
 use tracing::{debug, warn};
 
-use crate::body::{RequestBody, ResponseBody};
+use crate::body::{RequestBody, ResponseBody, StreamedBody};
 use crate::io::WatchedStream;
 use crate::limits::Limits;
 use crate::registry::{Admission, Conn, Phase, Registry};
@@ -236,7 +236,11 @@ where
                 inner: body,
                 conn: conn.clone(),
             });
-            let mut response = router.call(Request::from_parts(parts, body)).await?;
+            let mut request = Request::from_parts(parts, body);
+            request
+                .extensions_mut()
+                .insert(StreamedBody::new(conn.clone()));
+            let mut response = router.call(request).await?;
             if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 // The rest of the body is still on its way: say so, or the client would send
                 // its next request on a connection that will be closed under it.

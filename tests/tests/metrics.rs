@@ -3,7 +3,7 @@
 //! series they alert on are there with the values the store's state gives them, and the
 //! Grafana dashboard (`docs/grafana/loyalty-agent-store.json`) queries only series that exist.
 
-use loyalty_e2e::Store;
+use loyalty_e2e::{wait_until, Hq, Store};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -121,6 +121,69 @@ fn promtool_accepts_metrics_and_store_it_finds_what_it_alerts_on() {
         "loyalty_build_info{{demo=\"yes\",version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     ));
+}
+
+/// HQ's `/metrics` (no token) as the chain's Prometheus reads it, with a real agent syncing:
+/// promtool accepts it, and the store's contact and HQ's ingest are there; the store list shows
+/// the version the agent sent in its `User-Agent`.
+#[test]
+fn promtool_accepts_hqs_metrics_with_a_store_syncing() {
+    let hq = Hq::start();
+    hq.add_store("store-m", "store-m-token-0001");
+    hq.put_member("m1", &json!({"cards": ["CARD-0001"]}));
+    let store = Store::with_hq(
+        "store-m",
+        &hq.url(),
+        "store-m-token-0001",
+        "",
+        "[[lanes]]\nid = \"1\"\n",
+    );
+    let _agent = store.start();
+    let (status, sale) = store.post(
+        "/v1/lanes/1/sales",
+        &json!({"receipt_id": "r1", "total_cents": 2_000, "card": "CARD-0001"}),
+    );
+    assert_eq!(status, 200, "{sale}");
+    wait_until(
+        std::time::Duration::from_secs(20),
+        "HQ to hold the sale",
+        || hq.events_held("store-m") == 1,
+        || store.log(),
+    );
+
+    let r = reqwest::blocking::get(format!("{}/metrics", hq.url())).unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let body = r.text().unwrap();
+    let (code, said) = promtool(&body);
+    assert!(
+        code == 0 && said.trim().is_empty(),
+        "promtool check metrics exited {code}:\n{said}\n{body}"
+    );
+    for prefix in [
+        "loyalty_hq_events_stored_total 1",
+        "loyalty_hq_push_duration_seconds_count ",
+        "loyalty_hq_store_last_contact_seconds{store=\"store-m\"} ",
+        "loyalty_hq_http_requests_total{method=\"POST\",route=\"/v1/stores/{store}/events\",status=\"200\"} ",
+        "loyalty_hq_build_info{version=",
+    ] {
+        assert!(
+            body.lines().any(|l| l.starts_with(prefix)),
+            "no line starting `{prefix}` in HQ's /metrics:\n{body}"
+        );
+    }
+
+    let (status, list) = hq.admin_get("/v1/admin/stores");
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(
+        list["stores"][0]["agent_version"],
+        env!("CARGO_PKG_VERSION"),
+        "{list}"
+    );
+    assert_eq!(list["stores"][0]["events_today"], 1, "{list}");
 }
 
 #[test]

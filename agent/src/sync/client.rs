@@ -120,6 +120,8 @@ impl HqClient {
         ca_file: Option<&Path>,
     ) -> Result<Self, HqError> {
         let mut builder = reqwest::Client::builder()
+            // HQ's store list shows which version each store runs.
+            .user_agent(concat!("loyalty-agent/", env!("CARGO_PKG_VERSION")))
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .gzip(true);

@@ -2,11 +2,13 @@
 //! A PUT logs at debug: a member import is thousands of them, one info line each drowned the
 //! log.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use loyalty_http_edge::Path;
@@ -16,7 +18,7 @@ use serde_json::{json, Value};
 use super::auth::require_admin;
 use super::error::{blocking, ApiError};
 use super::AppState;
-use crate::store::{MemberInput, MemberView, Reconciliation};
+use crate::store::{MemberInput, MemberView, Reconciliation, ReconciliationFilter};
 use crate::token::TokenHash;
 
 /// Ids HQ accepts for stores, members and campaigns: what fits in a URL path and a log line.
@@ -32,6 +34,38 @@ pub fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
             "{what} id must be 1 to 64 letters, digits, '-', '_' or '.'"
         )))
     }
+}
+
+/// A member profile as HQ saves it, or why not: the PUT's rules, which the bulk import applies
+/// to every row.
+pub(super) fn check_profile(mut input: MemberInput) -> Result<MemberInput, ApiError> {
+    // One card, one key: the text a lane scans (protocol::card), whatever spelling HQ was sent.
+    let mut cards = Vec::with_capacity(input.cards.len());
+    for (i, text) in input.cards.iter().enumerate() {
+        let card = loyalty_protocol::canonical_card(text).map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_card",
+                format!("cards[{i}]: {e}"),
+            )
+        })?;
+        if !cards.contains(&card) {
+            cards.push(card);
+        }
+    }
+    input.cards = cards;
+    // The stores and the member API check signatures with it: a key that is not one would
+    // only surface later as every QR and app request refused.
+    if let Some(key) = &input.qr_public_key {
+        if super::app_auth::verifying_key(key).is_none() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_key",
+                "qr_public_key must be an Ed25519 public key: 32 bytes, base64 (44 characters ending in `=`)",
+            ));
+        }
+    }
+    Ok(input)
 }
 
 /// The body as `T`; a key `T` does not know is refused, not ignored (a misspelt `card` must not
@@ -101,36 +135,11 @@ pub async fn put_member(
 ) -> Result<Json<MemberView>, ApiError> {
     require_admin(&state, &headers)?;
     check_id("member", &member_id)?;
-    let mut input: MemberInput = parse(
+    let input: MemberInput = parse(
         body,
         "{\"tier\", \"segments\": [...], \"cards\": [...], \"qr_public_key\", \"proximity_key\"}",
     )?;
-    // One card, one key: the text a lane scans (protocol::card), whatever spelling HQ was sent.
-    let mut cards = Vec::with_capacity(input.cards.len());
-    for (i, text) in input.cards.iter().enumerate() {
-        let card = loyalty_protocol::canonical_card(text).map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "bad_card",
-                format!("cards[{i}]: {e}"),
-            )
-        })?;
-        if !cards.contains(&card) {
-            cards.push(card);
-        }
-    }
-    input.cards = cards;
-    // The stores and the member API check signatures with it: a key that is not one would
-    // only surface later as every QR and app request refused.
-    if let Some(key) = &input.qr_public_key {
-        if super::app_auth::verifying_key(key).is_none() {
-            return Err(ApiError::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "bad_key",
-                "qr_public_key must be an Ed25519 public key: 32 bytes, base64 (44 characters ending in `=`)",
-            ));
-        }
-    }
+    let input = check_profile(input)?;
     let st = state.clone();
     let id = member_id.clone();
     let view = blocking(move || {
@@ -221,16 +230,61 @@ pub async fn delete_campaign(
     ))
 }
 
-/// `GET /v1/admin/reconciliation`.
+/// `GET /v1/admin/reconciliation?store=&flag=&since=&until=`.
 #[utoipa::path(get, path = "/v1/admin/reconciliation", tag = "admin", security(("admin" = [])),
-    responses((status = 200, description = "What HQ flagged, what it refused, and every ledger each store was bound to (README, \"Sync with HQ\")", body = crate::store::Reconciliation), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
+    params(("store" = Option<String>, Query, description = "Only this store's flags, rejections and ledger bindings"),
+        ("flag" = Option<String>, Query, description = "Only flags of this kind (`overdraft`, `unknown_member`, ...); rejections and ledger bindings are then left out"),
+        ("since" = Option<String>, Query, description = "From this time on, inclusive (RFC 3339)"),
+        ("until" = Option<String>, Query, description = "Before this time, exclusive (RFC 3339)")),
+    responses((status = 200, description = "What HQ flagged, what it refused, and every ledger each store was bound to (README, \"Sync with HQ\"): the most recent 1,000 of each that match", body = crate::store::Reconciliation), (status = "default", description = "An error: `{\"error\": code, \"message\": sentence}`", body = loyalty_protocol::ErrorBody)))]
 pub async fn reconciliation(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Reconciliation>, ApiError> {
     require_admin(&state, &headers)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let filter = reconciliation_filter(&query)?;
     let st = state.clone();
     Ok(Json(
-        blocking(move || Ok(st.store.reconciliation()?)).await?,
+        blocking(move || Ok(st.store.reconciliation(&filter)?)).await?,
     ))
+}
+
+/// The query as a filter; an empty parameter is no filter. Times are rewritten as HQ writes
+/// its own (UTC, milliseconds, `Z`), so they compare as text with the stored ones.
+fn reconciliation_filter(
+    query: &HashMap<String, String>,
+) -> Result<ReconciliationFilter, ApiError> {
+    if let Some(unknown) = query
+        .keys()
+        .find(|k| !matches!(k.as_str(), "store" | "flag" | "since" | "until"))
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown parameter {unknown:?}: store, flag, since, until"
+        )));
+    }
+    let text = |name: &str| query.get(name).filter(|v| !v.is_empty()).cloned();
+    let time = |name: &str| -> Result<Option<String>, ApiError> {
+        text(name)
+            .map(|v| {
+                chrono::DateTime::parse_from_rfc3339(&v)
+                    .map(|t| {
+                        t.with_timezone(&chrono::Utc)
+                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    })
+                    .map_err(|_| {
+                        ApiError::bad_request(format!(
+                            "{name} must be an RFC 3339 time like 2025-03-01T10:00:00Z"
+                        ))
+                    })
+            })
+            .transpose()
+    };
+    Ok(ReconciliationFilter {
+        store: text("store"),
+        flag: text("flag"),
+        since: time("since")?,
+        until: time("until")?,
+    })
 }

@@ -108,6 +108,7 @@ pub fn parse(body: &[u8], store: &str, max_events: usize) -> Result<Push, ApiErr
         ledger_id: batch.ledger_id,
         after_seq: batch.after_seq,
         events: out,
+        agent_version: None,
     })
 }
 

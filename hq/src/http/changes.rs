@@ -64,6 +64,15 @@ pub async fn changes(
             .map_err(|_| ApiError::bad_request("wait must be whole seconds"))?,
     }
     .min(state.max_pull_wait);
+    {
+        // Recorded as it arrives: a waiting pull is a store in contact.
+        let (st, store, headers) = (state.clone(), store.clone(), headers.clone());
+        blocking(move || {
+            super::operator::note_pull(&st, &store, &headers);
+            Ok(())
+        })
+        .await?;
+    }
     let deadline = Instant::now() + wait;
     // Taken before the first read: a change committed after it is in that read or wakes us.
     let mut woken = state.hub.watch_changes();

@@ -2,6 +2,7 @@
 //! Every error body is JSON, axum's own rejections included (`loyalty_http_edge::errors`).
 
 mod admin;
+mod admin_page;
 mod app;
 pub mod app_auth;
 mod auth;
@@ -9,7 +10,11 @@ mod batch;
 mod changes;
 mod enrolment;
 mod error;
+mod history;
+mod import;
+mod metrics;
 pub mod openapi;
+mod operator;
 mod sync;
 mod wallet;
 mod webhooks;
@@ -24,6 +29,7 @@ use axum::{Json, Router};
 use loyalty_protocol::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 
 pub use error::ApiError;
+pub use import::{ImportRefusal, ImportSummary, MAX_ROW_BYTES};
 
 use crate::store::{Push, Store};
 
@@ -46,6 +52,7 @@ pub struct AppState {
     pub app: crate::config::AppSettings,
     /// A pull's `wait=` is capped to this.
     pub max_pull_wait: std::time::Duration,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Every answer says which protocol HQ speaks, errors included, so a mismatched agent can tell.
@@ -62,8 +69,10 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let state = Arc::new(state);
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/stores/{store}/events", post(sync::push))
         .route("/v1/stores/{store}/changes", get(changes::changes))
@@ -71,6 +80,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             "/v1/stores/{store}/ledger",
             get(sync::ledger).put(sync::rebind_ledger),
         )
+        .route("/v1/admin/stores", get(operator::stores))
         .route("/v1/admin/stores/{store_id}", put(admin::put_store))
         .route(
             "/v1/admin/members/{member_id}",
@@ -80,7 +90,12 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             "/v1/admin/campaigns/{campaign_id}",
             put(admin::put_campaign).delete(admin::delete_campaign),
         )
+        .route(
+            "/v1/admin/members/{member_id}/events",
+            get(history::member_events),
+        )
         .route("/v1/admin/reconciliation", get(admin::reconciliation))
+        .route("/v1/admin/imports/members", post(import::import_members))
         .route(
             "/v1/admin/members/{member_id}/enrolments",
             post(enrolment::create),
@@ -104,6 +119,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/app/members/{member}/history", get(app::history))
         .route("/v1/app/members/{member}/feed", get(app::feed))
         .route("/wallet", get(wallet::page))
+        .route("/admin", get(admin_page::page))
         .fallback(loyalty_http_edge::errors::not_found)
         .method_not_allowed_fallback(loyalty_http_edge::errors::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -111,5 +127,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             loyalty_http_edge::errors::json_errors,
         ))
         .layer(axum::middleware::map_response(protocol_header))
-        .with_state(Arc::new(state))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record,
+        ))
+        .with_state(state)
 }

@@ -15,6 +15,7 @@ use loyalty_protocol::{
 use super::auth::require_store;
 use super::batch;
 use super::error::{blocking, ApiError};
+use super::operator;
 use super::AppState;
 use crate::clock;
 
@@ -48,15 +49,26 @@ pub async fn push(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PushResponse>, ApiError> {
+    let started = std::time::Instant::now();
     require_store(&state, &headers, &store).await?;
+    // A store in contact, whatever becomes of its push.
+    state
+        .metrics
+        .contact(&store, chrono::Utc::now().timestamp());
     check_header(&headers)?;
     let body = body.map_err(ApiError::from_body)?;
     let st = state.clone();
     let result = blocking(move || {
-        let push = batch::parse(&body, &store, st.max_batch_events)?;
+        let mut push = batch::parse(&body, &store, st.max_batch_events)?;
+        push.agent_version = operator::agent_version(&headers);
         Ok(st.store.ingest(&store, push)?)
     })
-    .await?;
+    .await
+    .inspect_err(|e| state.metrics.push_refused(e.code))?;
+    state
+        .metrics
+        .push_applied(&result.outcomes, started.elapsed().as_secs_f64());
+
     // After the commit: a live feed, the webhook sender or a waiting pull reads what it is
     // told of.
     state.hub.publish(&result.feed);

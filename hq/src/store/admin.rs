@@ -3,7 +3,8 @@
 use super::accounts::{member_base, member_totals};
 use super::sql::{args, Row, Sql, SqlExt, Wake};
 use super::{
-    Flag, LedgerBindingRecord, MemberInput, MemberView, Reconciliation, Rejection, StoreError,
+    Flag, LedgerBindingRecord, MemberInput, MemberView, Reconciliation, ReconciliationFilter,
+    Rejection, StoreError,
 };
 use crate::token::TokenHash;
 
@@ -51,6 +52,29 @@ pub fn store_for_token(sql: &mut dyn Sql, token: &TokenHash) -> Result<Option<St
 }
 
 pub fn put_member(sql: &mut dyn Sql, member_id: &str, m: &MemberInput) -> Result<(), StoreError> {
+    put_member_in(sql, member_id, m)?;
+    sql.announce(Wake::Changes);
+    Ok(())
+}
+
+/// A bulk import: every member as [`put_member`] saves one, in order, in the caller's one
+/// transaction. The same statements on both databases (a batched insert, not PostgreSQL's
+/// `COPY`): the cards' moves and the change numbers need the row-by-row rules anyway.
+pub fn import_members(
+    sql: &mut dyn Sql,
+    members: &[(String, MemberInput)],
+) -> Result<(), StoreError> {
+    for (member_id, m) in members {
+        put_member_in(sql, member_id, m)?;
+    }
+    // One wake-up for the batch: pulls read every change it made in one page or more.
+    if !members.is_empty() {
+        sql.announce(Wake::Changes);
+    }
+    Ok(())
+}
+
+fn put_member_in(sql: &mut dyn Sql, member_id: &str, m: &MemberInput) -> Result<(), StoreError> {
     let seq = sql.next_change()?;
     let segments = serde_json::to_string(&m.segments).unwrap_or_else(|_| "[]".into());
     sql.exec(
@@ -94,7 +118,6 @@ pub fn put_member(sql: &mut dyn Sql, member_id: &str, m: &MemberInput) -> Result
             tracing::info!(card = %card, from = %prev, to = %member_id, "Moved card to another member.");
         }
     }
-    sql.announce(Wake::Changes);
     Ok(())
 }
 
@@ -180,21 +203,43 @@ fn flag_row(r: &Row) -> Result<Flag, StoreError> {
     })
 }
 
-pub fn reconciliation(sql: &mut dyn Sql) -> Result<Reconciliation, StoreError> {
+/// Each list filtered in SQL (a `NULL` parameter matches everything), so the unfiltered report
+/// is the same query it always was. Parameters are cast to TEXT where they stand alone: else
+/// PostgreSQL cannot tell their type from `?N IS NULL`.
+pub fn reconciliation(
+    sql: &mut dyn Sql,
+    filter: &ReconciliationFilter,
+) -> Result<Reconciliation, StoreError> {
+    let ReconciliationFilter {
+        store,
+        flag,
+        since,
+        until,
+    } = filter;
     let flags = sql
         .rows(
             "SELECT flag, event_id, store_id, member, reason, flagged_at FROM
-               (SELECT * FROM flags ORDER BY id DESC LIMIT ?1) AS recent ORDER BY id",
-            args![REPORT_LIMIT],
+               (SELECT * FROM flags
+                WHERE (CAST(?2 AS TEXT) IS NULL OR store_id = ?2)
+                  AND (CAST(?3 AS TEXT) IS NULL OR flag = ?3)
+                  AND (CAST(?4 AS TEXT) IS NULL OR flagged_at >= ?4)
+                  AND (CAST(?5 AS TEXT) IS NULL OR flagged_at < ?5)
+                ORDER BY id DESC LIMIT ?1) AS recent ORDER BY id",
+            args![REPORT_LIMIT, store, flag, since, until],
         )?
         .iter()
         .map(flag_row)
         .collect::<Result<_, _>>()?;
-    let rejections = sql
-        .rows(
+    // Rejections and bindings are not flags: a report of one kind of flag has none.
+    let others = flag.is_none();
+    let rejections = if others {
+        sql.rows(
             "SELECT event_id, store_id, reason, event, rejected_at FROM rejections
+             WHERE (CAST(?2 AS TEXT) IS NULL OR store_id = ?2)
+               AND (CAST(?3 AS TEXT) IS NULL OR rejected_at >= ?3)
+               AND (CAST(?4 AS TEXT) IS NULL OR rejected_at < ?4)
              ORDER BY rejected_at DESC LIMIT ?1",
-            args![REPORT_LIMIT],
+            args![REPORT_LIMIT, store, since, until],
         )?
         .iter()
         .map(|r| {
@@ -206,12 +251,19 @@ pub fn reconciliation(sql: &mut dyn Sql) -> Result<Reconciliation, StoreError> {
                 rejected_at: r.text(4)?,
             })
         })
-        .collect::<Result<_, StoreError>>()?;
-    let ledger_bindings = sql
-        .rows(
+        .collect::<Result<_, StoreError>>()?
+    } else {
+        Vec::new()
+    };
+    let ledger_bindings = if others {
+        sql.rows(
             "SELECT store_id, ledger_id, after_seq, previous_ledger_id, previous_watermark, reason,
-               bound_at FROM ledger_bindings ORDER BY id DESC LIMIT ?1",
-            args![REPORT_LIMIT],
+               bound_at FROM ledger_bindings
+             WHERE (CAST(?2 AS TEXT) IS NULL OR store_id = ?2)
+               AND (CAST(?3 AS TEXT) IS NULL OR bound_at >= ?3)
+               AND (CAST(?4 AS TEXT) IS NULL OR bound_at < ?4)
+             ORDER BY id DESC LIMIT ?1",
+            args![REPORT_LIMIT, store, since, until],
         )?
         .iter()
         .map(|r| {
@@ -225,7 +277,10 @@ pub fn reconciliation(sql: &mut dyn Sql) -> Result<Reconciliation, StoreError> {
                 bound_at: r.text(6)?,
             })
         })
-        .collect::<Result<_, StoreError>>()?;
+        .collect::<Result<_, StoreError>>()?
+    } else {
+        Vec::new()
+    };
     Ok(Reconciliation {
         flags,
         rejections,

@@ -9,8 +9,9 @@ use loyalty_protocol::{ChangesPage, LedgerBinding, LedgerState};
 use super::plausibility::Plausibility;
 use super::sql::Sql;
 use super::{
-    admin, app, changes, feed, ingest, ledgers, webhooks, FeedPosted, IngestResult, MemberInput,
-    MemberView, Push, Reconciliation, Store, StoreError,
+    admin, app, changes, feed, history, ingest, ledgers, operator, webhooks, EventPosition,
+    FeedPosted, HistoryEvent, IngestResult, MemberInput, MemberView, Push, Reconciliation,
+    ReconciliationFilter, Store, StoreError, StoreView,
 };
 use crate::allowance::AllowancePolicy;
 use crate::token::TokenHash;
@@ -100,6 +101,10 @@ impl<B: Backend> Store for Db<B> {
         self.write(|sql| admin::put_member(sql, member_id, member))
     }
 
+    fn import_members(&self, members: &[(String, MemberInput)]) -> Result<(), StoreError> {
+        self.write(|sql| admin::import_members(sql, members))
+    }
+
     fn member(&self, member_id: &str) -> Result<Option<MemberView>, StoreError> {
         self.read(|sql| admin::member(sql, member_id))
     }
@@ -149,8 +154,30 @@ impl<B: Backend> Store for Db<B> {
         self.read(|sql| changes::page(sql, &policy, store_id, cursor, limit))
     }
 
-    fn reconciliation(&self) -> Result<Reconciliation, StoreError> {
-        self.read(admin::reconciliation)
+    fn reconciliation(&self, filter: &ReconciliationFilter) -> Result<Reconciliation, StoreError> {
+        self.read(|sql| admin::reconciliation(sql, filter))
+    }
+
+    fn member_events(
+        &self,
+        member_id: &str,
+        before: Option<&EventPosition>,
+        limit: usize,
+    ) -> Result<Option<Vec<HistoryEvent>>, StoreError> {
+        self.read(|sql| history::member_events(sql, member_id, before, limit))
+    }
+
+    fn note_pull(
+        &self,
+        store_id: &str,
+        at: &str,
+        agent_version: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.write(|sql| operator::note_pull(sql, store_id, at, agent_version))
+    }
+
+    fn stores(&self, now: &str) -> Result<Vec<StoreView>, StoreError> {
+        self.read(|sql| operator::stores(sql, now))
     }
 
     fn app_profile(&self, member_id: &str) -> Result<Option<app::AppProfile>, StoreError> {

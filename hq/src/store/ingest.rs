@@ -58,6 +58,7 @@ pub fn ingest(
         ledger_id,
         after_seq,
         events,
+        agent_version,
     } = push;
     let mut watermark = ledgers::check_push(tx, store_id, &ledger_id, after_seq, &events, &now)?;
     lock_members(tx, &events)?;
@@ -114,6 +115,13 @@ pub fn ingest(
             args![store_id, watermark],
         )?;
     }
+    super::operator::note_push(
+        tx,
+        store_id,
+        &now,
+        agent_version.as_deref(),
+        i64::from(accepted),
+    )?;
     super::feed::announce(tx, &feed);
     if changed {
         tx.announce(Wake::Changes);

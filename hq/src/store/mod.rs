@@ -21,6 +21,8 @@
 //! - What a member is told is written with the fact: an event stored once makes its
 //!   `member_feed` row and its webhook queue rows in the same transaction, so a fact is never
 //!   announced twice by HQ, nor lost to a crash (delivery may repeat it: at least once).
+//! - A bulk import's batch ([`Store::import_members`]) is one transaction, every row or none,
+//!   each member saved with its own change sequence number, as a PUT would.
 //! - A member's webhook messages go out in feed order: the next waits until the one before it
 //!   was delivered or went dead.
 
@@ -30,8 +32,10 @@ pub mod app;
 mod changes;
 mod db;
 pub mod feed;
+mod history;
 mod ingest;
 mod ledgers;
+mod operator;
 pub mod plausibility;
 pub mod postgres;
 mod schema;
@@ -115,6 +119,9 @@ pub struct Push {
     pub ledger_id: String,
     pub after_seq: i64,
     pub events: Vec<Incoming>,
+    /// The agent version the store said (`User-Agent: loyalty-agent/<version>`), recorded for
+    /// the operator's view with the push; `None` keeps the one recorded before.
+    pub agent_version: Option<String>,
 }
 
 /// What a push did.
@@ -241,6 +248,67 @@ pub fn open(db: &crate::config::Database, options: Options) -> Result<Arc<dyn St
     })
 }
 
+/// Which part of the reconciliation report to answer; the default is all of it (the most
+/// recent 1,000 of each list).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconciliationFilter {
+    /// Only this store's flags, rejections and ledger bindings.
+    pub store: Option<String>,
+    /// Only flags of this kind; rejections and ledger bindings, which are not flags, are then
+    /// left out.
+    pub flag: Option<String>,
+    /// From this time on (RFC 3339, UTC, milliseconds, as HQ writes them): inclusive.
+    pub since: Option<String>,
+    /// Before this time: exclusive.
+    pub until: Option<String>,
+}
+
+/// Where a page of a member's history ends: the last event's time and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPosition {
+    pub recorded_at: String,
+    pub event_id: String,
+}
+
+/// One stored event of a member's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HistoryEvent {
+    pub event_id: String,
+    pub store_id: String,
+    pub seq: i64,
+    /// `sale`, `refund`, `redemption`, `gift_issued`, ...
+    pub kind: String,
+    /// The member, or the `card:<n>` account of one of their cards.
+    pub account: Option<String>,
+    pub lane: Option<String>,
+    pub points: i64,
+    /// When the store recorded it (the store's clock).
+    pub recorded_at: String,
+    /// The event's payload as the store sent it.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// Reconciliation flags raised on it.
+    pub flags: Vec<String>,
+}
+
+/// `GET /v1/admin/stores`: one registered store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoreView {
+    pub store_id: String,
+    /// The ledger HQ takes the store's events from; `None` before its first push.
+    pub ledger_id: Option<String>,
+    /// The last `seq` HQ holds from that ledger.
+    pub watermark: i64,
+    /// The last push HQ applied (RFC 3339, UTC).
+    pub last_push_at: Option<String>,
+    /// The last pull, to within 10 s.
+    pub last_pull_at: Option<String>,
+    /// The agent version the store last sent (`User-Agent: loyalty-agent/<version>`).
+    pub agent_version: Option<String>,
+    /// Events stored from this store since 00:00 UTC today (duplicates not counted).
+    pub events_today: i64,
+}
+
 /// Storage of HQ. Methods block: call them off the async threads.
 pub trait Store: Send + Sync + 'static {
     /// Registers a store or replaces its token (held as its hash only).
@@ -251,13 +319,22 @@ pub trait Store: Send + Sync + 'static {
     fn store_for_token(&self, token: &TokenHash) -> Result<Option<String>, StoreError>;
     /// Creates or replaces a member (cards included: a card on another member moves here).
     fn put_member(&self, member_id: &str, member: &MemberInput) -> Result<(), StoreError>;
+    /// A bulk import's batch: each `(member_id, profile)` created or replaced exactly as
+    /// [`Store::put_member`] does (cards move), in the order given (a later row for the same
+    /// member wins), all in one transaction: every row or none. Each member saved takes its
+    /// own change sequence number, so the stores pull imported members like any other change.
+    /// Rows come validated (ids, canonical cards, keys); the batch size is the caller's (the
+    /// import route sends a few thousand at a time).
+    fn import_members(&self, members: &[(String, MemberInput)]) -> Result<(), StoreError>;
     fn member(&self, member_id: &str) -> Result<Option<MemberView>, StoreError>;
     /// Stores a campaign body as-is; returns its new version.
     fn put_campaign(&self, campaign_id: &str, body: &serde_json::Value) -> Result<i64, StoreError>;
     /// Marks a campaign deleted; returns its new version, or `None` if it never existed.
     fn delete_campaign(&self, campaign_id: &str) -> Result<Option<i64>, StoreError>;
     /// Applies a batch pushed by `store_id`, in one transaction; refuses it whole when it does
-    /// not come from the store's ledger or does not follow on.
+    /// not come from the store's ledger or does not follow on. The same transaction records the
+    /// push for the operator's view ([`StoreView`]: its time, the agent version, the events
+    /// stored for the first time counted into today's, HQ's UTC day).
     fn ingest(&self, store_id: &str, push: Push) -> Result<IngestResult, StoreError>;
     /// The ledger HQ takes `store_id`'s events from.
     fn ledger(&self, store_id: &str) -> Result<LedgerState, StoreError>;
@@ -270,7 +347,32 @@ pub trait Store: Send + Sync + 'static {
     /// Entities changed after `cursor` (a change sequence number), for `store_id`.
     fn changes(&self, store_id: &str, cursor: i64, limit: usize)
         -> Result<ChangesPage, StoreError>;
-    fn reconciliation(&self) -> Result<Reconciliation, StoreError>;
+    /// The reconciliation report, or the part of it `filter` names; each list newest last,
+    /// the most recent 1,000 that match.
+    fn reconciliation(&self, filter: &ReconciliationFilter) -> Result<Reconciliation, StoreError>;
+    /// A member's events (their own account's and their cards' accounts'), newest first by
+    /// `(recorded_at, event_id)`, strictly before `before`; `None`: no such member.
+    fn member_events(
+        &self,
+        member_id: &str,
+        before: Option<&EventPosition>,
+        limit: usize,
+    ) -> Result<Option<Vec<HistoryEvent>>, StoreError>;
+
+    /// Records a store's pull of the changes feed for the operator's view: its time `at`
+    /// (RFC 3339, UTC, milliseconds) and the agent version it said (`None` keeps the one
+    /// recorded). A pull less than 10 s after the recorded one, from the same version, need not
+    /// be written: it would otherwise be HQ's most frequent write. Unknown stores are ignored.
+    /// (A push is recorded by [`Store::ingest`], in its transaction.)
+    fn note_pull(
+        &self,
+        store_id: &str,
+        at: &str,
+        agent_version: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Every registered store with its ledger and contacts, by id; `events_today` counts from
+    /// 00:00 UTC of `now` (RFC 3339).
+    fn stores(&self, now: &str) -> Result<Vec<StoreView>, StoreError>;
 
     /// A member's profile for their own app; `None` for a member HQ does not know.
     fn app_profile(&self, member_id: &str) -> Result<Option<app::AppProfile>, StoreError>;

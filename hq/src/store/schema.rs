@@ -219,6 +219,19 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE stores RENAME COLUMN token TO token_sha256;
     UPDATE stores SET token_sha256 = loyalty_sha256_hex(token_sha256);
 "#,
+    // 6: the operator's view. Each store: its last push and pull, the agent version it last
+    // said, and the events stored from it on HQ's current UTC day (a counter reset by the
+    // first push of a new day, so no index on events is needed to count them).
+    r#"
+    ALTER TABLE stores ADD COLUMN last_push_at TEXT;
+    ALTER TABLE stores ADD COLUMN last_pull_at TEXT;
+    ALTER TABLE stores ADD COLUMN agent_version TEXT;
+    ALTER TABLE stores ADD COLUMN events_day TEXT;
+    ALTER TABLE stores ADD COLUMN events_on_day INTEGER NOT NULL DEFAULT 0;
+    -- A member's history, newest first (GET /v1/admin/members/{id}/events): the one index
+    -- ingestion pays for the operator's view.
+    CREATE INDEX events_by_account ON events(account, recorded_at) WHERE account IS NOT NULL;
+"#,
 ];
 
 /// `loyalty_sha256_hex(text)`: what migration 5 hashes the stored tokens with, the same

@@ -10,7 +10,8 @@ use deadpool_postgres::Object;
 use crate::store::StoreError;
 
 /// Each entry moves the schema from version `i` to `i + 1`. Never edit a shipped entry: append.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE SEQUENCE change_seq;
     CREATE TABLE stores (
         store_id           TEXT PRIMARY KEY,
@@ -184,7 +185,20 @@ pub const MIGRATIONS: &[&str] = &[r#"
         expires_ms BIGINT NOT NULL,
         PRIMARY KEY (member_id, nonce)
     );
-"#];
+"#,
+    // 2: SQLite's migration 6, the operator's view. Each store: its last push and pull, the
+    // agent version it last said, and the events stored from it on HQ's current UTC day (a
+    // counter reset by the first push of a new day, so no index on events is needed to count
+    // them); the index a member's history reads, newest first.
+    r#"
+    ALTER TABLE stores ADD COLUMN last_push_at TEXT;
+    ALTER TABLE stores ADD COLUMN last_pull_at TEXT;
+    ALTER TABLE stores ADD COLUMN agent_version TEXT;
+    ALTER TABLE stores ADD COLUMN events_day TEXT;
+    ALTER TABLE stores ADD COLUMN events_on_day BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX events_by_account ON events(account, recorded_at) WHERE account IS NOT NULL;
+"#,
+];
 
 /// Advisory lock key of the migration runner ("LOYALMIG").
 const MIGRATION_LOCK: i64 = 0x4c4f_5941_4c4d_4947;

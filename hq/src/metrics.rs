@@ -1,0 +1,199 @@
+//! Prometheus metrics of HQ: every name and help text in this one file; `/metrics` in
+//! Prometheus' text format 0.0.4 (what `promtool check metrics` and every scraper read).
+//!
+//! Counters are this process's since it started, as Prometheus expects of each scraped
+//! process: behind a load balancer, sum them over the HQ processes. `/metrics` needs no token,
+//! like `/healthz`: it shows store ids and counts, never a member or a token; keep it on the
+//! network your Prometheus scrapes from.
+
+use prometheus::{
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// The `Content-Type` of [`Metrics::encode`]'s body.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Every metric HQ exports.
+pub struct Metrics {
+    registry: Registry,
+    events_stored: IntCounter,
+    duplicates: IntCounter,
+    rejections: IntCounter,
+    flags: IntCounterVec,
+    push_duration: Histogram,
+    pushes_refused: IntCounterVec,
+    members_imported: IntCounter,
+    import_rows_refused: IntCounterVec,
+    last_contact: IntGaugeVec,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn add<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> prometheus::Result<M> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+    add(r, IntCounter::new(name, help)?)
+}
+
+fn counters(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    add(r, IntCounterVec::new(Opts::new(name, help), labels)?)
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        // Every name and help text is a literal here, checked by this module's test: an error
+        // is a mistake in this file, never something a request can cause.
+        Self::build().unwrap_or_else(|e| panic!("HQ's metric definitions are wrong: {e}"))
+    }
+
+    fn build() -> prometheus::Result<Self> {
+        let r = Registry::new_custom(Some("loyalty_hq".into()), None)?;
+        let build_info = add(
+            &r,
+            IntGaugeVec::new(
+                Opts::new("build_info", "Always 1; the label says which HQ build runs"),
+                &["version"],
+            )?,
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        // 1 ms .. ~16 s: a batch of 5,000 events commits in tens of ms; seconds is a stall.
+        let buckets = exponential_buckets(0.001, 2.0, 15)?;
+        Ok(Self {
+            events_stored: counter(&r, "events_stored_total", "Events stored for the first time (the ingest rate)")?,
+            duplicates: counter(&r, "events_duplicate_total", "Events pushed again that HQ already held (no effect)")?,
+            rejections: counter(&r, "events_rejected_total", "Events refused at ingestion (malformed or out of bounds), kept in the reconciliation report")?,
+            flags: counters(&r, "flags_total", "Reconciliation flags raised, by kind", &["flag"])?,
+            push_duration: add(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new("push_duration_seconds", "A store's push, from its request to HQ's answer (applied and committed)")
+                        .buckets(buckets.clone()),
+                )?,
+            )?,
+            pushes_refused: counters(&r, "pushes_refused_total", "Pushes refused whole, by error code (ledger_conflict, seq_gap, seq_conflict, ...)", &["code"])?,
+            members_imported: counter(&r, "members_imported_total", "Members saved by bulk imports")?,
+            import_rows_refused: counters(&r, "import_rows_refused_total", "Bulk import rows refused, by reason", &["reason"])?,
+            last_contact: add(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("store_last_contact_seconds", "When a store last pushed or pulled, in seconds since the epoch (this process's view)"),
+                    &["store"],
+                )?,
+            )?,
+            http_requests: counters(
+                &r,
+                "http_requests_total",
+                "Answers, by route template (`unmatched` for no route), method and status",
+                &["route", "method", "status"],
+            )?,
+            http_duration: add(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new("http_request_duration_seconds", "From a request to its answer's head, by route template and method")
+                        .buckets(buckets),
+                    &["route", "method"],
+                )?,
+            )?,
+            registry: r,
+        })
+    }
+
+    /// A push applied: its outcomes and how long it took.
+    pub fn push_applied(&self, outcomes: &[loyalty_protocol::EventOutcome], seconds: f64) {
+        use loyalty_protocol::OutcomeStatus as S;
+        for o in outcomes {
+            match o.status {
+                S::Accepted => self.events_stored.inc(),
+                S::Duplicate => self.duplicates.inc(),
+                S::Rejected { .. } => self.rejections.inc(),
+            }
+            for flag in &o.flags {
+                self.flags.with_label_values(&[flag.as_str()]).inc();
+            }
+        }
+        self.push_duration.observe(seconds);
+    }
+
+    pub fn push_refused(&self, code: &str) {
+        self.pushes_refused.with_label_values(&[code]).inc();
+    }
+
+    pub fn import(
+        &self,
+        accepted: u64,
+        refused_by_reason: &std::collections::BTreeMap<String, u64>,
+    ) {
+        self.members_imported.inc_by(accepted);
+        for (reason, n) in refused_by_reason {
+            self.import_rows_refused
+                .with_label_values(&[reason.as_str()])
+                .inc_by(*n);
+        }
+    }
+
+    pub fn contact(&self, store: &str, unix_seconds: i64) {
+        self.last_contact
+            .with_label_values(&[store])
+            .set(unix_seconds);
+    }
+
+    pub fn http_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.http_requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.http_duration
+            .with_label_values(&[route, method])
+            .observe(seconds);
+    }
+
+    /// The text format 0.0.4 body.
+    pub fn encode(&self) -> String {
+        let mut out = Vec::new();
+        // Writing into a Vec cannot fail, and the families are valid by construction.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "Encoding the metrics failed.");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_definitions_are_valid_and_every_family_has_help() {
+        let m = Metrics::new();
+        m.http_request("/healthz", "GET", 200, 0.001);
+        m.contact("s1", 1_700_000_000);
+        let text = m.encode();
+        assert!(text.contains("# HELP loyalty_hq_events_stored_total"));
+        assert!(text.contains("loyalty_hq_store_last_contact_seconds{store=\"s1\"} 1700000000"));
+    }
+}

@@ -1,7 +1,7 @@
 //! Admin writes and reads: stores, members and their cards, campaigns, reconciliation.
 
 use super::accounts::{member_base, member_totals};
-use super::sql::{args, Row, Sql, SqlExt, Wake};
+use super::sql::{args, Dialect, Row, Sql, SqlExt, Wake};
 use super::{
     Flag, LedgerBindingRecord, MemberInput, MemberView, Reconciliation, ReconciliationFilter,
     Rejection, StoreError,
@@ -58,18 +58,105 @@ pub fn put_member(sql: &mut dyn Sql, member_id: &str, m: &MemberInput) -> Result
 }
 
 /// A bulk import: every member as [`put_member`] saves one, in order, in the caller's one
-/// transaction. The same statements on both databases (a batched insert, not PostgreSQL's
-/// `COPY`): the cards' moves and the change numbers need the row-by-row rules anyway.
+/// transaction. SQLite runs it row by row (a statement costs no round trip there); PostgreSQL
+/// runs a batch as a few set statements ([`import_members_set`]) unless a member or a card
+/// comes twice in it, where only the row-by-row order says which row wins.
 pub fn import_members(
     sql: &mut dyn Sql,
     members: &[(String, MemberInput)],
 ) -> Result<(), StoreError> {
-    for (member_id, m) in members {
-        put_member_in(sql, member_id, m)?;
+    if sql.dialect() == Dialect::Postgres && !repeats(members) {
+        import_members_set(sql, members)?;
+    } else {
+        for (member_id, m) in members {
+            put_member_in(sql, member_id, m)?;
+        }
     }
     // One wake-up for the batch: pulls read every change it made in one page or more.
     if !members.is_empty() {
         sql.announce(Wake::Changes);
+    }
+    Ok(())
+}
+
+/// A member id or a card number that appears twice in the batch.
+fn repeats(members: &[(String, MemberInput)]) -> bool {
+    let mut ids = std::collections::HashSet::new();
+    let mut cards = std::collections::HashSet::new();
+    members.iter().any(|(id, m)| {
+        !ids.insert(id.as_str()) || m.cards.iter().any(|c| !cards.insert(c.as_str()))
+    })
+}
+
+/// PostgreSQL's import of a batch with no member and no card twice: the same end state as
+/// [`put_member_in`] row by row (each member its own change number, a card moved from another
+/// member renumbering that member), in five statements instead of several per member. The
+/// batch travels as one JSON text parameter.
+fn import_members_set(
+    sql: &mut dyn Sql,
+    members: &[(String, MemberInput)],
+) -> Result<(), StoreError> {
+    let batch = serde_json::Value::Array(
+        members
+            .iter()
+            .map(|(id, m)| {
+                serde_json::json!({
+                    "member_id": id,
+                    "tier": m.tier,
+                    "segments": serde_json::to_string(&m.segments).unwrap_or_else(|_| "[]".into()),
+                    "qr_public_key": m.qr_public_key,
+                    "proximity_key": m.proximity_key,
+                    "display_name": m.display_name,
+                    "cards": m.cards,
+                })
+            })
+            .collect(),
+    )
+    .to_string();
+    // Taken first: the change-number lock, held to the commit as for any change.
+    sql.next_change()?;
+    // Members outside the batch losing a card to it: they change too (their balance).
+    let losers: Vec<String> = sql
+        .rows(
+            "SELECT DISTINCT c.member_id FROM cards c
+             JOIN (SELECT b.m->>'member_id' AS member_id, jsonb_array_elements_text(b.m->'cards') AS card
+                   FROM jsonb_array_elements(CAST(CAST(?1 AS TEXT) AS jsonb)) AS b(m)) AS moved
+               ON moved.card = c.card_number
+             WHERE c.member_id NOT IN
+               (SELECT b.m->>'member_id' FROM jsonb_array_elements(CAST(CAST(?1 AS TEXT) AS jsonb)) AS b(m))",
+            args![&batch],
+        )?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<_, _>>()?;
+    sql.exec(
+        "INSERT INTO members (member_id, tier, segments, qr_public_key, proximity_key, change_seq, display_name)
+         SELECT b.m->>'member_id', b.m->>'tier', b.m->>'segments', b.m->>'qr_public_key',
+           b.m->>'proximity_key', nextval('change_seq'), b.m->>'display_name'
+         FROM jsonb_array_elements(CAST(CAST(?1 AS TEXT) AS jsonb)) WITH ORDINALITY AS b(m, i)
+         ORDER BY b.i
+         ON CONFLICT (member_id) DO UPDATE SET tier = excluded.tier, segments = excluded.segments,
+           qr_public_key = excluded.qr_public_key, proximity_key = excluded.proximity_key,
+           change_seq = excluded.change_seq, display_name = excluded.display_name",
+        args![&batch],
+    )?;
+    sql.exec(
+        "DELETE FROM cards WHERE member_id IN
+           (SELECT b.m->>'member_id' FROM jsonb_array_elements(CAST(CAST(?1 AS TEXT) AS jsonb)) AS b(m))",
+        args![&batch],
+    )?;
+    sql.exec(
+        "INSERT INTO cards (card_number, member_id)
+         SELECT c.card, b.m->>'member_id'
+         FROM jsonb_array_elements(CAST(CAST(?1 AS TEXT) AS jsonb)) AS b(m),
+           jsonb_array_elements_text(b.m->'cards') AS c(card)
+         ON CONFLICT (card_number) DO UPDATE SET member_id = excluded.member_id",
+        args![&batch],
+    )?;
+    if !losers.is_empty() {
+        tracing::info!(members = losers.len(), "Moved cards from other members.");
+        let losers: Vec<&str> = losers.iter().map(String::as_str).collect();
+        sql.renumber_members(&losers)?;
     }
     Ok(())
 }

@@ -25,6 +25,13 @@ if ! dpkg -s python3-dbusmock >/dev/null 2>&1 || ! command -v dbus-daemon >/dev/
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-dbusmock dbus >/dev/null
 fi
+# HQ's suite runs a second time on PostgreSQL (scripts/test.sh): its tests start throwaway
+# clusters with the server programs (initdb, pg_ctl) of Debian's postgresql package.
+if ! dpkg -s postgresql >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+fi
 # The lane page's browser test (tests/tests/lane_page.rs) drives Debian's headless Chromium.
 if ! dpkg -s chromium >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

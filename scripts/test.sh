@@ -10,6 +10,8 @@ cargo clippy -p loyalty-agent --no-default-features -- -D warnings
 cargo clippy -p loyalty-firmware --all-targets --features mock-time -- -D warnings
 cargo clippy -p loyalty-firmware --all-targets --features sim -- -D warnings
 cargo test --workspace --exclude loyalty-firmware
+# HQ's whole suite again on PostgreSQL (a throwaway cluster per test binary, loyalty-sim's pg).
+LOYALTY_HQ_TEST_BACKEND=postgres cargo test -p loyalty-hq
 cargo test -p loyalty-firmware --features mock-time
 cargo test -p loyalty-firmware --features sim
 cargo build -p loyalty-firmware --target thumbv7em-none-eabihf --no-default-features --features node

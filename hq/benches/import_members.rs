@@ -43,10 +43,13 @@ fn main() {
         .expect("a free port")
         .port();
     let url = format!("http://127.0.0.1:{port}");
+    // SQLite, or with LOYALTY_HQ_TEST_BACKEND=postgres a fresh database of a throwaway cluster.
+    let db = loyalty_sim::pg::test_database(dir.path()).expect("a database");
+    println!("database: {}", db.display());
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_loyalty-hq"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--db")
-        .arg(dir.path().join("hq.db"))
+        .arg(&db)
         .env("LOYALTY_HQ_ADMIN_TOKEN", ADMIN)
         .stdout(std::process::Stdio::null())
         .spawn()

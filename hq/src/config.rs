@@ -32,6 +32,48 @@ pub struct AdminTokenSource {
     pub env: Option<String>,
 }
 
+/// Where HQ keeps its data: `db` in hq.toml or `--db`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A file path (optionally written `sqlite:PATH`): the embedded default, one HQ process.
+    Sqlite(PathBuf),
+    /// A `postgres://` (or `postgresql://`) URL: a database several HQ processes may share.
+    Postgres(String),
+}
+
+impl Database {
+    pub fn parse(db: &Path) -> Database {
+        let text = db.to_string_lossy();
+        if crate::store::postgres::is_url(&text) {
+            return Database::Postgres(text.into_owned());
+        }
+        match text
+            .strip_prefix("sqlite://")
+            .or_else(|| text.strip_prefix("sqlite:"))
+        {
+            Some(path) => Database::Sqlite(PathBuf::from(path)),
+            None => Database::Sqlite(db.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for Database {
+    /// For logs: a URL's password is left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    let user = &url[scheme + 3..at];
+                    let user = user.split(':').next().unwrap_or("");
+                    write!(f, "{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+                }
+                _ => write!(f, "{url}"),
+            },
+        }
+    }
+}
+
 /// hq.toml as written. Unknown keys are an error: a misspelt key must not become a default.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,7 +171,7 @@ impl Default for AppSettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
-    pub db: PathBuf,
+    pub db: Database,
     pub admin_token: String,
     pub max_batch_events: usize,
     pub max_body_bytes: usize,
@@ -162,12 +204,20 @@ impl RawConfig {
             Some(t) => (t.cert.as_mut(), t.key.as_mut()),
             None => (None, None),
         };
-        for p in [raw.db.as_mut(), raw.admin_token_file.as_mut(), cert, key]
+        for p in [raw.admin_token_file.as_mut(), cert, key]
             .into_iter()
             .flatten()
         {
             if p.is_relative() {
                 *p = dir.join(&*p);
+            }
+        }
+        // A database URL is not a path; `sqlite:PATH` is.
+        if let Some(db) = raw.db.as_mut() {
+            if let Database::Sqlite(path) = Database::parse(db) {
+                if path.is_relative() {
+                    *db = dir.join(path);
+                }
             }
         }
         Ok(raw)
@@ -197,8 +247,9 @@ impl RawConfig {
         });
         let db = self.db.unwrap_or_default();
         if db.as_os_str().is_empty() {
-            problems.push("db: required (path of the SQLite database, created if missing)".into());
+            problems.push("db: required (path of the SQLite database, created if missing, or a postgres:// URL)".into());
         }
+        let db = Database::parse(&db);
         let admin_token = match (self.admin_token, self.admin_token_file) {
             (Some(t), None) => Some(t),
             (None, Some(f)) => match std::fs::read_to_string(&f) {
@@ -453,6 +504,36 @@ mod tests {
         assert!(
             err.to_string().contains("unknown field `certificate`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_database_is_a_path_or_a_postgres_url() {
+        assert_eq!(
+            Database::parse(Path::new("hq.db")),
+            Database::Sqlite("hq.db".into())
+        );
+        assert_eq!(
+            Database::parse(Path::new("sqlite:/var/lib/hq.db")),
+            Database::Sqlite("/var/lib/hq.db".into())
+        );
+        let pg = Database::parse(Path::new("postgres://hq:s3cret@db.example:5432/loyalty"));
+        assert_eq!(
+            pg,
+            Database::Postgres("postgres://hq:s3cret@db.example:5432/loyalty".into())
+        );
+        assert_eq!(pg.to_string(), "postgres://hq@db.example:5432/loyalty");
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("hq.toml");
+        std::fs::write(
+            &toml,
+            "db = \"postgresql://hq@db/loyalty\"\nadmin_token = \"admin-token-0123456789\"\n",
+        )
+        .unwrap();
+        let settings = RawConfig::load(&toml).unwrap().validate().unwrap();
+        assert_eq!(
+            settings.db,
+            Database::Postgres("postgresql://hq@db/loyalty".into())
         );
     }
 

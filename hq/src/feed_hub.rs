@@ -9,14 +9,18 @@
 //! A waiting pull (`GET /v1/stores/{store}/changes?wait=N`) holds a receiver of one counter,
 //! bumped after every commit that handed out change sequence numbers; it then reads its page
 //! from the database again, so a wake carries no data and a missed one cannot lose a change.
-//! These wake-ups are in-process only: a second HQ process on the same database would answer
-//! its own waiting pulls only at the end of their wait.
+//! On PostgreSQL the commits of other HQ processes on the same database wake this one's
+//! waiters too: the store's `LISTEN` connection hands their `NOTIFY`s to [`relay`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use std::sync::Arc;
+
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{watch, Notify};
 
+use crate::store::sql::Wake;
 use crate::store::FeedPosted;
 
 pub struct FeedHub {
@@ -132,5 +136,17 @@ impl FeedHub {
             .lock()
             .map(|m| m.values().filter(|tx| tx.receiver_count() > 0).count())
             .unwrap_or(0)
+    }
+}
+
+/// Passes another HQ process's commits (the store's wake-ups) to `hub`'s waiters, until the
+/// store stops sending.
+pub async fn relay(mut wakeups: UnboundedReceiver<Wake>, hub: Arc<FeedHub>) {
+    while let Some(wake) = wakeups.recv().await {
+        match wake {
+            Wake::Feed { member_id, feed_id } => hub.note(&member_id, feed_id),
+            Wake::Changes => hub.changes_committed(),
+            Wake::Webhooks => hub.webhooks.notify_one(),
+        }
     }
 }

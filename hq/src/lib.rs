@@ -1,8 +1,9 @@
 //! Loyalty Edge reference HQ.
 //!
-//! - [`store::Store`] is HQ's storage; [`store::SqliteStore`] the embedded default. Ingestion
-//!   and the reconciliation rules live in the store (`store/ingest.rs`), the changes feed in
-//!   `store/changes.rs`.
+//! - [`store::Store`] is HQ's storage; [`store::SqliteStore`] the embedded default,
+//!   [`store::PgStore`] PostgreSQL (a `postgres://` URL as `db`), which several HQ processes
+//!   may share. Ingestion and the reconciliation rules live in the store (`store/ingest.rs`),
+//!   written once for both, the changes feed in `store/changes.rs`.
 //! - [`http::router`] is the HTTP API (admin and store sync endpoints).
 //! - [`import_client`] sends a member file to the bulk import route (`loyalty-hq import-members`).
 //! - [`metrics::Metrics`]: what `/metrics` exports, every name in one file.
@@ -37,7 +38,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
-use crate::store::{SqliteStore, StoreError};
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -56,19 +57,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HqError> {
     let db = settings.db.clone();
-    let allowance = settings.allowance;
-    let plausibility = settings.plausibility;
-    let dead_after = settings.webhooks.dead_after;
-    let store = tokio::task::spawn_blocking(move || {
-        SqliteStore::open(&db, allowance).map(|s| {
-            s.with_plausibility(plausibility)
-                .with_dead_after(dead_after)
-        })
-    })
-    .await
-    .map_err(std::io::Error::other)??;
-    let store: Arc<dyn store::Store> = Arc::new(store);
+    let options = store::Options {
+        allowance: settings.allowance,
+        plausibility: settings.plausibility,
+        dead_after: settings.webhooks.dead_after,
+    };
+    let store = tokio::task::spawn_blocking(move || store::open(&db, options))
+        .await
+        .map_err(std::io::Error::other)??;
     let hub = Arc::new(feed_hub::FeedHub::default());
+    if let Some(wakeups) = store.wakeups() {
+        tokio::spawn(feed_hub::relay(wakeups, hub.clone()));
+    }
     let state = http::AppState {
         store: store.clone(),
         admin_token: token::TokenHash::of(&settings.admin_token),
@@ -80,7 +80,7 @@ pub async fn serve(
     };
     let app = http::router(state, settings.max_body_bytes);
     let tls = settings.tls.clone();
-    tracing::info!(listen = %listener.local_addr()?, db = %settings.db.display(), https = tls.is_some(), "HQ serving.");
+    tracing::info!(listen = %listener.local_addr()?, db = %settings.db, https = tls.is_some(), "HQ serving.");
     let sender = tokio::spawn(webhooks::run(
         store.clone(),
         hub.clone(),

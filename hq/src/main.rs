@@ -27,7 +27,8 @@ enum Command {
         /// hq.toml; the flags below override its keys.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// SQLite database, created if missing.
+        /// The database: a SQLite file (created if missing; `sqlite:PATH` too), or a
+        /// `postgres://` URL, which several HQ processes may share.
         #[arg(long)]
         db: Option<PathBuf>,
         /// Address and port, default 127.0.0.1:7500.

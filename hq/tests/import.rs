@@ -4,8 +4,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Hq, ADMIN};
-use loyalty_protocol::ChangesPage;
+use common::{sale, Hq, ADMIN};
+use loyalty_protocol::{Change, ChangesPage};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
@@ -135,6 +135,77 @@ async fn a_csv_with_quoting_is_read_and_a_reimport_replaces() {
     let (s, body) = import(&hq, "text/csv", "member_id,cardz\nc9,1\n").await;
     assert_eq!(s, 400, "{body}");
     assert!(body["message"].as_str().unwrap().contains("cardz"));
+    hq.stop().await;
+}
+
+/// The members a store pulls after `cursor`, with their balances, and the next cursor.
+async fn pulled(hq: &Hq, token: &str, cursor: &str) -> (Vec<(String, i64)>, String) {
+    let (s, page) = hq
+        .changes("s1", token, &format!("cursor={cursor}&limit=5000"))
+        .await;
+    assert_eq!(s, 200, "{page}");
+    let page: ChangesPage = serde_json::from_value(page).unwrap();
+    let members = page
+        .changes
+        .into_iter()
+        .filter_map(|c| match c {
+            Change::Member(m) => Some((m.member_id, m.balance)),
+            _ => None,
+        })
+        .collect();
+    (members, page.next_cursor)
+}
+
+/// On PostgreSQL a batch without repeats is saved by set statements, one with a repeat row by
+/// row: both must end as the PUTs would.
+#[tokio::test]
+async fn an_imported_card_moves_with_its_points_and_a_repeated_member_ends_as_its_last_row() {
+    let hq = Hq::start().await;
+    let token = hq.add_store("s1").await;
+    hq.add_member("old", &["CARD-8"]).await;
+    hq.add_member("kept", &["CARD-9"]).await;
+    let card = loyalty_protocol::card_account("CARD-8");
+    hq.push("s1", &token, &[sale("s1", 1, &card, 40, "r1")])
+        .await;
+    assert_eq!(hq.balance("old").await, 40);
+    let (_, cursor) = pulled(&hq, &token, "").await;
+
+    let body = ndjson(&[
+        r#"{"member_id":"new","cards":["CARD-8"]}"#,
+        r#"{"member_id":"other","tier":"gold","cards":["CARD-10"]}"#,
+    ]);
+    let (s, summary) = import(&hq, "application/x-ndjson", body).await;
+    assert_eq!(s, 200, "{summary}");
+    assert_eq!(summary["accepted"], 2, "{summary}");
+    assert_eq!(hq.balance("new").await, 40);
+    assert_eq!(hq.balance("old").await, 0);
+    assert_eq!(hq.member("old").await["cards"], serde_json::json!([]));
+    assert_eq!(
+        hq.member("kept").await["cards"],
+        serde_json::json!(["CARD-9"])
+    );
+    // The member who lost the card changed too: the stores pull its new balance.
+    let (mut members, cursor) = pulled(&hq, &token, &cursor).await;
+    members.sort();
+    assert_eq!(
+        members,
+        vec![("new".into(), 40), ("old".into(), 0), ("other".into(), 0)]
+    );
+
+    let body = ndjson(&[
+        r#"{"member_id":"twice","tier":"bronze","cards":["CARD-9"]}"#,
+        r#"{"member_id":"twice","tier":"gold"}"#,
+    ]);
+    let (s, summary) = import(&hq, "application/x-ndjson", body).await;
+    assert_eq!(s, 200, "{summary}");
+    let twice = hq.member("twice").await;
+    assert_eq!(twice["tier"], "gold");
+    assert_eq!(twice["cards"], serde_json::json!([]));
+    // Taken by the first row, the card is nobody's after the second.
+    assert_eq!(hq.member("kept").await["cards"], serde_json::json!([]));
+    let (members, _) = pulled(&hq, &token, &cursor).await;
+    assert!(members.contains(&("kept".into(), 0)), "{members:?}");
+    assert!(members.contains(&("twice".into(), 0)), "{members:?}");
     hq.stop().await;
 }
 

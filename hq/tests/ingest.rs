@@ -62,15 +62,11 @@ async fn a_refund_links_to_its_sale_or_is_flagged() {
         )
         .await;
     assert!(r.outcomes[1].flags.is_empty(), "{:?}", r.outcomes[1]);
-    let db = rusqlite::Connection::open(&hq.db).unwrap();
-    let link: Option<String> = db
-        .query_row(
-            "SELECT link_event_id FROM events WHERE event_id = ?1",
-            [&r.outcomes[1].event_id],
-            |row| row.get(0),
-        )
-        .unwrap();
-    assert_eq!(link.as_deref(), Some(r.outcomes[0].event_id.as_str()));
+    let link = hq.query(&format!(
+        "SELECT link_event_id FROM events WHERE event_id = '{}'",
+        r.outcomes[1].event_id
+    ));
+    assert_eq!(link, vec![r.outcomes[0].event_id.clone()]);
     assert_eq!(r.outcomes[2].flags, vec!["refund_without_sale"]);
     // The refund still takes its points: the store did it.
     assert_eq!(hq.balance("m1").await, 10);

@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::{at, event_id};
 use loyalty_hq::allowance::AllowancePolicy;
-use loyalty_hq::store::{Incoming, MemberInput, Push, SqliteStore, Store, StoreError};
+use loyalty_hq::config::Database;
+use loyalty_hq::store::{Incoming, MemberInput, Options, Push, StoreError};
 use loyalty_hq::token::TokenHash;
 use loyalty_protocol::{Event, EventKind};
 use proptest::prelude::*;
@@ -120,7 +121,9 @@ proptest! {
     ) {
         let events = build(&specs);
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("hq.db"), AllowancePolicy::default()).unwrap();
+        let db = loyalty_sim::pg::test_database(dir.path()).unwrap();
+        let options = Options { allowance: AllowancePolicy::default(), ..Options::default() };
+        let store = loyalty_hq::store::open(&Database::parse(&db), options).unwrap();
         for s in STORES {
             store
                 .put_store(s, &TokenHash::of(&format!("{s}-token-secret")))

@@ -13,17 +13,13 @@ const ADMIN: &str = "tls-admin-token-0123456789";
 async fn https_hq(dir: &tempfile::TempDir) -> (LocalHq, TestCa) {
     let ca = TestCa::write(dir.path(), &["localhost", "127.0.0.1"]).unwrap();
     let (cert, key) = (ca.cert.clone(), ca.key.clone());
-    let hq = LocalHq::start(
-        "127.0.0.1:0".parse().unwrap(),
-        &dir.path().join("hq.db"),
-        ADMIN,
-        |raw| {
-            raw.tls = Some(RawTls {
-                cert: Some(cert),
-                key: Some(key),
-            })
-        },
-    )
+    let db = loyalty_sim::pg::test_database(dir.path()).unwrap();
+    let hq = LocalHq::start("127.0.0.1:0".parse().unwrap(), &db, ADMIN, |raw| {
+        raw.tls = Some(RawTls {
+            cert: Some(cert),
+            key: Some(key),
+        })
+    })
     .await
     .unwrap()
     .trusting(&std::fs::read(&ca.ca).unwrap())

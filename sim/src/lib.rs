@@ -6,7 +6,10 @@
 //!   the format the agent replays (`loyalty_protocol::trace`).
 //! - [`hq`]: the reference HQ served in-process on a loopback port, with its admin API a call
 //!   away ([`hq::LocalHq`]).
+//! - [`hq_process`]: a real `loyalty-hq` process on a free port, killed when dropped.
 //! - [`process`]: what the benches read of a running process (resident memory).
+//! - `pg` (feature `postgres`): a throwaway PostgreSQL cluster and a fresh database per test,
+//!   for HQ's suite on PostgreSQL (`LOYALTY_HQ_TEST_BACKEND=postgres`) and the benches.
 //! - `test_ca` (feature `test-ca`): a certificate authority and a server certificate made on
 //!   the spot, for tests of HTTPS between the agent and HQ.
 
@@ -15,6 +18,9 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod hq;
+pub mod hq_process;
+#[cfg(feature = "postgres")]
+pub mod pg;
 pub mod process;
 pub mod rf_model;
 #[cfg(feature = "test-ca")]

@@ -4,10 +4,10 @@
 //! delivery reads the queue later (`crate::webhooks`).
 
 use loyalty_protocol::{Event, EventKind};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::{json, Value};
 
 use super::accounts::member_totals;
+use super::sql::{args, Row, Sql, SqlExt, Wake};
 use super::{FeedPosted, StoreError};
 
 pub const GIFT_ISSUED: &str = "gift.issued";
@@ -31,7 +31,7 @@ pub fn now_ms() -> i64 {
 
 /// The feed rows for one stored event (`member` is whom its account counts for).
 pub fn on_event(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Sql,
     e: &Event,
     member: Option<&str>,
     now: &str,
@@ -45,19 +45,19 @@ pub fn on_event(
             };
             let gift_id = e.payload_str("gift_id").unwrap_or_default();
             let expires_at = e.payload_str("expires_at").unwrap_or_default();
-            tx.prepare_cached(
+            tx.exec(
                 "INSERT INTO member_gifts (gift_id, member_id, store_id, campaign_id, gift, issued_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-            )?
-            .execute(params![
-                gift_id,
-                member,
-                e.store_id,
-                e.payload_str("campaign_id").unwrap_or_default(),
-                e.payload_str("gift"),
-                e.recorded_at,
-                expires_at
-            ])?;
+                args![
+                    gift_id,
+                    member,
+                    &e.store_id,
+                    e.payload_str("campaign_id").unwrap_or_default(),
+                    e.payload_str("gift"),
+                    &e.recorded_at,
+                    expires_at
+                ],
+            )?;
             let data = json!({
                 "member_id": member,
                 "gift_id": gift_id,
@@ -74,15 +74,18 @@ pub fn on_event(
         }
         EventKind::GiftRedeemed => {
             let gift_id = e.payload_str("gift_id").unwrap_or_default();
-            let owner: Option<(String, Option<String>)> = tx
-                .prepare_cached("SELECT member_id, gift FROM member_gifts WHERE gift_id = ?1")?
-                .query_row([gift_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            tx.prepare_cached(
+            let owner = match tx.row(
+                "SELECT member_id, gift FROM member_gifts WHERE gift_id = ?1",
+                args![gift_id],
+            )? {
+                Some(r) => Some((r.text(0)?, r.opt_text(1)?)),
+                None => None,
+            };
+            tx.exec(
                 "UPDATE member_gifts SET state = 'redeemed', closed_at = ?2
                  WHERE gift_id = ?1 AND state != 'redeemed'",
-            )?
-            .execute(params![gift_id, e.recorded_at])?;
+                args![gift_id, &e.recorded_at],
+            )?;
             let (owner, gift) = match owner {
                 Some((m, g)) => (Some(m), g),
                 None => (member.map(str::to_owned), None),
@@ -129,25 +132,34 @@ pub fn on_event(
 /// Marks every open gift whose validity ended by `now` expired, each with its feed row, in one
 /// transaction.
 pub fn expire(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Sql,
     now: &str,
     dead_after_ms: i64,
 ) -> Result<Vec<FeedPosted>, StoreError> {
-    let due: Vec<(String, String, String, Option<String>, String)> = tx
-        .prepare_cached(
-            "SELECT gift_id, member_id, store_id, gift, expires_at FROM member_gifts
-             WHERE state = 'open' AND expires_at <= ?1 ORDER BY expires_at LIMIT 1000",
-        )?
-        .query_map([now], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    // Locked and skipped when locked: two HQ processes expiring at once each take other gifts,
+    // and a gift is announced once.
+    let skip = match tx.dialect() {
+        super::sql::Dialect::Sqlite => "",
+        super::sql::Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+    };
+    let q = format!(
+        "SELECT gift_id, member_id, store_id, gift, expires_at FROM member_gifts
+         WHERE state = 'open' AND expires_at <= ?1 ORDER BY expires_at LIMIT 1000{skip}"
+    );
+    let due = tx.rows(&q, args![now])?;
     let mut posted = Vec::new();
-    for (gift_id, member, store, gift, expires_at) in due {
-        tx.prepare_cached(
+    for r in due {
+        let (gift_id, member, store, gift, expires_at) = (
+            r.text(0)?,
+            r.text(1)?,
+            r.text(2)?,
+            r.opt_text(3)?,
+            r.text(4)?,
+        );
+        tx.exec(
             "UPDATE member_gifts SET state = 'expired', closed_at = ?2 WHERE gift_id = ?1",
-        )?
-        .execute(params![gift_id, expires_at])?;
+            args![&gift_id, &expires_at],
+        )?;
         let data = json!({
             "member_id": member,
             "gift_id": gift_id,
@@ -165,12 +177,27 @@ pub fn expire(
             &mut posted,
         )?;
     }
+    announce(tx, &posted);
     Ok(posted)
+}
+
+/// Wakes, with the commit, the live feeds of the members posted to and the webhook sender if
+/// anything was queued.
+pub fn announce(tx: &mut dyn Sql, posted: &[FeedPosted]) {
+    for p in posted {
+        tx.announce(Wake::Feed {
+            member_id: p.member_id.clone(),
+            feed_id: p.feed_id,
+        });
+    }
+    if posted.iter().any(|p| p.queued) {
+        tx.announce(Wake::Webhooks);
+    }
 }
 
 /// One feed row, and a queue row for every endpoint that takes its type.
 fn post(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Sql,
     member: &str,
     kind: &'static str,
     data: Value,
@@ -179,45 +206,48 @@ fn post(
     posted: &mut Vec<FeedPosted>,
 ) -> Result<(), StoreError> {
     let body = json!({ "type": kind, "timestamp": now, "data": data }).to_string();
-    tx.prepare_cached(
-        "INSERT INTO member_feed (member_id, type, body, created_at) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![member, kind, body, now])?;
-    let feed_id = tx.last_insert_rowid();
+    // A member's feed rows commit in id order, so a live feed reading after its position
+    // skips none: their writers take turns on the member until they commit.
+    tx.lock_members(&[member])?;
+    let feed_id = tx
+        .one(
+            "INSERT INTO member_feed (member_id, type, body, created_at) VALUES (?1, ?2, ?3, ?4)
+             RETURNING id",
+            args![member, kind, body, now],
+        )?
+        .int(0)?;
     let now_ms = now_ms();
-    let endpoints: Vec<(String, String)> = tx
-        .prepare_cached("SELECT endpoint_id, event_types FROM webhook_endpoints")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let endpoints = tx.rows(
+        "SELECT endpoint_id, event_types FROM webhook_endpoints",
+        &[],
+    )?;
     let mut queued = false;
-    for (endpoint, types) in endpoints {
+    for r in endpoints {
+        let (endpoint, types) = (r.text(0)?, r.text(1)?);
         let types: Vec<String> = serde_json::from_str(&types).unwrap_or_default();
         if types.iter().any(|t| t == kind) {
             // Behind a message of the same member still pending, this one waits its turn.
-            let behind = tx
-                .prepare_cached(
-                    "SELECT 1 FROM webhook_queue
-                     WHERE endpoint_id = ?1 AND member_id = ?2 AND state = 'pending' LIMIT 1",
-                )?
-                .query_row(params![endpoint, member], |_| Ok(()))
-                .optional()?
-                .is_some();
+            let behind = tx.exists(
+                "SELECT 1 FROM webhook_queue
+                 WHERE endpoint_id = ?1 AND member_id = ?2 AND state = 'pending' LIMIT 1",
+                args![&endpoint, member],
+            )?;
             let due = if behind {
                 super::webhooks::WAITING
             } else {
                 now_ms
             };
-            tx.prepare_cached(
+            tx.exec(
                 "INSERT INTO webhook_queue (endpoint_id, feed_id, member_id, next_attempt_ms, dead_after_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                endpoint,
-                feed_id,
-                member,
-                due,
-                now_ms.saturating_add(dead_after_ms)
-            ])?;
+                args![
+                    &endpoint,
+                    feed_id,
+                    member,
+                    due,
+                    now_ms.saturating_add(dead_after_ms)
+                ],
+            )?;
             queued = true;
         }
     }
@@ -239,56 +269,53 @@ pub struct FeedItem {
     pub body: String,
 }
 
+fn item(r: &Row) -> Result<FeedItem, StoreError> {
+    Ok(FeedItem {
+        id: r.int(0)?,
+        kind: r.text(1)?,
+        body: r.text(2)?,
+    })
+}
+
 /// A member's feed after `after`, oldest first.
 pub fn after(
-    conn: &Connection,
+    sql: &mut dyn Sql,
     member: &str,
     after: i64,
     limit: usize,
 ) -> Result<Vec<FeedItem>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT id, type, body FROM member_feed WHERE member_id = ?1 AND id > ?2
-             ORDER BY id LIMIT ?3",
-        )?
-        .query_map(params![member, after, limit as i64], |r| {
-            Ok(FeedItem {
-                id: r.get(0)?,
-                kind: r.get(1)?,
-                body: r.get(2)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?)
+    sql.rows(
+        "SELECT id, type, body FROM member_feed WHERE member_id = ?1 AND id > ?2
+         ORDER BY id LIMIT ?3",
+        args![member, after, limit as i64],
+    )?
+    .iter()
+    .map(item)
+    .collect()
 }
 
 /// A member's feed before `before` (or the newest), newest first: the history's pages.
 pub fn before(
-    conn: &Connection,
+    sql: &mut dyn Sql,
     member: &str,
     before: Option<i64>,
     limit: usize,
 ) -> Result<Vec<FeedItem>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT id, type, body FROM member_feed WHERE member_id = ?1 AND id < ?2
-             ORDER BY id DESC LIMIT ?3",
-        )?
-        .query_map(
-            params![member, before.unwrap_or(i64::MAX), limit as i64],
-            |r| {
-                Ok(FeedItem {
-                    id: r.get(0)?,
-                    kind: r.get(1)?,
-                    body: r.get(2)?,
-                })
-            },
-        )?
-        .collect::<rusqlite::Result<_>>()?)
+    sql.rows(
+        "SELECT id, type, body FROM member_feed WHERE member_id = ?1 AND id < ?2
+         ORDER BY id DESC LIMIT ?3",
+        args![member, before.unwrap_or(i64::MAX), limit as i64],
+    )?
+    .iter()
+    .map(item)
+    .collect()
 }
 
 /// The newest feed id of a member (0 when none).
-pub fn latest(conn: &Connection, member: &str) -> Result<i64, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM member_feed WHERE member_id = ?1")?
-        .query_row([member], |r| r.get(0))?)
+pub fn latest(sql: &mut dyn Sql, member: &str) -> Result<i64, StoreError> {
+    sql.one(
+        "SELECT COALESCE(MAX(id), 0) FROM member_feed WHERE member_id = ?1",
+        args![member],
+    )?
+    .int(0)
 }

@@ -23,17 +23,15 @@
 
 use std::collections::BTreeSet;
 
-use loyalty_protocol::{
-    bounds, Event, EventKind, EventOutcome, OutcomeStatus, CARD_ACCOUNT_PREFIX,
-};
-use rusqlite::{params, OptionalExtension, Transaction};
-
 use super::accounts::{balance_for_account, member_of};
 use super::ledgers;
 use super::plausibility::Plausibility;
-use super::writer::{bump, Writer};
+use super::sql::{args, Sql, SqlExt, Wake};
 use super::{FeedPosted, Incoming, IngestResult, Push, StoreError};
 use crate::clock;
+use loyalty_protocol::{
+    bounds, Event, EventKind, EventOutcome, OutcomeStatus, CARD_ACCOUNT_PREFIX,
+};
 
 pub const OVERDRAFT: &str = "overdraft";
 pub const DUPLICATE_GIFT: &str = "duplicate_gift";
@@ -45,8 +43,9 @@ pub const CONFLICTING_DUPLICATE: &str = "conflicting_duplicate";
 pub const DUPLICATE_RECEIPT: &str = "duplicate_receipt";
 pub const REFUND_EXCEEDS_SALE: &str = "refund_exceeds_sale";
 
+/// Applies a batch in the caller's transaction; the caller commits.
 pub fn ingest(
-    w: &mut Writer,
+    tx: &mut dyn Sql,
     plausibility: &Plausibility,
     dead_after_ms: i64,
     store_id: &str,
@@ -54,16 +53,15 @@ pub fn ingest(
 ) -> Result<IngestResult, StoreError> {
     let started = std::time::Instant::now();
     let now = clock::now();
-    let Writer { conn, last_change } = w;
-    let first_change = *last_change;
-    let tx = conn.transaction()?;
+    let mut changed = false;
     let Push {
         ledger_id,
         after_seq,
         events,
         agent_version,
     } = push;
-    let mut watermark = ledgers::check_push(&tx, store_id, &ledger_id, after_seq, &events, &now)?;
+    let mut watermark = ledgers::check_push(tx, store_id, &ledger_id, after_seq, &events, &now)?;
+    lock_members(tx, &events)?;
     let before = watermark;
     let mut touched = BTreeSet::new();
     let mut outcomes = Vec::with_capacity(events.len());
@@ -74,8 +72,8 @@ pub fn ingest(
             Incoming::Valid(e) => {
                 watermark = watermark.max(e.seq);
                 let outcome = apply(
-                    &tx,
-                    last_change,
+                    tx,
+                    &mut changed,
                     plausibility,
                     &now,
                     &e,
@@ -100,58 +98,81 @@ pub fn ingest(
                     watermark = watermark.max(seq);
                 }
                 rejected += 1;
-                outcomes.push(reject(&tx, store_id, &now, event_id, reason, raw)?);
+                outcomes.push(reject(tx, store_id, &now, event_id, reason, raw)?);
             }
         }
     }
-    for member in &touched {
-        // One sequence number per member: the feed's cursor needs one entity per number.
-        let seq = bump(last_change);
-        tx.prepare_cached("UPDATE members SET change_seq = ?2 WHERE member_id = ?1")?
-            .execute(params![member, seq])?;
+    if !touched.is_empty() {
+        // Numbered last: on PostgreSQL the numbers are handed out under a lock held to the
+        // commit, so the shorter that stretch the better.
+        let members: Vec<&str> = touched.iter().map(String::as_str).collect();
+        tx.renumber_members(&members)?;
+        changed = true;
     }
     if watermark > before {
-        tx.prepare_cached("UPDATE stores SET watermark = ?2 WHERE store_id = ?1")?
-            .execute(params![store_id, watermark])?;
+        tx.exec(
+            "UPDATE stores SET watermark = ?2 WHERE store_id = ?1",
+            args![store_id, watermark],
+        )?;
     }
     super::operator::note_push(
-        &tx,
+        tx,
         store_id,
         &now,
         agent_version.as_deref(),
         i64::from(accepted),
     )?;
-    let applied = started.elapsed();
-    tx.commit()?;
-    // Apply and commit (the fsync) apart: they are what bounds ingestion.
+    super::feed::announce(tx, &feed);
+    if changed {
+        tx.announce(Wake::Changes);
+    }
     tracing::info!(
         store = %store_id, accepted, duplicates, rejected, flagged, watermark,
-        apply_ms = applied.as_millis() as u64,
-        commit_ms = (started.elapsed() - applied).as_millis() as u64,
+        apply_ms = started.elapsed().as_millis() as u64,
         "Ingested batch."
     );
     Ok(IngestResult {
         outcomes,
         watermark,
         feed,
-        changed: *last_change != first_change,
+        changed,
     })
+}
+
+/// Takes every member and account the batch touches at once: two batches sharing members (two
+/// stores, two HQ processes) then take turns rather than deadlock.
+fn lock_members(tx: &mut dyn Sql, events: &[Incoming]) -> Result<(), StoreError> {
+    let mut keys = BTreeSet::new();
+    for e in events {
+        let Incoming::Valid(e) = e else { continue };
+        if let Some(account) = &e.account {
+            if account.starts_with(CARD_ACCOUNT_PREFIX) {
+                keys.extend(member_of(tx, account)?);
+            }
+            keys.insert(account.clone());
+        }
+        if let Some(member) = e.payload_str("member_id") {
+            keys.insert(member.to_owned());
+        }
+    }
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    tx.lock_members(&keys)
 }
 
 /// Records a refused event (kept for the admin, never a fact) and its outcome.
 fn reject(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Sql,
     store_id: &str,
     now: &str,
     event_id: String,
     reason: String,
     raw: String,
 ) -> Result<EventOutcome, StoreError> {
-    tx.prepare_cached(
+    tx.exec(
         "INSERT INTO rejections (event_id, store_id, reason, event, rejected_at)
          VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-    )?
-    .execute(params![event_id, store_id, reason, raw, now])?;
+        args![&event_id, store_id, &reason, raw, now],
+    )?;
     tracing::warn!(store = %store_id, event = %event_id, %reason, "Rejected event.");
     Ok(EventOutcome {
         event_id,
@@ -181,24 +202,24 @@ impl PendingFlag {
 
 /// Stores one well-formed event and its effects; returns its outcome.
 fn apply(
-    tx: &Transaction<'_>,
-    last_change: &mut i64,
+    tx: &mut dyn Sql,
+    changed: &mut bool,
     plausibility: &Plausibility,
     now: &str,
     e: &Event,
     touched: &mut BTreeSet<String>,
     (dead_after_ms, feed): (i64, &mut Vec<FeedPosted>),
 ) -> Result<EventOutcome, StoreError> {
-    if let Some(stored) = stored_event(tx, &e.event_id)? {
+    let Held {
+        stored,
+        balance,
+        registered,
+    } = held(tx, e)?;
+    if let Some(stored) = stored {
         return duplicate(tx, now, e, &stored);
     }
-    if let Some(account) = &e.account {
-        let held: i64 = tx
-            .prepare_cached("SELECT balance FROM accounts WHERE account = ?1")?
-            .query_row([account], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0);
-        if let Err(why) = bounds::add_to_balance(held, e.points) {
+    if e.account.is_some() {
+        if let Err(why) = bounds::add_to_balance(balance, e.points) {
             let raw = serde_json::to_string(e).unwrap_or_default();
             return reject(
                 tx,
@@ -210,7 +231,7 @@ fn apply(
             );
         }
     }
-    let mut flags: Vec<PendingFlag> = implausible(tx, plausibility, e)?;
+    let mut flags: Vec<PendingFlag> = implausible(plausibility, e, registered);
     let member = match &e.account {
         Some(a) => member_of(tx, a)?,
         None => None,
@@ -220,15 +241,14 @@ fn apply(
 
     let link = if e.kind == EventKind::Refund {
         let receipt = e.payload_str("receipt_id").unwrap_or_default();
-        let sale: Option<(String, i64, i64)> = tx
-            .prepare_cached(
-                "SELECT event_id, total_cents, refunded_cents FROM sales
-                 WHERE store_id = ?1 AND receipt_id = ?2",
-            )?
-            .query_row(params![e.store_id, receipt], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()?;
+        let sale = match tx.row(
+            "SELECT event_id, total_cents, refunded_cents FROM sales
+             WHERE store_id = ?1 AND receipt_id = ?2",
+            args![&e.store_id, receipt],
+        )? {
+            Some(r) => Some((r.text(0)?, r.int(1)?, r.int(2)?)),
+            None => None,
+        };
         match &sale {
             None => flags.push(PendingFlag::here(
                 REFUND_WITHOUT_SALE,
@@ -241,8 +261,10 @@ fn apply(
                     .and_then(serde_json::Value::as_i64)
                     .unwrap_or(0);
                 let now_refunded = refunded.saturating_add(cents);
-                tx.prepare_cached("UPDATE sales SET refunded_cents = ?2 WHERE event_id = ?1")?
-                    .execute(params![sale_id, now_refunded])?;
+                tx.exec(
+                    "UPDATE sales SET refunded_cents = ?2 WHERE event_id = ?1",
+                    args![sale_id, now_refunded],
+                )?;
                 if now_refunded > *total {
                     flags.push(PendingFlag::here(
                         REFUND_EXCEEDS_SALE,
@@ -259,25 +281,34 @@ fn apply(
         None
     };
 
-    tx.prepare_cached(
+    let fresh = tx.exec(
         "INSERT INTO events (event_id, store_id, seq, kind, account, lane, points, payload,
                rule_version, recorded_at, idempotency_key, link_event_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![
-        e.event_id,
-        e.store_id,
-        e.seq,
-        e.kind.as_str(),
-        e.account,
-        e.lane,
-        e.points,
-        e.payload.to_string(),
-        e.rule_version,
-        e.recorded_at,
-        e.idempotency_key,
-        link,
-    ])?;
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT DO NOTHING",
+        args![
+            &e.event_id,
+            &e.store_id,
+            e.seq,
+            e.kind.as_str(),
+            &e.account,
+            &e.lane,
+            e.points,
+            e.payload.to_string(),
+            &e.rule_version,
+            &e.recorded_at,
+            &e.idempotency_key,
+            link,
+        ],
+    )?;
+    if fresh == 0 {
+        // Another transaction stored this event_id after our look-up (another store's push on
+        // another HQ process): this batch is applied again from the start, seeing it held.
+        return Err(StoreError::Retry(format!(
+            "event {} was stored meanwhile",
+            e.event_id
+        )));
+    }
 
     match e.kind {
         EventKind::Sale => {
@@ -287,12 +318,11 @@ fn apply(
                     .get("total_cents")
                     .and_then(serde_json::Value::as_i64)
                     .unwrap_or(0);
-                let fresh = tx
-                    .prepare_cached(
-                        "INSERT INTO sales (store_id, receipt_id, event_id, total_cents)
-                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-                    )?
-                    .execute(params![e.store_id, receipt, e.event_id, total])?;
+                let fresh = tx.exec(
+                    "INSERT INTO sales (store_id, receipt_id, event_id, total_cents)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                    args![&e.store_id, receipt, &e.event_id, total],
+                )?;
                 if fresh == 0 {
                     // A ledger that lost its receipts (replaced, restored) credits a retried
                     // receipt again under a new event id: both stand, a person decides.
@@ -313,13 +343,13 @@ fn apply(
         }
         EventKind::GiftRedeemed => {
             let gift = e.payload_str("gift_id").unwrap_or_default();
-            let seq = bump(last_change);
-            let fresh = tx
-                .prepare_cached(
-                    "INSERT INTO gift_redemptions (gift_id, member_id, store_id, event_id, change_seq)
-                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-                )?
-                .execute(params![gift, flag_member, e.store_id, e.event_id, seq])?;
+            let seq = tx.next_change()?;
+            *changed = true;
+            let fresh = tx.exec(
+                "INSERT INTO gift_redemptions (gift_id, member_id, store_id, event_id, change_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                args![gift, &flag_member, &e.store_id, &e.event_id, seq],
+            )?;
             if fresh == 0 {
                 flags.push(PendingFlag::here(
                     DUPLICATE_GIFT_REDEMPTION,
@@ -338,22 +368,22 @@ fn apply(
                 .flatten()
                 .filter_map(serde_json::Value::as_str)
             {
-                tx.prepare_cached(
+                tx.exec(
                     "DELETE FROM gift_redemptions WHERE gift_id = ?1 AND store_id = ?2",
-                )?
-                .execute(params![gift, e.store_id])?;
+                    args![gift, &e.store_id],
+                )?;
             }
         }
         _ => {}
     }
 
     if let Some(account) = &e.account {
-        tx.prepare_cached(
+        tx.exec(
             "INSERT INTO accounts (account, balance, events) VALUES (?1, ?2, 1)
-             ON CONFLICT (account) DO UPDATE SET balance = balance + excluded.balance,
-               events = events + 1",
-        )?
-        .execute(params![account, e.points])?;
+             ON CONFLICT (account) DO UPDATE SET balance = accounts.balance + excluded.balance,
+               events = accounts.events + 1",
+            args![account, e.points],
+        )?;
         if e.points < 0 {
             let balance = balance_for_account(tx, account)?;
             if balance < 0 {
@@ -385,11 +415,11 @@ fn apply(
         let here = on_earlier.is_none();
         let (store_id, event_id) =
             on_earlier.unwrap_or_else(|| (e.store_id.clone(), e.event_id.clone()));
-        tx.prepare_cached(
+        tx.exec(
             "INSERT INTO flags (flag, event_id, store_id, member, reason, flagged_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![flag, event_id, store_id, flag_member, reason, now])?;
+            args![flag, &event_id, &store_id, &flag_member, &reason, now],
+        )?;
         tracing::warn!(flag, event = %event_id, store = %store_id, member = flag_member.as_deref(), %reason, "Flagged event.");
         if here {
             names.push(flag.to_owned());
@@ -404,34 +434,36 @@ fn apply(
 
 /// Keeps the earlier of two once-per-member gifts and flags the later, whichever came first.
 fn once_per_member(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Sql,
     e: &Event,
     flags: &mut Vec<PendingFlag>,
 ) -> Result<(), StoreError> {
     let member = e.payload_str("member_id").unwrap_or_default();
     let campaign = e.payload_str("campaign_id").unwrap_or_default();
-    let kept: Option<(String, String, String)> = tx
-        .prepare_cached(
-            "SELECT recorded_at, event_id, store_id FROM gifts_kept
-             WHERE member_id = ?1 AND campaign_id = ?2",
-        )?
-        .query_row(params![member, campaign], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .optional()?;
+    // Locked: two stores' gifts for one member, applied at once by two HQ processes, are
+    // compared one after the other.
+    let q = format!(
+        "SELECT recorded_at, event_id, store_id FROM gifts_kept
+         WHERE member_id = ?1 AND campaign_id = ?2{}",
+        tx.for_update()
+    );
+    let kept = match tx.row(&q, args![member, campaign])? {
+        Some(r) => Some((r.text(0)?, r.text(1)?, r.text(2)?)),
+        None => None,
+    };
     match kept {
         None => {
-            tx.prepare_cached(
+            // Taken meanwhile by another transaction: the batch is applied again, seeing it.
+            let fresh = tx.exec(
                 "INSERT INTO gifts_kept (member_id, campaign_id, recorded_at, event_id, store_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                member,
-                campaign,
-                e.recorded_at,
-                e.event_id,
-                e.store_id
-            ])?;
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                args![member, campaign, &e.recorded_at, &e.event_id, &e.store_id],
+            )?;
+            if fresh == 0 {
+                return Err(StoreError::Retry(format!(
+                    "campaign {campaign}'s gift to {member} was kept meanwhile"
+                )));
+            }
         }
         Some((at, id, store)) if (at.as_str(), id.as_str()) <= (&e.recorded_at, &e.event_id) => {
             flags.push(PendingFlag::here(
@@ -443,17 +475,11 @@ fn once_per_member(
         }
         Some((at, id, store)) => {
             // This one is earlier: it becomes the kept gift, the one stored before is the duplicate.
-            tx.prepare_cached(
+            tx.exec(
                 "UPDATE gifts_kept SET recorded_at = ?3, event_id = ?4, store_id = ?5
                  WHERE member_id = ?1 AND campaign_id = ?2",
-            )?
-            .execute(params![
-                member,
-                campaign,
-                e.recorded_at,
-                e.event_id,
-                e.store_id
-            ])?;
+                args![member, campaign, &e.recorded_at, &e.event_id, &e.store_id],
+            )?;
             flags.push(PendingFlag {
                 flag: DUPLICATE_GIFT,
                 reason: format!(
@@ -480,31 +506,54 @@ struct StoredEvent {
     idempotency_key: String,
 }
 
-fn stored_event(tx: &Transaction<'_>, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
-    Ok(tx
-        .prepare_cached(
-            "SELECT store_id, seq, kind, account, points, payload, recorded_at, idempotency_key
-             FROM events WHERE event_id = ?1",
-        )?
-        .query_row([event_id], |r| {
-            Ok(StoredEvent {
-                store_id: r.get(0)?,
-                seq: r.get(1)?,
-                kind: r.get(2)?,
-                account: r.get(3)?,
-                points: r.get(4)?,
-                payload: r.get(5)?,
-                recorded_at: r.get(6)?,
-                idempotency_key: r.get(7)?,
-            })
-        })
-        .optional()?)
+/// What HQ holds that an incoming event is checked against.
+struct Held {
+    /// The event itself, if HQ holds it already.
+    stored: Option<StoredEvent>,
+    /// The event's account's balance (0 without one).
+    balance: i64,
+    /// The account is a registered member's, or a card's.
+    registered: bool,
+}
+
+/// [`Held`], in one statement: on PostgreSQL every statement is a round trip.
+fn held(tx: &mut dyn Sql, e: &Event) -> Result<Held, StoreError> {
+    let r = tx.one(
+        "SELECT e.store_id, e.seq, e.kind, e.account, e.points, e.payload, e.recorded_at,
+                e.idempotency_key,
+                (SELECT balance FROM accounts WHERE account = ?2),
+                (SELECT COUNT(*) FROM members WHERE member_id = ?2)
+         FROM (SELECT 1 AS here) AS one LEFT JOIN events e ON e.event_id = ?1",
+        args![&e.event_id, &e.account],
+    )?;
+    let stored = match r.opt_text(0)? {
+        None => None,
+        Some(store_id) => Some(StoredEvent {
+            store_id,
+            seq: r.int(1)?,
+            kind: r.text(2)?,
+            account: r.opt_text(3)?,
+            points: r.int(4)?,
+            payload: r.text(5)?,
+            recorded_at: r.text(6)?,
+            idempotency_key: r.text(7)?,
+        }),
+    };
+    let registered = r.int(9)? > 0
+        || e.account
+            .as_deref()
+            .is_some_and(|a| a.starts_with(CARD_ACCOUNT_PREFIX));
+    Ok(Held {
+        stored,
+        balance: r.opt_int(8)?.unwrap_or(0),
+        registered,
+    })
 }
 
 /// An `event_id` HQ already holds: no effect. Sent again with other content, the first stands
 /// and the stored event is flagged, so a store that rewrote a fact is seen.
 fn duplicate(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Sql,
     now: &str,
     e: &Event,
     stored: &StoredEvent,
@@ -525,18 +574,18 @@ fn duplicate(
             "event {} sent again by store {} with other content ({} points for {:?}, held: {} points for {:?}); the first stands",
             e.event_id, e.store_id, e.points, e.account, stored.points, stored.account
         );
-        tx.prepare_cached(
+        tx.exec(
             "INSERT INTO flags (flag, event_id, store_id, member, reason, flagged_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            CONFLICTING_DUPLICATE,
-            e.event_id,
-            stored.store_id,
-            stored.account,
-            reason,
-            now
-        ])?;
+            args![
+                CONFLICTING_DUPLICATE,
+                &e.event_id,
+                &stored.store_id,
+                &stored.account,
+                &reason,
+                now
+            ],
+        )?;
         tracing::warn!(flag = CONFLICTING_DUPLICATE, event = %e.event_id, store = %e.store_id, %reason, "Flagged event.");
         flags.push(CONFLICTING_DUPLICATE.to_owned());
     }
@@ -548,11 +597,7 @@ fn duplicate(
 }
 
 /// Flags for what no store could have computed; the event is stored all the same.
-fn implausible(
-    tx: &Transaction<'_>,
-    plausibility: &Plausibility,
-    e: &Event,
-) -> Result<Vec<PendingFlag>, StoreError> {
+fn implausible(plausibility: &Plausibility, e: &Event, registered: bool) -> Vec<PendingFlag> {
     let mut flags = Vec::new();
     match e.kind {
         EventKind::Sale => {
@@ -583,19 +628,11 @@ fn implausible(
         }
         _ => {}
     }
-    if let Some(account) = e.account.as_deref().filter(|_| e.points > 0) {
-        let registered = account.starts_with(CARD_ACCOUNT_PREFIX)
-            || tx
-                .prepare_cached("SELECT 1 FROM members WHERE member_id = ?1")?
-                .query_row([account], |_| Ok(()))
-                .optional()?
-                .is_some();
-        if !registered {
-            flags.push(PendingFlag::here(
-                UNKNOWN_MEMBER,
-                format!("credit to {account}, a member HQ never registered; held under that id"),
-            ));
-        }
+    if let Some(account) = e.account.as_deref().filter(|_| e.points > 0 && !registered) {
+        flags.push(PendingFlag::here(
+            UNKNOWN_MEMBER,
+            format!("credit to {account}, a member HQ never registered; held under that id"),
+        ));
     }
-    Ok(flags)
+    flags
 }

@@ -9,8 +9,8 @@
 //! acknowledges only what it sent loses nothing.
 
 use loyalty_protocol::{LedgerBinding, LedgerState, PROTOCOL_VERSION};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::sql::{args, Row, Sql, SqlExt};
 use super::{Incoming, StoreError};
 
 /// A store's binding as stored.
@@ -20,23 +20,39 @@ pub struct Bound {
     pub previous_ledger_id: Option<String>,
 }
 
-pub fn bound(conn: &Connection, store_id: &str) -> Result<Bound, StoreError> {
-    conn.prepare_cached(
-        "SELECT ledger_id, watermark, previous_ledger_id FROM stores WHERE store_id = ?1",
-    )?
-    .query_row([store_id], |r| {
-        Ok(Bound {
-            ledger_id: r.get(0)?,
-            watermark: r.get(1)?,
-            previous_ledger_id: r.get(2)?,
-        })
+fn bound_row(r: &Row) -> Result<Bound, StoreError> {
+    Ok(Bound {
+        ledger_id: r.opt_text(0)?,
+        watermark: r.int(1)?,
+        previous_ledger_id: r.opt_text(2)?,
     })
-    .optional()?
+}
+
+pub fn bound(sql: &mut dyn Sql, store_id: &str) -> Result<Bound, StoreError> {
+    sql.row(
+        "SELECT ledger_id, watermark, previous_ledger_id FROM stores WHERE store_id = ?1",
+        args![store_id],
+    )?
+    .map(|r| bound_row(&r))
+    .transpose()?
     .ok_or_else(|| StoreError::UnknownStore(store_id.to_owned()))
 }
 
-pub fn state(conn: &Connection, store_id: &str) -> Result<LedgerState, StoreError> {
-    let b = bound(conn, store_id)?;
+/// [`bound`], holding the store's row until the transaction ends: a store's pushes and
+/// re-bases are applied one at a time, whichever HQ process takes them.
+fn bound_locked(sql: &mut dyn Sql, store_id: &str) -> Result<Bound, StoreError> {
+    let q = format!(
+        "SELECT ledger_id, watermark, previous_ledger_id FROM stores WHERE store_id = ?1{}",
+        sql.for_update()
+    );
+    sql.row(&q, args![store_id])?
+        .map(|r| bound_row(&r))
+        .transpose()?
+        .ok_or_else(|| StoreError::UnknownStore(store_id.to_owned()))
+}
+
+pub fn state(sql: &mut dyn Sql, store_id: &str) -> Result<LedgerState, StoreError> {
+    let b = bound(sql, store_id)?;
     Ok(LedgerState {
         protocol: PROTOCOL_VERSION,
         ledger_id: b.ledger_id,
@@ -48,14 +64,14 @@ pub fn state(conn: &Connection, store_id: &str) -> Result<LedgerState, StoreErro
 /// Checks that a push from `ledger_id` following `after_seq` may be applied; binds a store's
 /// first ledger. Returns the watermark before the push. Writes nothing else.
 pub fn check_push(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Sql,
     store_id: &str,
     ledger_id: &str,
     after_seq: i64,
     events: &[Incoming],
     now: &str,
 ) -> Result<i64, StoreError> {
-    let b = bound(tx, store_id)?;
+    let b = bound_locked(tx, store_id)?;
     match &b.ledger_id {
         Some(held) if held != ledger_id => {
             return Err(StoreError::LedgerConflict {
@@ -107,30 +123,23 @@ pub fn check_push(
 }
 
 /// HQ holds `event_id` as this store's event `seq` (stored, or refused as malformed).
-fn held_at(
-    tx: &Transaction<'_>,
-    store_id: &str,
-    event_id: &str,
-    seq: i64,
-) -> Result<bool, StoreError> {
-    let stored: Option<(String, i64)> = tx
-        .prepare_cached("SELECT store_id, seq FROM events WHERE event_id = ?1")?
-        .query_row([event_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    if let Some((store, at)) = stored {
-        return Ok(store == store_id && at == seq);
+fn held_at(tx: &mut dyn Sql, store_id: &str, event_id: &str, seq: i64) -> Result<bool, StoreError> {
+    if let Some(r) = tx.row(
+        "SELECT store_id, seq FROM events WHERE event_id = ?1",
+        args![event_id],
+    )? {
+        return Ok(r.text(0)? == store_id && r.int(1)? == seq);
     }
-    Ok(tx
-        .prepare_cached("SELECT 1 FROM rejections WHERE store_id = ?1 AND event_id = ?2")?
-        .query_row(params![store_id, event_id], |_| Ok(()))
-        .optional()?
-        .is_some())
+    tx.exists(
+        "SELECT 1 FROM rejections WHERE store_id = ?1 AND event_id = ?2",
+        args![store_id, event_id],
+    )
 }
 
 /// The operator's re-base: from now on HQ takes this store's events from `binding.ledger_id`,
 /// following `binding.after_seq`.
 pub fn rebind(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Sql,
     store_id: &str,
     binding: &LedgerBinding,
     now: &str,
@@ -140,7 +149,7 @@ pub fn rebind(
             "ledger_id must not be empty and after_seq not negative".into(),
         ));
     }
-    let b = bound(tx, store_id)?;
+    let b = bound_locked(tx, store_id)?;
     if b.ledger_id.as_deref() == Some(binding.ledger_id.as_str()) {
         // The same request again (an operator who retried): it changes nothing.
         return state(tx, store_id);
@@ -155,34 +164,34 @@ pub fn rebind(
 }
 
 fn record(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Sql,
     store_id: &str,
     binding: &LedgerBinding,
     before: &Bound,
     now: &str,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached(
+    tx.exec(
         "INSERT INTO ledger_bindings (store_id, ledger_id, after_seq, previous_ledger_id,
            previous_watermark, reason, bound_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        store_id,
-        binding.ledger_id,
-        binding.after_seq,
-        before.ledger_id,
-        before.watermark,
-        binding.reason,
-        now
-    ])?;
-    tx.prepare_cached(
+        args![
+            store_id,
+            &binding.ledger_id,
+            binding.after_seq,
+            &before.ledger_id,
+            before.watermark,
+            &binding.reason,
+            now
+        ],
+    )?;
+    tx.exec(
         "UPDATE stores SET ledger_id = ?2, watermark = ?3,
            previous_ledger_id = COALESCE(?4, previous_ledger_id) WHERE store_id = ?1",
-    )?
-    .execute(params![
-        store_id,
-        binding.ledger_id,
-        binding.after_seq,
-        before.ledger_id
-    ])?;
+        args![
+            store_id,
+            &binding.ledger_id,
+            binding.after_seq,
+            &before.ledger_id
+        ],
+    )?;
     Ok(())
 }

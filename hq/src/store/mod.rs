@@ -1,6 +1,8 @@
-//! Storage behind the [`Store`] trait; [`SqliteStore`] is the embedded default.
+//! Storage behind the [`Store`] trait: [`Db`] over a [`Backend`], with [`SqliteStore`] the
+//! embedded default and [`PgStore`] for a chain's PostgreSQL, which several HQ processes may
+//! share. The rules are written once against [`sql::Sql`]; a backend runs transactions.
 //!
-//! Invariants every implementation keeps:
+//! Invariants every implementation keeps (on PostgreSQL across HQ processes too):
 //! - A store token is held as its SHA-256 only ([`crate::token`]); nothing reads it back.
 //! - An event is stored at most once, keyed by `event_id`; a re-push changes nothing.
 //! - A batch is applied in one transaction: all of its effects (events, balances, flags,
@@ -28,20 +30,28 @@ mod accounts;
 mod admin;
 pub mod app;
 mod changes;
+mod db;
 pub mod feed;
 mod history;
 mod ingest;
 mod ledgers;
 mod operator;
 pub mod plausibility;
+pub mod postgres;
 mod schema;
+pub mod sql;
 mod sqlite;
+#[cfg(test)]
+mod test_db;
 pub mod webhooks;
-mod writer;
+
+use std::sync::Arc;
 
 use loyalty_protocol::{ChangesPage, Event, EventOutcome, LedgerBinding, LedgerState};
 use serde::{Deserialize, Serialize};
 
+pub use db::{Backend, Db, DEFAULT_DEAD_AFTER_MS};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::token::TokenHash;
@@ -52,6 +62,16 @@ use crate::token::TokenHash;
 pub enum StoreError {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database: {}", postgres::describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("database connection: {0}")]
+    Pool(String),
+    #[error("reading a column: {0}")]
+    Column(String),
+    /// Another transaction got there first (another HQ process on the same database); the
+    /// backend runs the whole transaction again, and reports this only when it kept colliding.
+    #[error("the database stayed busy with the same rows: {0}")]
+    Retry(String),
     #[error("the database is at schema version {found}, newer than this HQ knows ({known}): upgrade loyalty-hq")]
     SchemaTooNew { found: i64, known: i64 },
     #[error(
@@ -189,6 +209,43 @@ pub struct LedgerBindingRecord {
     pub previous_watermark: i64,
     pub reason: String,
     pub bound_at: String,
+}
+
+/// How a store is opened, beside its database.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub allowance: crate::allowance::AllowancePolicy,
+    pub plausibility: plausibility::Plausibility,
+    /// How long a webhook message is retried before it goes dead (`[webhooks]`).
+    pub dead_after: std::time::Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            allowance: crate::allowance::AllowancePolicy::default(),
+            plausibility: plausibility::Plausibility::default(),
+            dead_after: std::time::Duration::from_millis(DEFAULT_DEAD_AFTER_MS as u64),
+        }
+    }
+}
+
+/// Opens (creating and migrating) the database `db` names. Blocks: call it off the async
+/// threads.
+pub fn open(db: &crate::config::Database, options: Options) -> Result<Arc<dyn Store>, StoreError> {
+    use crate::config::Database;
+    Ok(match db {
+        Database::Sqlite(path) => Arc::new(
+            SqliteStore::open(path, options.allowance)?
+                .with_plausibility(options.plausibility)
+                .with_dead_after(options.dead_after),
+        ),
+        Database::Postgres(url) => Arc::new(
+            PgStore::connect(url, options.allowance)?
+                .with_plausibility(options.plausibility)
+                .with_dead_after(options.dead_after),
+        ),
+    })
 }
 
 /// Which part of the reconciliation report to answer; the default is all of it (the most
@@ -376,4 +433,17 @@ pub trait Store: Send + Sync + 'static {
     fn webhook_heads(&self, limit: usize) -> Result<Vec<(i64, i64)>, StoreError>;
     /// Records attempts; returns the messages that went dead.
     fn record_deliveries(&self, outcomes: &[webhooks::Outcome]) -> Result<Vec<i64>, StoreError>;
+
+    /// Every account whose stored balance differs from the sum of its events' points, as
+    /// (account, stored, summed). Empty when the invariant holds; for tests and `doctor`-like
+    /// checks, it scans every event.
+    fn balance_drift(&self) -> Result<Vec<(String, i64, i64)>, StoreError>;
+    /// Every account's stored balance, sorted by account.
+    fn account_balances(&self) -> Result<Vec<(String, i64)>, StoreError>;
+
+    /// Wake-ups other HQ processes committed (PostgreSQL's `NOTIFY`), taken once by the server
+    /// to pass on to its `FeedHub`; `None` where HQ is the database's only process.
+    fn wakeups(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<sql::Wake>> {
+        None
+    }
 }

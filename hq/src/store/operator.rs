@@ -3,8 +3,8 @@
 //! ingest transaction ([`note_push`]), a pull on its own ([`note_pull`]).
 
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{params, Connection};
 
+use super::sql::{args, Sql};
 use super::{StoreError, StoreView};
 
 /// A pull this soon after the recorded one is not written: with stores pulling every second a
@@ -17,26 +17,27 @@ fn day(at: &str) -> &str {
 }
 
 /// In the push's transaction: its time, the version, and the events it stored counted into
-/// the day's.
+/// the day's. On PostgreSQL the push already holds the store's row (`FOR UPDATE`), so two HQ
+/// processes never count over each other.
 pub fn note_push(
-    conn: &Connection,
+    sql: &mut dyn Sql,
     store_id: &str,
     at: &str,
     agent_version: Option<&str>,
     events_stored: i64,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
+    sql.exec(
         "UPDATE stores SET last_push_at = ?2, agent_version = COALESCE(?3, agent_version),
            events_on_day = CASE WHEN events_day = ?4 THEN events_on_day + ?5 ELSE ?5 END,
            events_day = ?4
          WHERE store_id = ?1",
-    )?
-    .execute(params![store_id, at, agent_version, day(at), events_stored])?;
+        args![store_id, at, agent_version, day(at), events_stored],
+    )?;
     Ok(())
 }
 
 pub fn note_pull(
-    conn: &Connection,
+    sql: &mut dyn Sql,
     store_id: &str,
     at: &str,
     agent_version: Option<&str>,
@@ -46,35 +47,35 @@ pub fn note_pull(
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default();
     // Matches no row, and so writes nothing, when the recorded pull is recent and the version
-    // unchanged.
-    conn.prepare_cached(
+    // unchanged. `IS DISTINCT FROM` is both databases' null-safe comparison (SQLite's `IS NOT`
+    // is not PostgreSQL's); `?3` is cast so PostgreSQL knows its type where it stands alone.
+    sql.exec(
         "UPDATE stores SET last_pull_at = ?2, agent_version = COALESCE(?3, agent_version)
          WHERE store_id = ?1 AND (last_pull_at IS NULL OR last_pull_at < ?4
-           OR (?3 IS NOT NULL AND agent_version IS NOT ?3))",
-    )?
-    .execute(params![store_id, at, agent_version, recent])?;
+           OR (CAST(?3 AS TEXT) IS NOT NULL AND agent_version IS DISTINCT FROM ?3))",
+        args![store_id, at, agent_version, recent],
+    )?;
     Ok(())
 }
 
-pub fn stores(conn: &Connection, now: &str) -> Result<Vec<StoreView>, StoreError> {
-    let today = day(now);
-    let rows = conn
-        .prepare_cached(
-            "SELECT store_id, ledger_id, watermark, last_push_at, last_pull_at, agent_version,
-               CASE WHEN events_day = ?1 THEN events_on_day ELSE 0 END
-             FROM stores ORDER BY store_id",
-        )?
-        .query_map([today], |r| {
-            Ok(StoreView {
-                store_id: r.get(0)?,
-                ledger_id: r.get(1)?,
-                watermark: r.get(2)?,
-                last_push_at: r.get(3)?,
-                last_pull_at: r.get(4)?,
-                agent_version: r.get(5)?,
-                events_today: r.get(6)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(rows)
+pub fn stores(sql: &mut dyn Sql, now: &str) -> Result<Vec<StoreView>, StoreError> {
+    sql.rows(
+        "SELECT store_id, ledger_id, watermark, last_push_at, last_pull_at, agent_version,
+           CASE WHEN events_day = ?1 THEN events_on_day ELSE 0 END
+         FROM stores ORDER BY store_id",
+        args![day(now)],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(StoreView {
+            store_id: r.text(0)?,
+            ledger_id: r.opt_text(1)?,
+            watermark: r.int(2)?,
+            last_push_at: r.opt_text(3)?,
+            last_pull_at: r.opt_text(4)?,
+            agent_version: r.opt_text(5)?,
+            events_today: r.int(6)?,
+        })
+    })
+    .collect()
 }

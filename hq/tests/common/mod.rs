@@ -1,11 +1,13 @@
-//! A real HQ on a loopback port with a temporary database, and event builders.
+//! A real HQ on a loopback port with a temporary database, and event builders. The database is
+//! SQLite, or a fresh PostgreSQL database with `LOYALTY_HQ_TEST_BACKEND=postgres`.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use loyalty_hq::allowance::AllowancePolicy;
-use loyalty_hq::config::RawConfig;
-use loyalty_hq::store::SqliteStore;
+use loyalty_hq::config::{Database, RawConfig};
+use loyalty_hq::store::{Options, Store};
 use loyalty_protocol::{
     Event, EventBatch, EventKind, PushResponse, PROTOCOL_HEADER, PROTOCOL_VERSION,
 };
@@ -29,7 +31,7 @@ impl Hq {
 
     pub async fn start_with(tweak: impl FnOnce(&mut RawConfig)) -> Hq {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("hq.db");
+        let db = loyalty_sim::pg::test_database(dir.path()).unwrap();
         let local = LocalHq::start(
             "127.0.0.1:0".parse().unwrap(),
             &db,
@@ -61,8 +63,61 @@ impl Hq {
     }
 
     /// A second handle on the same database, to look at what was written.
-    pub fn peek(&self) -> SqliteStore {
-        SqliteStore::open(&self.db, AllowancePolicy::default()).unwrap()
+    pub fn peek(&self) -> Arc<dyn Store> {
+        loyalty_hq::store::open(&Database::parse(&self.db), Options::default()).unwrap()
+    }
+
+    /// The rows `sql` reads from HQ's database, each as its columns joined by `|`.
+    pub fn query(&self, sql: &str) -> Vec<String> {
+        match Database::parse(&self.db) {
+            Database::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                let mut stmt = conn.prepare(sql).unwrap();
+                let width = stmt.column_count();
+                stmt.query_map([], |r| {
+                    let mut cols = Vec::with_capacity(width);
+                    for i in 0..width {
+                        cols.push(match r.get_ref(i)? {
+                            rusqlite::types::ValueRef::Null => String::new(),
+                            rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                            other => String::from_utf8_lossy(other.as_bytes()?).into_owned(),
+                        });
+                    }
+                    Ok(cols.join("|"))
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+            }
+            Database::Postgres(url) => loyalty_sim::pg::shared()
+                .unwrap()
+                .psql(&url, sql)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
+    /// Everything HQ's database holds, as bytes a backup would: the SQLite file and its WAL,
+    /// or PostgreSQL's `pg_dump`.
+    pub fn database_bytes(&self) -> Vec<u8> {
+        match Database::parse(&self.db) {
+            Database::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(&path).unwrap();
+                conn.pragma_update(None, "wal_checkpoint", "TRUNCATE").ok();
+                let mut bytes = std::fs::read(&path).unwrap();
+                if let Ok(wal) = std::fs::read(path.with_extension("db-wal")) {
+                    bytes.extend(wal);
+                }
+                bytes
+            }
+            Database::Postgres(url) => loyalty_sim::pg::shared()
+                .unwrap()
+                .dump(&url)
+                .unwrap()
+                .into_bytes(),
+        }
     }
 
     pub async fn admin_put(&self, path: &str, body: Value) -> (u16, Value) {

@@ -9,14 +9,14 @@
 //! scraper read: OpenMetrics (what prometheus-client wrote) names a counter's family without
 //! `_total` and its samples with it, which promtool reads as two families, one without help.
 
+use loyalty_http_edge::metrics::{add, counter, counters, HttpMetrics};
 use prometheus::{
-    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
-    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 use std::sync::Mutex;
 
-/// The `Content-Type` of [`Metrics::encode`]'s body.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub use loyalty_http_edge::metrics::CONTENT_TYPE;
 
 /// A device gauge and how to read its device's health when `/metrics` is asked.
 struct Watched {
@@ -46,8 +46,7 @@ pub struct Metrics {
     sightings: IntCounterVec,
     scanner_up: IntGaugeVec,
     sensor_up: IntGaugeVec,
-    http_requests: IntCounterVec,
-    http_duration: HistogramVec,
+    http: HttpMetrics,
     watched: Mutex<Vec<Watched>>,
 }
 
@@ -61,28 +60,6 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// Registers `metric` and hands it back.
-fn add<M: prometheus::core::Collector + Clone + 'static>(
-    registry: &Registry,
-    metric: M,
-) -> prometheus::Result<M> {
-    registry.register(Box::new(metric.clone()))?;
-    Ok(metric)
-}
-
-fn counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
-    add(r, IntCounter::new(name, help)?)
-}
-
-fn counters(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<IntCounterVec> {
-    add(r, IntCounterVec::new(Opts::new(name, help), labels)?)
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -218,22 +195,11 @@ impl Metrics {
                 "1 when a zone sensor (a node on a serial port, or a Bluetooth adapter) is connected and reporting, 0 when down",
                 &["sensor", "port"],
             )?,
-            http_requests: counters(
+            http: HttpMetrics::register(
                 &r,
-                "http_requests_total",
                 "HTTP requests answered by the local API, by route, method and status",
-                &["route", "method", "status"],
-            )?,
-            http_duration: add(
-                &r,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        "http_request_duration_seconds",
-                        "Time from a request to its answer's head, by route and method",
-                    )
-                    .buckets(latency_buckets),
-                    &["route", "method"],
-                )?,
+                "Time from a request to its answer's head, by route and method",
+                latency_buckets,
             )?,
             watched: Mutex::new(Vec::new()),
             registry: r,
@@ -277,15 +243,9 @@ impl Metrics {
         self.sale_latency.observe(seconds);
     }
 
-    /// One answered request; `route` is the route's template (`/v1/lanes/{lane}/sales`), never
-    /// the path itself, so lane ids and member ids do not make new series.
-    pub fn http_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
-        self.http_requests
-            .with_label_values(&[route, method, &status.to_string()])
-            .inc();
-        self.http_duration
-            .with_label_values(&[route, method])
-            .observe(seconds);
+    /// The HTTP series, for the middleware ([`loyalty_http_edge::metrics::record`]).
+    pub fn http(&self) -> HttpMetrics {
+        self.http.clone()
     }
 
     pub fn set_outbox(&self, depth: i64, oldest_age_seconds: i64) {
@@ -353,12 +313,7 @@ impl Metrics {
         {
             w.gauge.set(i64::from((w.up)()));
         }
-        let mut out = Vec::new();
-        // Writing into a Vec cannot fail, and the families are valid by construction.
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
-            tracing::error!(error = %e, "Encoding the metrics failed.");
-        }
-        String::from_utf8(out).unwrap_or_default()
+        loyalty_http_edge::metrics::encode(&self.registry)
     }
 }
 
@@ -372,7 +327,7 @@ mod tests {
         m.scan("1", "card");
         m.refunded(5);
         m.redeemed("points", 10);
-        m.http_request("/healthz", "GET", 200, 0.001);
+        m.http().observe("/healthz", "GET", 200, 0.001);
         m.watch_scanner("1", "/dev/ttyACM0", || true);
         let text = m.encode();
         assert!(text.contains("loyalty_build_info{"), "{text}");

@@ -6,13 +6,13 @@
 //! like `/healthz`: it shows store ids and counts, never a member or a token; keep it on the
 //! network your Prometheus scrapes from.
 
+use loyalty_http_edge::metrics::{add, counter, counters, HttpMetrics};
 use prometheus::{
-    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
-    IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry,
 };
 
-/// The `Content-Type` of [`Metrics::encode`]'s body.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub use loyalty_http_edge::metrics::CONTENT_TYPE;
 
 /// Every metric HQ exports.
 pub struct Metrics {
@@ -26,8 +26,7 @@ pub struct Metrics {
     members_imported: IntCounter,
     import_rows_refused: IntCounterVec,
     last_contact: IntGaugeVec,
-    http_requests: IntCounterVec,
-    http_duration: HistogramVec,
+    http: HttpMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -40,27 +39,6 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn add<M: prometheus::core::Collector + Clone + 'static>(
-    registry: &Registry,
-    metric: M,
-) -> prometheus::Result<M> {
-    registry.register(Box::new(metric.clone()))?;
-    Ok(metric)
-}
-
-fn counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
-    add(r, IntCounter::new(name, help)?)
-}
-
-fn counters(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<IntCounterVec> {
-    add(r, IntCounterVec::new(Opts::new(name, help), labels)?)
 }
 
 impl Metrics {
@@ -106,19 +84,11 @@ impl Metrics {
                     &["store"],
                 )?,
             )?,
-            http_requests: counters(
+            http: HttpMetrics::register(
                 &r,
-                "http_requests_total",
                 "Answers, by route template (`unmatched` for no route), method and status",
-                &["route", "method", "status"],
-            )?,
-            http_duration: add(
-                &r,
-                HistogramVec::new(
-                    HistogramOpts::new("http_request_duration_seconds", "From a request to its answer's head, by route template and method")
-                        .buckets(buckets),
-                    &["route", "method"],
-                )?,
+                "From a request to its answer's head, by route template and method",
+                buckets,
             )?,
             registry: r,
         })
@@ -163,23 +133,14 @@ impl Metrics {
             .set(unix_seconds);
     }
 
-    pub fn http_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
-        self.http_requests
-            .with_label_values(&[route, method, &status.to_string()])
-            .inc();
-        self.http_duration
-            .with_label_values(&[route, method])
-            .observe(seconds);
+    /// The HTTP series, for the middleware ([`loyalty_http_edge::metrics::record`]).
+    pub fn http(&self) -> HttpMetrics {
+        self.http.clone()
     }
 
     /// The text format 0.0.4 body.
     pub fn encode(&self) -> String {
-        let mut out = Vec::new();
-        // Writing into a Vec cannot fail, and the families are valid by construction.
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
-            tracing::error!(error = %e, "Encoding the metrics failed.");
-        }
-        String::from_utf8(out).unwrap_or_default()
+        loyalty_http_edge::metrics::encode(&self.registry)
     }
 }
 
@@ -190,7 +151,7 @@ mod tests {
     #[test]
     fn the_definitions_are_valid_and_every_family_has_help() {
         let m = Metrics::new();
-        m.http_request("/healthz", "GET", 200, 0.001);
+        m.http().observe("/healthz", "GET", 200, 0.001);
         m.contact("s1", 1_700_000_000);
         let text = m.encode();
         assert!(text.contains("# HELP loyalty_hq_events_stored_total"));

@@ -7,6 +7,8 @@
 //!   and a few hundred half-sent requests used to lock the tills out.
 //! - [`errors`]: every error answer in the contract's JSON shape; [`ApiError`], the error both
 //!   servers answer with.
+//! - [`metrics`]: what both servers' `/metrics` share (families registered, the text format,
+//!   the per-route HTTP series and their middleware).
 //! - [`probe`]: a loopback `/healthz` request, the watchdog's proof that the server answers.
 
 // Input and I/O never panic the process: an unwrap outside tests is an error (tests may).
@@ -18,6 +20,7 @@ mod body;
 pub mod errors;
 mod io;
 mod limits;
+pub mod metrics;
 pub mod probe;
 mod registry;
 mod serve;

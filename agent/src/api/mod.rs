@@ -5,7 +5,6 @@
 mod basket;
 mod error;
 mod handlers;
-mod http_metrics;
 pub mod in_flight;
 pub mod lane_page;
 mod lane_view;
@@ -70,8 +69,8 @@ pub fn router(state: AppState) -> Router {
         ))
         // Outermost, so the status counted is the one the client gets.
         .layer(axum::middleware::from_fn_with_state(
-            metrics,
-            http_metrics::record,
+            metrics.http(),
+            loyalty_http_edge::metrics::record,
         ))
         .with_state(state)
 }

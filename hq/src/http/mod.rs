@@ -128,8 +128,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         ))
         .layer(axum::middleware::map_response(protocol_header))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::record,
+            state.metrics.http(),
+            loyalty_http_edge::metrics::record,
         ))
         .with_state(state)
 }

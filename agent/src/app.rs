@@ -172,17 +172,28 @@ pub async fn run_with(
             )
             .context("setting up the HQ client")?;
             let health = Arc::new(crate::sync::SyncHealth::new(hq.offline_after));
-            tracker.spawn(crate::sync::run(
-                client,
+            let settings = crate::sync::SyncSettings {
+                push_batch: hq.push_batch,
+                pull_wait: hq.pull_wait,
+            };
+            let (ledger, base_rules, health_, stop) = (
                 ledger.clone(),
                 base_rules.clone(),
-                crate::sync::SyncSettings {
-                    push_batch: hq.push_batch,
-                    pull_wait: hq.pull_wait,
-                },
                 health.clone(),
                 sources.clone(),
-            ));
+            );
+            // Off the tills' threads: a drain to HQ must not take the core a sale's answer
+            // needs (background.rs).
+            let finished =
+                crate::background::spawn("hq-sync", crate::background::SYNC_NICE, move || {
+                    crate::sync::run(client, ledger, base_rules, settings, health_, stop)
+                })
+                .context("starting the HQ sync thread")?;
+            tracker.spawn(async move {
+                if finished.await.is_err() {
+                    tracing::error!("The HQ sync thread died; nothing more is sent to HQ until the agent restarts.");
+                }
+            });
             Some(health)
         }
         None => None,

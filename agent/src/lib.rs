@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod app;
+pub mod background;
 pub mod backoff;
 pub mod checkout;
 pub mod cli;

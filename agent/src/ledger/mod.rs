@@ -3,7 +3,9 @@
 //! Guarantees:
 //! - **Durable when acknowledged.** A command's answer is sent only after the transaction that
 //!   holds it committed with `synchronous=FULL` in WAL mode: a kill -9 or power cut after the
-//!   answer cannot lose it. Before the answer, it either committed whole or not at all.
+//!   answer cannot lose it. Before the answer, it either committed whole or not at all. Only
+//!   sync's bookkeeping (acknowledgements, pulled pages), which a power cut may lose at no cost
+//!   but a push or pull again, commits with `synchronous=NORMAL` (see `writer.rs`).
 //! - **Once.** Every event carries an idempotency key (`sale:<receipt>`, `refund:<id>`,
 //!   `redeem:<id>`) under a UNIQUE constraint; a retried command returns the first answer,
 //!   stored with the event, and changes nothing.

@@ -86,6 +86,42 @@ impl Queue {
     }
 }
 
+/// Whether the commit holding `command` must reach the disk before anyone is answered. Sync's
+/// bookkeeping need not: a push's acknowledgement or a pulled page lost to a power cut means
+/// the same events are pushed again or the same page pulled again, both idempotent at HQ and
+/// here, exactly as when the agent dies between HQ's answer and the commit. Their commits skip
+/// the WAL's fsync (`synchronous=NORMAL`), which a drain would otherwise issue a hundred times a
+/// second in front of the tills' own. Nothing is reordered: the next durable commit's fsync
+/// takes the whole WAL, so a power cut keeps a prefix of the commits, never a later one without
+/// an earlier one.
+fn must_be_durable(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::PushAcked(_) | Command::ChangesPulled { .. }
+    )
+}
+
+/// The connection's `synchronous` setting, changed only between transactions and only when a
+/// batch needs the other one.
+pub(super) struct Durability {
+    full: bool,
+}
+
+impl Durability {
+    /// The setting [`super::schema::configure`] leaves.
+    pub(super) fn full() -> Self {
+        Durability { full: true }
+    }
+
+    fn ensure(&mut self, conn: &Connection, full: bool) -> rusqlite::Result<()> {
+        if self.full != full {
+            conn.pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })?;
+            self.full = full;
+        }
+        Ok(())
+    }
+}
+
 fn is_for_a_till(command: &Command) -> bool {
     matches!(
         command,
@@ -110,6 +146,7 @@ pub fn run(
 ) {
     let mut queue = Queue::default();
     let mut background_just_ran = false;
+    let mut durability = Durability::full();
     loop {
         if queue.len() == 0 {
             match rx.blocking_recv() {
@@ -138,7 +175,7 @@ pub fn run(
                 .position(|j| matches!(j.command, Command::SetRules(_)))
             {
                 let mut rest = batch.split_off(at);
-                commit_batch(&mut conn, &rules, &mut batch, appended);
+                commit_batch(&mut conn, &rules, &mut batch, appended, &mut durability);
                 let job = rest.remove(0);
                 if let Command::SetRules(new) = job.command {
                     rules = new;
@@ -146,12 +183,12 @@ pub fn run(
                 let _ = job.reply.send(Ok(Answer::Done));
                 batch = rest;
             }
-            commit_batch(&mut conn, &rules, &mut batch, appended);
+            commit_batch(&mut conn, &rules, &mut batch, appended, &mut durability);
             false
         } else {
             let take = queue.background.len().min(BACKGROUND_BATCH);
             let mut batch: Vec<Job> = queue.background.drain(..take).map(|(_, j)| j).collect();
-            commit_batch(&mut conn, &rules, &mut batch, appended);
+            commit_batch(&mut conn, &rules, &mut batch, appended, &mut durability);
             true
         };
     }
@@ -275,13 +312,23 @@ fn run_batch(
     Ok((answers, grew))
 }
 
-fn commit_batch(conn: &mut Connection, rules: &Rules, batch: &mut Vec<Job>, appended: &Notify) {
+fn commit_batch(
+    conn: &mut Connection,
+    rules: &Rules,
+    batch: &mut Vec<Job>,
+    appended: &Notify,
+    durability: &mut Durability,
+) {
     if batch.is_empty() {
         return;
     }
-    let outcome = match run_batch(conn, rules, batch, false) {
-        Err(NotCommitted::CommandFailed) => run_batch(conn, rules, batch, true),
-        other => other,
+    let durable = batch.iter().any(|j| must_be_durable(&j.command));
+    let outcome = match durability.ensure(conn, durable) {
+        Err(e) => Err(NotCommitted::Storage(e)),
+        Ok(()) => match run_batch(conn, rules, batch, false) {
+            Err(NotCommitted::CommandFailed) => run_batch(conn, rules, batch, true),
+            other => other,
+        },
     };
     match outcome {
         Ok((answers, grew)) => {
@@ -379,7 +426,13 @@ mod tests {
         let (c, c_answer) = sale_job("r3");
         let appended = Notify::new();
         let mut batch = vec![a, b, c];
-        commit_batch(&mut conn, &Rules::default(), &mut batch, &appended);
+        commit_batch(
+            &mut conn,
+            &Rules::default(),
+            &mut batch,
+            &appended,
+            &mut Durability::full(),
+        );
         assert!(matches!(
             a_answer.blocking_recv().unwrap(),
             Ok(Answer::Sale(_))
@@ -408,6 +461,101 @@ mod tests {
             )
             .unwrap();
         assert_eq!(balance, 20, "the failed sale's credit was undone with it");
+    }
+
+    fn synchronous(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn sync_bookkeeping_skips_the_fsync_and_every_sale_after_it_has_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut conn, _) =
+            open_writer(&dir.path().join("ledger.db"), OpenOptions::default()).unwrap();
+        let appended = Notify::new();
+        let mut durability = Durability::full();
+        let (full, normal) = (2, 1);
+        let ack_job = || {
+            let (reply, answer) = oneshot::channel();
+            let command = Command::PushAcked(crate::ledger::PushAck {
+                watermark: 1,
+                rejected: Vec::new(),
+                skew_ms: None,
+                at: "2026-11-30T08:00:00Z".into(),
+            });
+            (Job { command, reply }, answer)
+        };
+        let (sale, sale_answer) = sale_job("r1");
+        commit_batch(
+            &mut conn,
+            &Rules::default(),
+            &mut vec![sale],
+            &appended,
+            &mut durability,
+        );
+        assert!(matches!(
+            sale_answer.blocking_recv().unwrap(),
+            Ok(Answer::Sale(_))
+        ));
+        assert_eq!(synchronous(&conn), full);
+
+        let (ack, ack_answer) = ack_job();
+        commit_batch(
+            &mut conn,
+            &Rules::default(),
+            &mut vec![ack],
+            &appended,
+            &mut durability,
+        );
+        assert!(matches!(
+            ack_answer.blocking_recv().unwrap(),
+            Ok(Answer::Pushed(_))
+        ));
+        assert_eq!(
+            synchronous(&conn),
+            normal,
+            "an acknowledgement alone is not fsynced"
+        );
+
+        let (sale, sale_answer) = sale_job("r2");
+        commit_batch(
+            &mut conn,
+            &Rules::default(),
+            &mut vec![sale],
+            &appended,
+            &mut durability,
+        );
+        assert!(matches!(
+            sale_answer.blocking_recv().unwrap(),
+            Ok(Answer::Sale(_))
+        ));
+        assert_eq!(
+            synchronous(&conn),
+            full,
+            "the sale after it is durable again"
+        );
+
+        // Background work that mixes bookkeeping with something a caller is told is recorded (an
+        // import) is durable as a whole.
+        let (ack, _a) = ack_job();
+        let (reply, _p) = oneshot::channel();
+        let import = Job {
+            command: Command::Import(Vec::new()),
+            reply,
+        };
+        commit_batch(
+            &mut conn,
+            &Rules::default(),
+            &mut vec![ack, import],
+            &appended,
+            &mut durability,
+        );
+        assert_eq!(synchronous(&conn), full);
+        let acked: i64 = conn
+            .query_row("SELECT acked_seq FROM sync_state", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(acked, 1, "the acknowledgement was recorded all the same");
     }
 
     #[test]

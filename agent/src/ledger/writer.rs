@@ -473,9 +473,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut conn, _) =
             open_writer(&dir.path().join("ledger.db"), OpenOptions::default()).unwrap();
-        let appended = Notify::new();
         let mut durability = Durability::full();
-        let (full, normal) = (2, 1);
+        // Commits `jobs` as one batch; answers the `synchronous` it committed with.
+        let mut commit = |conn: &mut Connection, jobs: Vec<Job>| -> i64 {
+            commit_batch(
+                conn,
+                &Rules::default(),
+                &mut { jobs },
+                &Notify::new(),
+                &mut durability,
+            );
+            conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
         let ack_job = || {
             let (reply, answer) = oneshot::channel();
             let command = Command::PushAcked(crate::ledger::PushAck {
@@ -486,72 +496,40 @@ mod tests {
             });
             (Job { command, reply }, answer)
         };
+        let (full, normal) = (2, 1);
+
         let (sale, sale_answer) = sale_job("r1");
-        commit_batch(
-            &mut conn,
-            &Rules::default(),
-            &mut vec![sale],
-            &appended,
-            &mut durability,
-        );
+        assert_eq!(commit(&mut conn, vec![sale]), full);
         assert!(matches!(
-            sale_answer.blocking_recv().unwrap(),
-            Ok(Answer::Sale(_))
+            sale_answer.blocking_recv(),
+            Ok(Ok(Answer::Sale(_)))
         ));
-        assert_eq!(synchronous(&conn), full);
 
         let (ack, ack_answer) = ack_job();
-        commit_batch(
-            &mut conn,
-            &Rules::default(),
-            &mut vec![ack],
-            &appended,
-            &mut durability,
-        );
+        let setting = commit(&mut conn, vec![ack]);
+        assert_eq!(setting, normal, "an acknowledgement alone is not fsynced");
         assert!(matches!(
-            ack_answer.blocking_recv().unwrap(),
-            Ok(Answer::Pushed(_))
+            ack_answer.blocking_recv(),
+            Ok(Ok(Answer::Pushed(_)))
         ));
-        assert_eq!(
-            synchronous(&conn),
-            normal,
-            "an acknowledgement alone is not fsynced"
-        );
 
         let (sale, sale_answer) = sale_job("r2");
-        commit_batch(
-            &mut conn,
-            &Rules::default(),
-            &mut vec![sale],
-            &appended,
-            &mut durability,
-        );
+        let setting = commit(&mut conn, vec![sale]);
+        assert_eq!(setting, full, "the sale after it is durable again");
         assert!(matches!(
-            sale_answer.blocking_recv().unwrap(),
-            Ok(Answer::Sale(_))
+            sale_answer.blocking_recv(),
+            Ok(Ok(Answer::Sale(_)))
         ));
-        assert_eq!(
-            synchronous(&conn),
-            full,
-            "the sale after it is durable again"
-        );
 
         // Background work that mixes bookkeeping with something a caller is told is recorded (an
         // import) is durable as a whole.
-        let (ack, _a) = ack_job();
-        let (reply, _p) = oneshot::channel();
+        let (ack, _ack_answer) = ack_job();
+        let (reply, _import_answer) = oneshot::channel();
         let import = Job {
             command: Command::Import(Vec::new()),
             reply,
         };
-        commit_batch(
-            &mut conn,
-            &Rules::default(),
-            &mut vec![ack, import],
-            &appended,
-            &mut durability,
-        );
-        assert_eq!(synchronous(&conn), full);
+        assert_eq!(commit(&mut conn, vec![ack, import]), full);
         let acked: i64 = conn
             .query_row("SELECT acked_seq FROM sync_state", [], |r| r.get(0))
             .unwrap();

@@ -463,11 +463,6 @@ mod tests {
         assert_eq!(balance, 20, "the failed sale's credit was undone with it");
     }
 
-    fn synchronous(conn: &Connection) -> i64 {
-        conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
-            .unwrap()
-    }
-
     #[test]
     fn sync_bookkeeping_skips_the_fsync_and_every_sale_after_it_has_one() {
         let dir = tempfile::tempdir().unwrap();

@@ -9,10 +9,10 @@
 //! scraper read: OpenMetrics (what prometheus-client wrote) names a counter's family without
 //! `_total` and its samples with it, which promtool reads as two families, one without help.
 
-use loyalty_http_edge::metrics::{add, counter, counters, HttpMetrics};
+use loyalty_http_edge::metrics::{add, counter, counters, gauge, gauges, HttpMetrics};
 use prometheus::{
     exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
+    IntGaugeVec, Registry,
 };
 use std::sync::Mutex;
 
@@ -60,19 +60,6 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
-    add(r, IntGauge::new(name, help)?)
-}
-
-fn gauges(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<IntGaugeVec> {
-    add(r, IntGaugeVec::new(Opts::new(name, help), labels)?)
 }
 
 impl Metrics {

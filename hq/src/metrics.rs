@@ -6,10 +6,9 @@
 //! like `/healthz`: it shows store ids and counts, never a member or a token; keep it on the
 //! network your Prometheus scrapes from.
 
-use loyalty_http_edge::metrics::{add, counter, counters, HttpMetrics};
+use loyalty_http_edge::metrics::{add, counter, counters, gauges, HttpMetrics};
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry,
+    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Registry,
 };
 
 pub use loyalty_http_edge::metrics::CONTENT_TYPE;
@@ -50,12 +49,11 @@ impl Metrics {
 
     fn build() -> prometheus::Result<Self> {
         let r = Registry::new_custom(Some("loyalty_hq".into()), None)?;
-        let build_info = add(
+        let build_info = gauges(
             &r,
-            IntGaugeVec::new(
-                Opts::new("build_info", "Always 1; the label says which HQ build runs"),
-                &["version"],
-            )?,
+            "build_info",
+            "Always 1; the label says which HQ build runs",
+            &["version"],
         )?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -77,13 +75,7 @@ impl Metrics {
             pushes_refused: counters(&r, "pushes_refused_total", "Pushes refused whole, by error code (ledger_conflict, seq_gap, seq_conflict, ...)", &["code"])?,
             members_imported: counter(&r, "members_imported_total", "Members saved by bulk imports")?,
             import_rows_refused: counters(&r, "import_rows_refused_total", "Bulk import rows refused, by reason", &["reason"])?,
-            last_contact: add(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new("store_last_contact_seconds", "When a store last pushed or pulled, in seconds since the epoch (this process's view)"),
-                    &["store"],
-                )?,
-            )?,
+            last_contact: gauges(&r, "store_last_contact_seconds", "When a store last pushed or pulled, in seconds since the epoch (this process's view)", &["store"])?,
             http: HttpMetrics::register(
                 &r,
                 "Answers, by route template (`unmatched` for no route), method and status",

@@ -9,7 +9,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The `Content-Type` of [`encode`]'s body.
@@ -39,6 +40,19 @@ pub fn counters(
     labels: &[&str],
 ) -> prometheus::Result<IntCounterVec> {
     add(r, IntCounterVec::new(Opts::new(name, help), labels)?)
+}
+
+pub fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+    add(r, IntGauge::new(name, help)?)
+}
+
+pub fn gauges(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntGaugeVec> {
+    add(r, IntGaugeVec::new(Opts::new(name, help), labels)?)
 }
 
 /// `registry` in the text format 0.0.4 ([`CONTENT_TYPE`]).

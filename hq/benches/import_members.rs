@@ -6,7 +6,7 @@
 //! `cargo bench -p loyalty-hq --bench import_members` (release build; not part of the tests).
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const ADMIN: &str = "bench-admin-token-0123456789";
 
@@ -38,42 +38,26 @@ fn main() {
         made.elapsed().as_secs_f64()
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
     // SQLite, or with LOYALTY_HQ_TEST_BACKEND=postgres a fresh database of a throwaway cluster.
     let db = loyalty_sim::pg::test_database(dir.path()).expect("a database");
     println!("database: {}", db.display());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_loyalty-hq"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--db")
-        .arg(&db)
-        .env("LOYALTY_HQ_ADMIN_TOKEN", ADMIN)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start loyalty-hq");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let summary = rt.block_on(async {
-        let http = reqwest::Client::new();
-        let ready = Instant::now();
-        while http.get(format!("{url}/healthz")).send().await.is_err() {
-            assert!(
-                ready.elapsed() < Duration::from_secs(20),
-                "HQ did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let hq = loyalty_sim::hq_process::HqProcess::start(
+            std::path::Path::new(env!("CARGO_BIN_EXE_loyalty-hq")),
+            &db.to_string_lossy(),
+            ADMIN,
+            std::process::Stdio::inherit(),
+        )
+        .await
+        .expect("start loyalty-hq");
         let started = Instant::now();
         let summary =
-            loyalty_hq::import_client::send_file(&url, ADMIN, &file, "application/x-ndjson")
+            loyalty_hq::import_client::send_file(&hq.url, ADMIN, &file, "application/x-ndjson")
                 .await
                 .expect("import");
         (summary, started.elapsed())
     });
-    let _ = child.kill();
-    let _ = child.wait();
     let (summary, took) = summary;
     assert_eq!(summary.accepted, members, "{summary:?}");
     assert_eq!(summary.refused, 0, "{summary:?}");

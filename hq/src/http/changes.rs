@@ -47,14 +47,7 @@ pub async fn changes(
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let after = cursor::decode(query.get("cursor").map_or("", String::as_str))
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_cursor", e.to_string()))?;
-    let limit = match query.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| ApiError::bad_request(format!("limit must be 1 to {MAX_LIMIT}")))?,
-    };
+    let limit = super::page_limit::page_limit(&query, DEFAULT_LIMIT, MAX_LIMIT)?;
     // A wait longer than HQ allows is shortened, not refused: the store only waits less.
     let wait = match query.get("wait") {
         None => Duration::ZERO,

@@ -62,14 +62,7 @@ pub async fn member_events(
 ) -> Result<Json<MemberEvents>, ApiError> {
     require_admin(&state, &headers)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = match query.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| ApiError::bad_request(format!("limit must be 1 to {MAX_LIMIT}")))?,
-    };
+    let limit = super::page_limit::page_limit(&query, DEFAULT_LIMIT, MAX_LIMIT)?;
     let before = match query.get("before").filter(|b| !b.is_empty()) {
         None => None,
         Some(b) => Some(decode(b).ok_or_else(|| {

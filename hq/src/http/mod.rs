@@ -15,6 +15,7 @@ mod import;
 mod metrics;
 pub mod openapi;
 mod operator;
+mod page_limit;
 mod sync;
 mod wallet;
 mod webhooks;

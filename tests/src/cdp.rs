@@ -156,6 +156,14 @@ impl Browser {
         r["result"]["value"].clone()
     }
 
+    /// The `innerText` of the element with `id` (empty when it has none), what a person reads.
+    pub fn inner_text(&mut self, id: &str) -> String {
+        self.eval(&format!("document.getElementById('{id}').innerText"))
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// Polls `expression` until it is truthy (10 s), e.g. until a server-sent update lands.
     pub fn wait_for(&mut self, what: &str, expression: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -19,14 +19,6 @@ fn sale(seq: i64, account: &str, points: i64) -> Value {
     })
 }
 
-fn text(browser: &mut cdp::Browser, id: &str) -> String {
-    browser
-        .eval(&format!("document.getElementById('{id}').innerText"))
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// Types `value` into the input `id` as a person would leave it.
 fn fill(browser: &mut cdp::Browser, id: &str, value: &str) {
     browser.eval(&format!(
@@ -103,7 +95,7 @@ fn the_admin_page_shows_stores_a_members_history_and_filtered_flags() {
     let seqs = browser
         .eval("[...document.querySelectorAll('#history tr')].map(tr => tr.children[2].innerText)");
     assert_eq!(seqs, json!(["2", "1"]));
-    assert!(text(&mut browser, "member-summary").contains("30 points"));
+    assert!(browser.inner_text("member-summary").contains("30 points"));
 
     // The reconciliation report, filtered to one kind of flag.
     browser.wait_for(
@@ -120,7 +112,7 @@ fn the_admin_page_shows_stores_a_members_history_and_filtered_flags() {
         "[...document.querySelectorAll('#flags tr')].map(tr => tr.children[1].innerText + ' ' + tr.children[3].innerText)",
     );
     assert_eq!(flags, json!(["unknown_member ghost"]));
-    assert!(text(&mut browser, "problem").is_empty());
+    assert!(browser.inner_text("problem").is_empty());
 
     browser.eval("document.getElementById('sign-out').click()");
     assert_eq!(browser.eval("sessionStorage.length"), 0);

@@ -100,14 +100,6 @@ fn screenshot(browser: &mut cdp::Browser, dir: &std::path::Path, name: &str) -> 
     Shot::decode(name, &png)
 }
 
-fn text(browser: &mut cdp::Browser, id: &str) -> String {
-    browser
-        .eval(&format!("document.getElementById('{id}').innerText"))
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// An app QR token (agent/src/scan/qr.rs format) signed by `key`.
 fn mint_qr(key: &ed25519_dalek::SigningKey, member: &str, issued_at: u64) -> String {
     let nonce: [u8; 16] = rand::random();
@@ -205,10 +197,10 @@ valid_for_minutes = 120
     // 1. No member.
     assert_eq!(browser.eval("document.body.dataset.state"), "idle");
     assert_eq!(
-        text(&mut browser, "state-label").to_lowercase(),
+        browser.inner_text("state-label").to_lowercase(),
         "no member"
     );
-    assert!(text(&mut browser, "hq").starts_with("Offline"));
+    assert!(browser.inner_text("hq").starts_with("Offline"));
     let idle = screenshot(&mut browser, &shots, "1-idle");
     idle.assert_colour("idle state band", band.0, band.1, IDLE);
     idle.assert_colour("offline HQ badge", badge.0, badge.1, HQ_OFFLINE);
@@ -228,8 +220,8 @@ valid_for_minutes = 120
         "the walk-in gift",
         "document.querySelectorAll('#gift-list button.redeem').length === 1",
     );
-    assert_eq!(text(&mut browser, "balance"), "0 points");
-    let subtitle = text(&mut browser, "subtitle");
+    assert_eq!(browser.inner_text("balance"), "0 points");
+    let subtitle = browser.inner_text("subtitle");
     assert!(subtitle.starts_with("Gold tier"), "{subtitle}");
     assert!(
         subtitle.ends_with("m-anna"),
@@ -237,21 +229,23 @@ valid_for_minutes = 120
     );
     // By card: the cashier reads that points cannot be spent before trying.
     assert!(
-        text(&mut browser, "why").starts_with("Earns points, cannot spend: a card earns points"),
+        browser
+            .inner_text("why")
+            .starts_with("Earns points, cannot spend: a card earns points"),
         "{}",
-        text(&mut browser, "why")
+        browser.inner_text("why")
     );
     // The session's end is visible, counting down from the configured 120 s.
-    let countdown = text(&mut browser, "countdown");
+    let countdown = browser.inner_text("countdown");
     assert!(
         countdown.starts_with("Clears on its own in 1:5")
             || countdown.starts_with("Clears on its own in 2:00"),
         "{countdown}"
     );
-    assert!(text(&mut browser, "gifts").contains("Free coffee"));
+    assert!(browser.inner_text("gifts").contains("Free coffee"));
     let member = screenshot(&mut browser, &shots, "2-member");
     member.assert_colour("member state band", band.0, band.1, MEMBER);
-    let queued_before: u64 = queued(&text(&mut browser, "hq"));
+    let queued_before: u64 = queued(&browser.inner_text("hq"));
 
     // 3. A sale from the POS: its points appear without a reload; the sale ends the session.
     let sale: Value = client
@@ -269,7 +263,7 @@ valid_for_minutes = 120
     browser.wait_for("the idle lane", "document.body.dataset.state === 'idle'");
     assert_eq!(browser.eval("window.__noReload === true"), true);
     assert!(
-        queued(&text(&mut browser, "hq")) > queued_before,
+        queued(&browser.inner_text("hq")) > queued_before,
         "the sale joins the HQ queue"
     );
     let after_sale = screenshot(&mut browser, &shots, "3-after-sale");
@@ -331,8 +325,8 @@ valid_for_minutes = 120
         "the unknown card",
         "document.body.dataset.state === 'unknown_card'",
     );
-    assert!(text(&mut browser, "why").contains("not linked to a member"));
-    assert_eq!(text(&mut browser, "title"), format!("Card {UNKNOWN_CARD}"));
+    assert!(browser.inner_text("why").contains("not linked to a member"));
+    assert_eq!(browser.inner_text("title"), format!("Card {UNKNOWN_CARD}"));
     let unknown = screenshot(&mut browser, &shots, "6-unknown-card");
     unknown.assert_colour("unknown card state band", band.0, band.1, UNKNOWN);
 
@@ -351,9 +345,11 @@ valid_for_minutes = 120
         "the expired QR",
         "document.body.dataset.state === 'token_expired'",
     );
-    assert!(text(&mut browser, "why").contains("expired"));
-    assert!(text(&mut browser, "why").starts_with("Earns points, cannot spend"));
-    assert_eq!(text(&mut browser, "title"), "Hello, Anna de Vries");
+    assert!(browser.inner_text("why").contains("expired"));
+    assert!(browser
+        .inner_text("why")
+        .starts_with("Earns points, cannot spend"));
+    assert_eq!(browser.inner_text("title"), "Hello, Anna de Vries");
     let expired = screenshot(&mut browser, &shots, "7-token-expired");
     expired.assert_colour("token expired state band", band.0, band.1, TOKEN_EXPIRED);
 
@@ -364,8 +360,8 @@ valid_for_minutes = 120
         "the refused scan",
         "document.body.dataset.state === 'rejected'",
     );
-    assert!(text(&mut browser, "why").contains("check digit"));
-    assert_eq!(text(&mut browser, "title"), "Lane 1");
+    assert!(browser.inner_text("why").contains("check digit"));
+    assert_eq!(browser.inner_text("title"), "Lane 1");
     assert_eq!(
         browser.eval("document.getElementById('balance-box').hidden"),
         true

@@ -26,14 +26,6 @@ fn walk_in_trace(path: &std::path::Path, start_ms: u64) {
     std::fs::write(path, trace).expect("writing the trace");
 }
 
-fn text(browser: &mut cdp::Browser, id: &str) -> String {
-    browser
-        .eval(&format!("document.getElementById('{id}').innerText"))
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 #[test]
 fn the_wallet_page_shows_a_gift_live_seconds_after_the_member_walks_in() {
     let started = Instant::now();
@@ -70,7 +62,7 @@ fn the_wallet_page_shows_a_gift_live_seconds_after_the_member_walks_in() {
         "the balance",
         "document.getElementById('balance').innerText === '0'",
     );
-    assert_eq!(text(&mut browser, "who"), "Hello, Carla");
+    assert_eq!(browser.inner_text("who"), "Hello, Carla");
     assert!(
         !browser
             .eval("location.href")
@@ -79,7 +71,7 @@ fn the_wallet_page_shows_a_gift_live_seconds_after_the_member_walks_in() {
             .contains("enrol="),
         "the one-time code leaves the address bar"
     );
-    assert!(text(&mut browser, "gifts").contains("No open gifts"));
+    assert!(browser.inner_text("gifts").contains("No open gifts"));
     browser.screenshot(&shots.join("1-enrolled.png"));
     eprintln!("[{:5.1} s] wallet live", started.elapsed().as_secs_f64());
 
@@ -116,7 +108,7 @@ valid_for_minutes = 120
         started.elapsed().as_secs_f64(),
         walk_in.elapsed().as_secs_f64()
     );
-    let gifts = text(&mut browser, "gifts");
+    let gifts = browser.inner_text("gifts");
     assert!(gifts.contains("Valid until"), "{gifts}");
     assert!(gifts.contains(&format!("From store {STORE_ID}")), "{gifts}");
     browser.wait_for(
@@ -147,11 +139,11 @@ valid_for_minutes = 120
     let mut other = cdp::Browser::launch(390, 844);
     other.navigate(&format!("{}{wallet_path}", hq.url()));
     other.wait_for("the refusal", "!document.getElementById('problem').hidden");
-    let problem = text(&mut other, "problem");
+    let problem = other.inner_text("problem");
     assert!(problem.contains("already used"), "{problem}");
     // And without any link: not set up.
     let mut bare = cdp::Browser::launch(390, 844);
     bare.navigate(&format!("{}/wallet", hq.url()));
     bare.wait_for("the hint", "!document.getElementById('problem').hidden");
-    assert!(text(&mut bare, "problem").contains("not set up"));
+    assert!(bare.inner_text("problem").contains("not set up"));
 }

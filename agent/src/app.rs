@@ -176,18 +176,17 @@ pub async fn run_with(
                 push_batch: hq.push_batch,
                 pull_wait: hq.pull_wait,
             };
-            let (ledger, base_rules, health_, stop) = (
+            let sync = crate::sync::run(
+                client,
                 ledger.clone(),
                 base_rules.clone(),
+                settings,
                 health.clone(),
                 sources.clone(),
             );
             // Off the tills' threads: a drain to HQ must not take the core a sale's answer
             // needs (background.rs).
-            let finished =
-                crate::background::spawn("hq-sync", crate::background::SYNC_NICE, move || {
-                    crate::sync::run(client, ledger, base_rules, settings, health_, stop)
-                })
+            let finished = crate::background::spawn("hq-sync", crate::background::SYNC_NICE, sync)
                 .context("starting the HQ sync thread")?;
             tracker.spawn(async move {
                 if finished.await.is_err() {

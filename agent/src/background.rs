@@ -17,12 +17,11 @@ use tracing::{error, warn};
 /// nine tenths of a contended core (setpriority(2); raising it needs no privilege).
 pub const SYNC_NICE: i32 = 10;
 
-/// Runs the future `make` returns on a thread named `name` at `nice`, with a current-thread
-/// runtime of its own. The receiver resolves when the future has returned (or the thread died).
-pub fn spawn<F, Fut>(name: &str, nice: i32, make: F) -> std::io::Result<oneshot::Receiver<()>>
+/// Runs `work` on a thread named `name` at `nice`, with a current-thread runtime of its own.
+/// The receiver resolves when `work` has returned (or the thread died).
+pub fn spawn<Fut>(name: &str, nice: i32, work: Fut) -> std::io::Result<oneshot::Receiver<()>>
 where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = ()>,
+    Fut: Future<Output = ()> + Send + 'static,
 {
     let (done, finished) = oneshot::channel();
     let thread_name = name.to_owned();
@@ -41,7 +40,7 @@ where
                     return;
                 }
             };
-            runtime.block_on(make());
+            runtime.block_on(work);
             let _ = done.send(());
         })?;
     Ok(finished)
@@ -73,7 +72,7 @@ mod tests {
     #[tokio::test]
     async fn the_work_runs_at_the_lower_priority_and_so_does_what_it_blocks_on() {
         let (tx, rx) = oneshot::channel();
-        let finished = spawn("bg-test", SYNC_NICE, move || async move {
+        let finished = spawn("bg-test", SYNC_NICE, async move {
             let own = this_threads_nice();
             let blocking = tokio::task::spawn_blocking(this_threads_nice)
                 .await

@@ -13,11 +13,13 @@ use std::future::Future;
 use tokio::sync::oneshot;
 use tracing::{error, warn};
 
-/// Sync's nice value: weight 110 against the tills' 1024, so a runnable till thread gets about
-/// nine tenths of a contended core (setpriority(2); raising it needs no privilege).
+/// How much higher sync's nice value is than the tills' (nice 10 against 0: weight 110 against
+/// 1024, so a runnable till thread gets about nine tenths of a contended core). Relative, so an
+/// agent an operator runs at a higher nice value keeps its tills ahead of its sync; lowering
+/// priority needs no privilege.
 pub const SYNC_NICE: i32 = 10;
 
-/// Runs `work` on a thread named `name` at `nice`, with a current-thread runtime of its own.
+/// Runs `work` on a thread named `name`, `nice` above the caller's nice value, with a current-thread runtime of its own.
 /// The receiver resolves when `work` has returned (or the thread died).
 pub fn spawn<Fut>(name: &str, nice: i32, work: Fut) -> std::io::Result<oneshot::Receiver<()>>
 where
@@ -46,14 +48,15 @@ where
     Ok(finished)
 }
 
-/// Linux's nice value is per thread: `setpriority(PRIO_PROCESS, tid)` changes this thread only,
+/// Linux's nice value is per thread: nice(2) changes this thread only (by `by`, at most to 19),
 /// and the threads it creates from now on.
-fn lower_this_threads_priority(thread: &str, nice: i32) {
-    let tid = nix::unistd::gettid().as_raw();
-    // SAFETY: setpriority reads its three integer arguments and touches no memory of ours.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
-    if rc != 0 {
-        warn!(thread = %thread, nice, error = %std::io::Error::last_os_error(), "Cannot lower this thread's priority; it competes with the tills on equal terms.");
+fn lower_this_threads_priority(thread: &str, by: i32) {
+    // nice(2) may answer -1 as the new value: only errno tells a failure.
+    nix::errno::Errno::clear();
+    // SAFETY: nice reads its one integer argument and touches no memory of ours.
+    let rc = unsafe { libc::nice(by) };
+    if rc == -1 && nix::errno::Errno::last_raw() != 0 {
+        warn!(thread = %thread, by, error = %std::io::Error::last_os_error(), "Cannot lower this thread's priority; it competes with the tills on equal terms.");
     }
 }
 

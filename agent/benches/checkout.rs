@@ -1,6 +1,8 @@
 //! Checkout throughput and latency, in one run: bare SQLite with the ledger's pragmas (what the
-//! disk allows), then the real agent over HTTP with the same requests answered 404 before the
-//! ledger (what the HTTP stack allows), then the ratios against the targets of issue 17.
+//! disk allows), then the real agent over HTTP in rounds of three: new sales, the same sales
+//! retried (to the writer and back, nothing written), and the same requests answered 404
+//! before the ledger (what the HTTP stack allows); then the ratios against the targets of
+//! issue 17.
 //!
 //! Run with `cargo bench -p loyalty-agent --bench checkout`. Files go under Cargo's target tmp
 //! directory (a real disk, not a tmpfs), so every commit pays a real fsync.
@@ -24,8 +26,10 @@ const BATCH1000_ROWS: usize = 200_000;
 const LANES: usize = 64;
 /// Sales per lane before measuring.
 const WARMUP_PER_LANE: usize = 16;
-/// Sales per lane measured: 64 x 470 = 30,080.
+/// Sales per lane in each measured round: 64 x 470 = 30,080.
 const MEASURED_PER_LANE: usize = 470;
+/// Rounds of credits then 404s; the target's figure is the median round's ratio.
+const ROUNDS: usize = 5;
 /// Sequential sales timed one by one.
 const SEQUENTIAL_SALES: usize = 2000;
 const SALE_CENTS: i64 = 1250;
@@ -55,59 +59,55 @@ fn main() -> ExitCode {
     println!("== 3. against the targets (issue 17) ==");
     // The old throughput target (half the bare 1000-row batched rate) was above what HTTP
     // alone serves here; what counts is the distance to what the disk and the HTTP stack allow.
-    report_ratio(
-        "(1) single sale p99 / bare single-row durable commit p99",
+    let (met, direction) = verdict(ms(agent.sale_p99) / ms(bare.single_p99), 3.0, false);
+    println!(
+        "(1) single sale p99 / bare single-row durable commit p99: {:.3} ms / {:.3} ms = {:.2} (target {direction} 3) -> {met}",
         ms(agent.sale_p99),
         ms(bare.single_p99),
-        "ms",
-        3.0,
-        false,
+        ms(agent.sale_p99) / ms(bare.single_p99),
     );
-    report_ratio(
-        "(2) durable credits/s, 64 clients / HTTP ceiling (the same requests answered 404 before the ledger)",
+    let (met, direction) = verdict(agent.median_ratio, 0.7, true);
+    println!(
+        "(2) durable credits/s, 64 clients / HTTP ceiling (the same requests answered 404 before the ledger), median of {ROUNDS} rounds: {:.2} (all rounds: {:.0} /s / {:.0} /s = {:.2}) (target {direction} 0.7) -> {met}",
+        agent.median_ratio,
         agent.credits_per_s,
         agent.http_ceiling_per_s,
-        "/s",
-        0.7,
-        true,
+        agent.credits_per_s / agent.http_ceiling_per_s,
+    );
+
+    println!(
+        "    the same sales retried (answered from the ledger, nothing written) / HTTP ceiling, median of {ROUNDS} rounds: {:.2}: what is left of the ceiling once a request has been to the writer and back, before a credit writes anything",
+        agent.median_retry_ratio
     );
 
     println!("== ledger check ==");
     println!(
-        "ledger events: {} / 200 answers: {} / other answers: {}",
-        agent.ledger_events, agent.ok_answers, agent.other_answers
+        "ledger events: {} / 200 answers: {} / other answers: {} / retries answered 200: {} / retries answered otherwise: {}",
+        agent.ledger_events, agent.ok_answers, agent.other_answers, agent.retried_ok, agent.retried_other
     );
-    if agent.ledger_events == agent.ok_answers {
-        println!("ledger check: OK (every 200 answer is exactly one event)");
+    if agent.ledger_events == agent.ok_answers && agent.retried_other == 0 {
+        println!("ledger check: OK (every 200 answer is exactly one event; every retry answered 200 and added none)");
         ExitCode::SUCCESS
     } else {
-        println!("ledger check: FAILED (events and 200 answers differ)");
+        println!(
+            "ledger check: FAILED (events and 200 answers differ, or a retry was not answered 200)"
+        );
         ExitCode::FAILURE
     }
 }
 
-/// Prints `measured / reference` against the target ratio; `higher_is_better` says which way
-/// the target points.
-fn report_ratio(
-    what: &str,
-    measured: f64,
-    reference: f64,
-    unit: &str,
-    target: f64,
-    higher_is_better: bool,
-) {
-    let ratio = measured / reference;
-    let prec = if unit == "ms" { 3 } else { 0 };
+/// Whether `ratio` meets `target`, and the comparison as printed; `higher_is_better` says which
+/// way the target points.
+fn verdict(ratio: f64, target: f64, higher_is_better: bool) -> (&'static str, &'static str) {
     let met = if higher_is_better {
         ratio >= target
     } else {
         ratio <= target
     };
-    println!(
-        "{what}: {measured:.prec$} {unit} / {reference:.prec$} {unit} = {ratio:.2} (target {} {target}) -> {}",
+    (
+        if met { "target met" } else { "target missed" },
         if higher_is_better { ">=" } else { "<=" },
-        if met { "target met" } else { "target missed" }
-    );
+    )
 }
 
 fn ms(d: Duration) -> f64 {
@@ -212,6 +212,13 @@ fn batched(conn: &mut Connection, table: &str, batch: usize, total: usize) -> f6
 struct AgentResult {
     credits_per_s: f64,
     http_ceiling_per_s: f64,
+    /// The median of the rounds' credits / ceiling ratios.
+    median_ratio: f64,
+    /// The same for retried sales (answered from the ledger, nothing written).
+    median_retry_ratio: f64,
+    /// Retries answered 200, and answered otherwise.
+    retried_ok: u64,
+    retried_other: u64,
     sale_p99: Duration,
     ok_answers: u64,
     other_answers: u64,
@@ -352,6 +359,39 @@ async fn concurrent(
     (total, started.elapsed())
 }
 
+/// The same requests to a lane that does not exist: answered 404 by the API before any ledger
+/// work, so this is what HTTP alone allows on this machine. Returns the answers and the time.
+async fn ceiling(client: &reqwest::Client, base: &str, round: usize) -> (u64, Duration) {
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(LANES);
+    for lane in 0..LANES {
+        let client = client.clone();
+        let base = base.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let card = card_for(lane);
+            let mut answered = 0u64;
+            for i in 0..MEASURED_PER_LANE {
+                let r = client
+                    .post(format!("{base}/v1/lanes/none/sales"))
+                    .json(&serde_json::json!({"receipt_id": format!("c{round}-{lane}-{i}"), "total_cents": SALE_CENTS, "card": card}))
+                    .send()
+                    .await;
+                if let Ok(r) = r {
+                    if r.bytes().await.is_ok() {
+                        answered += 1;
+                    }
+                }
+            }
+            answered
+        }));
+    }
+    let mut answered = 0;
+    for t in tasks {
+        answered += t.await.expect("a ceiling client panicked");
+    }
+    (answered, started.elapsed())
+}
+
 async fn agent_bench(dir: &Path) -> AgentResult {
     let data_dir = dir.join("agent-data");
     let mut text = format!(
@@ -389,50 +429,50 @@ async fn agent_bench(dir: &Path) -> AgentResult {
     );
     all.add(warm);
 
-    let (measured, elapsed) = concurrent(&client, &base, "load", MEASURED_PER_LANE).await;
-    let credits_per_s = measured.ok as f64 / elapsed.as_secs_f64();
-    println!(
-        "agent, {LANES} concurrent clients: {} sales answered 200 in {:.2} s ({} not 200)",
-        measured.ok,
-        elapsed.as_secs_f64(),
-        measured.other
-    );
-    println!("agent durable credits: {credits_per_s:.0} credits/s");
-    all.add(measured);
-
-    // The same requests to a lane that does not exist: answered 404 by the API before any
-    // ledger work, so this is what HTTP alone allows on this machine.
-    let started = Instant::now();
-    let mut tasks = Vec::with_capacity(LANES);
-    for lane in 0..LANES {
-        let client = client.clone();
-        let base = base.to_owned();
-        tasks.push(tokio::spawn(async move {
-            let card = card_for(lane);
-            let mut answered = 0u64;
-            for i in 0..MEASURED_PER_LANE {
-                let r = client
-                    .post(format!("{base}/v1/lanes/none/sales"))
-                    .json(&serde_json::json!({"receipt_id": format!("c-{lane}-{i}"), "total_cents": SALE_CENTS, "card": card}))
-                    .send()
-                    .await;
-                if let Ok(r) = r {
-                    if r.bytes().await.is_ok() {
-                        answered += 1;
-                    }
-                }
-            }
-            answered
-        }));
+    // Rounds alternate so that both sides of the ratio see the same machine: on this VM the
+    // same build's 404 rate moved between 42k and 82k/s from one run to the next, so one
+    // figure each, taken a second apart, gave ratios from 0.32 to 0.66.
+    let mut ratios = Vec::with_capacity(ROUNDS);
+    let (mut credited, mut credit_time) = (0u64, Duration::ZERO);
+    let (mut refused, mut refuse_time) = (0u64, Duration::ZERO);
+    let mut retry_ratios = Vec::with_capacity(ROUNDS);
+    let mut retried = Tally::default();
+    for round in 0..ROUNDS {
+        let phase = format!("load{round}");
+        let (measured, elapsed) = concurrent(&client, &base, &phase, MEASURED_PER_LANE).await;
+        // The same sales again: each goes to the writer, is found recorded and answered from
+        // the ledger, and writes nothing. What a credit costs beyond HTTP except the writing.
+        let (again, again_elapsed) = concurrent(&client, &base, &phase, MEASURED_PER_LANE).await;
+        let (answered, ceiling_elapsed) = ceiling(&client, &base, round).await;
+        let credits = measured.ok as f64 / elapsed.as_secs_f64();
+        let retries = again.ok as f64 / again_elapsed.as_secs_f64();
+        let ceiling = answered as f64 / ceiling_elapsed.as_secs_f64();
+        println!(
+            "round {round}: {credits:.0} durable credits/s ({} not 200), {retries:.0} retries/s ({} not 200), {ceiling:.0} 404s/s: credits {:.2}, retries {:.2} of the 404s",
+            measured.other,
+            again.other,
+            credits / ceiling,
+            retries / ceiling
+        );
+        ratios.push(credits / ceiling);
+        retry_ratios.push(retries / ceiling);
+        credited += measured.ok;
+        credit_time += elapsed;
+        refused += answered;
+        refuse_time += ceiling_elapsed;
+        all.add(measured);
+        retried.add(again);
     }
-    let mut answered = 0;
-    for t in tasks {
-        answered += t.await.expect("a ceiling client panicked");
-    }
-    let http_ceiling_per_s = answered as f64 / started.elapsed().as_secs_f64();
+    let credits_per_s = credited as f64 / credit_time.as_secs_f64();
+    let http_ceiling_per_s = refused as f64 / refuse_time.as_secs_f64();
+    println!("agent, {LANES} concurrent clients, all rounds: {credits_per_s:.0} durable credits/s");
     println!(
-        "HTTP ceiling, {LANES} clients, 404 before the ledger: {http_ceiling_per_s:.0} requests/s"
+        "HTTP ceiling, {LANES} clients, 404 before the ledger, all rounds: {http_ceiling_per_s:.0} requests/s"
     );
+    ratios.sort_by(f64::total_cmp);
+    let median_ratio = ratios[ROUNDS / 2];
+    retry_ratios.sort_by(f64::total_cmp);
+    let median_retry_ratio = retry_ratios[ROUNDS / 2];
 
     // One client, one sale at a time: the latency a lone cashier sees.
     let card = card_for(0);
@@ -463,6 +503,9 @@ async fn agent_bench(dir: &Path) -> AgentResult {
     if let Some(failure) = &all.first_failure {
         println!("first answer that was not 200: {failure}");
     }
+    if let Some(failure) = &retried.first_failure {
+        println!("first retry not answered 200: {failure}");
+    }
 
     drop(client);
     shutdown.cancel();
@@ -479,6 +522,10 @@ async fn agent_bench(dir: &Path) -> AgentResult {
     AgentResult {
         credits_per_s,
         http_ceiling_per_s,
+        median_ratio,
+        median_retry_ratio,
+        retried_ok: retried.ok,
+        retried_other: retried.other,
         sale_p99,
         ok_answers: all.ok,
         other_answers: all.other,

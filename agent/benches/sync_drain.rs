@@ -9,8 +9,9 @@
 use loyalty_agent::engine::Rules;
 use loyalty_agent::ledger::Ledger;
 use loyalty_agent::sync::{self, HqClient, SyncHealth};
+use loyalty_sim::hq_process::HqProcess;
 use rusqlite::params;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -25,32 +26,6 @@ fn proc_kib(pid: u32, field: &str) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix(field))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-fn hq_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("bench path");
-    let profile = exe
-        .parent()
-        .and_then(std::path::Path::parent)
-        .expect("target dir")
-        .to_path_buf();
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            // The profile `cargo bench` builds in: with `--release` the two builds would
-            // invalidate each other's artifacts and rebuild the workspace on every run.
-            "--profile",
-            "bench",
-            "-q",
-            "-p",
-            "loyalty-hq",
-            "--bin",
-            "loyalty-hq",
-        ])
-        .status()
-        .expect("building loyalty-hq");
-    assert!(status.success());
-    profile.join("loyalty-hq")
 }
 
 fn write_backlog(path: &std::path::Path, events: usize) {
@@ -113,21 +88,19 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let mut hq = Command::new(hq_binary())
-        .args(["serve", "--db"])
-        .arg(dir.path().join("hq.db"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "warn")
-        .env("LOYALTY_HQ_ADMIN_TOKEN", ADMIN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
+    let hq_binary = loyalty_sim::hq_process::build_for_bench(
+        &std::env::current_exe().expect("the bench's path"),
+    )
+    .expect("building loyalty-hq");
+    let hq = runtime
+        .block_on(HqProcess::start(
+            &hq_binary,
+            &dir.path().join("hq.db").to_string_lossy(),
+            ADMIN,
+            Stdio::inherit(),
+        ))
         .expect("starting loyalty-hq");
-    let base = format!("http://127.0.0.1:{port}");
+    let base = hq.url.clone();
     let client = reqwest::blocking::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -156,7 +129,7 @@ fn main() {
         put.status()
     );
     let agent_pid = std::process::id();
-    let hq_pid = hq.id();
+    let hq_pid = hq.pid();
     let drained = runtime.block_on(async {
         let (ledger, writer) =
             Ledger::open(&ledger_path, Arc::new(Rules::default())).expect("ledger");
@@ -225,6 +198,5 @@ fn main() {
         held["events"],
         events / MEMBERS
     );
-    let _ = hq.kill();
-    let _ = hq.wait();
+    drop(hq);
 }

@@ -35,6 +35,7 @@
 use loyalty_agent::app;
 use loyalty_agent::config::Config;
 use loyalty_agent::proximity::rotating_id::{interval_number, rotating_id, ProximityKey};
+use loyalty_sim::hq_process::{HqProcess, Options};
 use rusqlite::params;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -117,32 +118,6 @@ impl Drop for RssSampler {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-}
-
-fn hq_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("bench path");
-    let profile = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf();
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            // The profile `cargo bench` builds in: with `--release` the two builds would
-            // invalidate each other's artifacts and rebuild the workspace on every run.
-            "--profile",
-            "bench",
-            "-q",
-            "-p",
-            "loyalty-hq",
-            "--bin",
-            "loyalty-hq",
-        ])
-        .status()
-        .expect("building loyalty-hq");
-    assert!(status.success(), "building loyalty-hq failed");
-    profile.join("loyalty-hq")
 }
 
 fn proximity_key(phone: u64) -> String {
@@ -507,16 +482,9 @@ fn main() -> ExitCode {
     let bench_started = Instant::now();
 
     // HQ, a separate process on this machine, with the store, and the phones' members.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
     let hq_nice = env_or("BENCH_HQ_NICE", 19).min(19);
-    // Nice 19 is not enough to model another machine: Linux's EEVDF scheduler lets a running
-    // task finish its slice before a woken one takes the core, so HQ at nice 19 held a core for
-    // 1 to 5 ms after the ledger writer's fsync returned (measured as the writer's run-queue
-    // wait in the slowest sales of the drain). SCHED_IDLE runs HQ only on a core nothing else
-    // wants, as another machine would. `BENCH_HQ_SCHED=normal` keeps it in the normal class.
+    // Nice 19 is not enough to model another machine (`HqProcess`'s `idle_class` says why).
+    // `BENCH_HQ_SCHED=normal` keeps it in the normal class.
     let hq_idle_class = std::env::var("BENCH_HQ_SCHED").map_or(true, |v| v != "normal");
     // HQ's disk is another machine's too: its fsyncs (300,000 events ingested with
     // synchronous=FULL) would queue with the ledger's on this one disk. `BENCH_HQ_DIR` puts its
@@ -539,37 +507,27 @@ fn main() -> ExitCode {
         },
         hq_db.path().display()
     );
-    let mut hq = Command::new("nice");
-    hq.args(["-n", &hq_nice.to_string()]).arg(hq_binary());
-    if hq_idle_class {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: between fork and exec only sched_setscheduler runs: one system call, no
-        // allocation, no lock.
-        unsafe {
-            hq.pre_exec(|| {
-                let param = libc::sched_param { sched_priority: 0 };
-                if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
-    let mut hq = hq
-        .args(["serve", "--db"])
-        .arg(hq_db.path().join("hq.db"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--admin-token",
-            ADMIN,
-        ])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    let hq_binary = loyalty_sim::hq_process::build_for_bench(
+        &std::env::current_exe().expect("the bench's path"),
+    )
+    .expect("building loyalty-hq");
+    let hq = runtime
+        .block_on(HqProcess::start_with(
+            &hq_binary,
+            &hq_db.path().join("hq.db").to_string_lossy(),
+            Options {
+                log: "error".to_owned(),
+                nice: i32::try_from(hq_nice).expect("at most 19"),
+                idle_class: hq_idle_class,
+                ..Options::new(ADMIN, Stdio::inherit())
+            },
+        ))
         .expect("starting loyalty-hq");
-    let hq_url = format!("http://127.0.0.1:{port}");
+    let hq_url = hq.url.clone();
     let admin = reqwest::blocking::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -610,10 +568,6 @@ fn main() -> ExitCode {
         phase.as_secs()
     );
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("building the tokio runtime");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -687,7 +641,7 @@ fn main() -> ExitCode {
         t.elapsed().as_secs_f64()
     );
     let config = agent_config(dir.path(), &hq_url, None);
-    let hq_pid = hq.id();
+    let hq_pid = hq.pid();
     let (mut drain, drain_window, drained_in, mut after) = runtime.block_on(async {
         let started = Instant::now();
         let (base, shutdown, task) = start_agent(config).await;
@@ -740,8 +694,7 @@ fn main() -> ExitCode {
         queued as f64 / drained_in.as_secs_f64()
     );
     let hq_hwm = proc_kib(hq_pid, "VmHWM:").unwrap_or(0);
-    let _ = hq.kill();
-    let _ = hq.wait();
+    drop(hq);
 
     let hwm = proc_kib(std::process::id(), "VmHWM:").unwrap_or(0) as f64 / 1024.0;
     println!(

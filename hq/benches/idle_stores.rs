@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use loyalty_protocol::{ChangesPage, PROTOCOL_HEADER, PROTOCOL_VERSION};
+use loyalty_sim::hq_process::HqProcess;
 use loyalty_sim::process::status_kib;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -201,53 +202,29 @@ fn raise_open_files() {
 
 /// A `loyalty-hq` process with `stores` stores and as many members registered.
 struct Hq {
-    child: std::process::Child,
+    /// Declared before its directory: the process is killed before its database is removed.
+    _process: HqProcess,
     url: String,
     pid: u32,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Hq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn start_hq(http: &reqwest::Client, stores: usize) -> Hq {
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_loyalty-hq"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--db")
-        .arg(dir.path().join("hq.db"))
-        .env("LOYALTY_HQ_ADMIN_TOKEN", ADMIN)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start loyalty-hq");
+    let process = HqProcess::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_loyalty-hq")),
+        &dir.path().join("hq.db").to_string_lossy(),
+        ADMIN,
+        std::process::Stdio::inherit(),
+    )
+    .await
+    .expect("start loyalty-hq");
     let hq = Hq {
-        pid: child.id(),
-        child,
-        url: format!("http://127.0.0.1:{port}"),
+        url: process.url.clone(),
+        pid: process.pid(),
+        _process: process,
         _dir: dir,
     };
-    let ready = Instant::now();
-    while http
-        .get(format!("{}/healthz", hq.url))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            ready.elapsed() < Duration::from_secs(20),
-            "HQ did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     for i in 0..stores {
         for (path, body) in [
             (format!("/v1/admin/stores/s{i}"), json!({"token": token(i)})),

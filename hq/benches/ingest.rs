@@ -7,13 +7,14 @@
 //! serialized on another thread meanwhile. Prints events/s, time to drain, and HQ's resident
 //! memory (VmRSS as the backlog drains and VmHWM at the end, from /proc/<pid>/status).
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc::sync_channel;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use loyalty_protocol::{
     Event, EventBatch, EventKind, OutcomeStatus, PushResponse, PROTOCOL_HEADER, PROTOCOL_VERSION,
 };
+use loyalty_sim::hq_process::{HqProcess, Options};
 use loyalty_sim::process::status_kib;
 use serde_json::json;
 
@@ -64,39 +65,23 @@ fn main() {
     let batch = env_or("BENCH_BATCH", 5_000);
     let members = env_or("BENCH_MEMBERS", 10_000);
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loyalty-hq"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--db")
-        .arg(dir.path().join("hq.db"))
-        .env(
-            "RUST_LOG",
-            std::env::var("BENCH_HQ_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .env("LOYALTY_HQ_ADMIN_TOKEN", ADMIN)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start loyalty-hq");
-    let pid = child.id();
-
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
+    let hq = rt
+        .block_on(HqProcess::start_with(
+            std::path::Path::new(env!("CARGO_BIN_EXE_loyalty-hq")),
+            &dir.path().join("hq.db").to_string_lossy(),
+            Options {
+                log: std::env::var("BENCH_HQ_LOG").unwrap_or_else(|_| "warn".into()),
+                ..Options::new(ADMIN, Stdio::inherit())
+            },
+        ))
+        .expect("start loyalty-hq");
+    let (url, pid) = (hq.url.clone(), hq.pid());
     let result = rt.block_on(async {
         let http = reqwest::Client::new();
-        let ready = Instant::now();
-        while http.get(format!("{url}/healthz")).send().await.is_err() {
-            assert!(
-                ready.elapsed() < Duration::from_secs(20),
-                "HQ did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         let put = |path: String, body: serde_json::Value| {
             let http = http.clone();
             async move {
@@ -177,8 +162,7 @@ fn main() {
     });
     let (pushed, watermark, elapsed, checkpoints) = result;
     let hwm = status_kib(pid, "VmHWM:").unwrap_or(0);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(hq);
 
     assert_eq!(pushed, total);
     assert_eq!(watermark, total as i64);

@@ -180,6 +180,8 @@ impl Ledger {
         let handle = std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || {
+                // Woken by its fsync, with a till waiting for the answer.
+                crate::background::wake_first();
                 writer::run(conn, rx, rules, &poke);
                 stop_checkpoints.store(true, std::sync::atomic::Ordering::Release);
             })

@@ -120,13 +120,18 @@ mod tests {
         after.split(' ').nth(16).unwrap().parse().unwrap()
     }
 
-    /// This thread's slice in ns, if the kernel shows it (Linux 6.6 and later).
-    fn this_threads_slice() -> Option<u64> {
-        std::fs::read_to_string("/proc/thread-self/sched")
+    /// The slice in ns a `/proc/.../sched` file shows, if the kernel shows it (Linux 6.6 and
+    /// later).
+    fn slice_in(sched: &std::path::Path) -> Option<u64> {
+        std::fs::read_to_string(sched)
             .unwrap()
             .lines()
             .find_map(|l| l.strip_prefix("se.slice"))
             .map(|rest| rest.trim_start_matches([' ', ':']).trim().parse().unwrap())
+    }
+
+    fn this_threads_slice() -> Option<u64> {
+        slice_in(std::path::Path::new("/proc/thread-self/sched"))
     }
 
     #[test]
@@ -138,19 +143,9 @@ mod tests {
         std::thread::spawn(move || {
             wake_first();
             assert_eq!(this_threads_slice(), Some(TILLS_SLICE_NS));
-            let (tx, rx) = std::sync::mpsc::channel();
-            let finished = spawn("bg-slice-test", SYNC_NICE, async move {
-                let own = this_threads_slice();
-                let blocking = tokio::task::spawn_blocking(this_threads_slice)
-                    .await
-                    .unwrap();
-                let _ = tx.send((own, blocking));
-            })
-            .unwrap();
-            let (own, blocking) = rx.recv().unwrap();
+            let (own, blocking) = on_background(this_threads_slice);
             assert_eq!(own, Some(default), "background work has the kernel's slice");
             assert_eq!(blocking, Some(default), "and so does its blocking pool");
-            finished.blocking_recv().unwrap();
         })
         .join()
         .unwrap();
@@ -176,13 +171,7 @@ mod tests {
             .filter(|t| {
                 std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.trim() == "ledger-writer")
             })
-            .map(|t| {
-                std::fs::read_to_string(t.join("sched"))
-                    .unwrap()
-                    .lines()
-                    .find_map(|l| l.strip_prefix("se.slice"))
-                    .map(|rest| rest.trim_start_matches([' ', ':']).trim().parse().unwrap())
-            })
+            .map(|t| slice_in(&t.join("sched")))
             .collect();
         drop(ledger);
         tokio::task::spawn_blocking(move || writer.join())
@@ -196,19 +185,23 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn the_work_runs_at_the_lower_priority_and_so_does_what_it_blocks_on() {
-        let (tx, rx) = oneshot::channel();
+    /// What `read` answers on a thread [`spawn`] starts, and on that thread's blocking pool.
+    fn on_background<T: Send + 'static>(read: fn() -> T) -> (T, T) {
+        let (tx, rx) = std::sync::mpsc::channel();
         let finished = spawn("bg-test", SYNC_NICE, async move {
-            let own = this_threads_nice();
-            let blocking = tokio::task::spawn_blocking(this_threads_nice)
-                .await
-                .unwrap();
+            let own = read();
+            let blocking = tokio::task::spawn_blocking(read).await.unwrap();
             let _ = tx.send((own, blocking));
         })
         .unwrap();
-        let (own, blocking) = rx.await.unwrap();
-        finished.await.unwrap();
+        let answers = rx.recv().unwrap();
+        finished.blocking_recv().unwrap();
+        answers
+    }
+
+    #[test]
+    fn the_work_runs_at_the_lower_priority_and_so_does_what_it_blocks_on() {
+        let (own, blocking) = on_background(this_threads_nice);
         // The kernel caps nice at 19 (a test run under `nice` starts higher).
         let expected = (this_threads_nice() + SYNC_NICE).min(19);
         assert_eq!(own, expected, "the background thread is niced");

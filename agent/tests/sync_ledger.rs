@@ -346,3 +346,120 @@ async fn a_watermark_ahead_of_the_log_acknowledges_nothing_it_was_not_sent() {
     assert_eq!(ledger.readers().balance("m1").unwrap(), 50);
     assert_eq!(ledger.readers().sync_status().unwrap().depth, 3);
 }
+
+/// WAL frames in `ledger.db-wal` (4 KiB pages): what the next durable commit's fsync carries.
+fn wal_frames(ledger: &std::path::Path) -> u64 {
+    let len = std::fs::metadata(ledger.with_extension("db-wal"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    len.saturating_sub(32) / (24 + 4096)
+}
+
+/// Empties the WAL into ledger.db and truncates it, so the next commit's frames are counted
+/// from zero.
+fn truncate_wal(ledger: &std::path::Path) {
+    let conn = rusqlite::Connection::open(ledger).unwrap();
+    let busy: i64 = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(busy, 0, "the checkpoint was kept from finishing");
+    assert_eq!(wal_frames(ledger), 0);
+}
+
+/// During a drain HQ sends every member back at each balance it counts: pages that repeat what
+/// the ledger already holds. Such a page must write nothing but its cursor, or a till's next
+/// fsync carries hundreds of pages of it (and the proximity resolver is rebuilt for nothing);
+/// a page with a real change still writes it.
+#[tokio::test]
+async fn a_pulled_page_that_repeats_the_ledger_writes_only_its_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let (ledger, _writer) = Ledger::open(&path, Arc::new(Rules::default())).unwrap();
+    let hq_id = ledger.readers().identity().unwrap().0;
+    let profile = |name: &str, cards: &[&str]| MemberProfile {
+        tier: Some("gold".into()),
+        segments: vec!["coffee".into()],
+        cards: cards.iter().map(|c| c.to_string()).collect(),
+        proximity_key: Some("00112233445566778899aabbccddeeff".into()),
+        display_name: Some(name.into()),
+        ..MemberProfile::default()
+    };
+    let members = |m2_name: &str| -> Vec<Change> {
+        (0..60)
+            .map(|n| {
+                let name = if n == 2 { m2_name } else { "Ann" };
+                let card = format!("40063813{n:05}");
+                Change::Member(HqMember {
+                    member_id: format!("m{n}"),
+                    profile: profile(name, &[card.as_str()]),
+                    balance: 100 + n,
+                    balance_watermark: 0,
+                    offline_allowance: 500,
+                })
+            })
+            .collect()
+    };
+    let page = |cursor: &str, changes: Vec<Change>| ChangesPage {
+        protocol: PROTOCOL_VERSION,
+        changes,
+        next_cursor: cursor.into(),
+        has_more: false,
+        hq_time: Utc::now().to_rfc3339(),
+        watermark: 0,
+        ledger_id: Some(hq_id.clone()),
+    };
+    let pull = |p: ChangesPage| ledger.changes_pulled(p, None, Utc::now().to_rfc3339());
+
+    let applied = pull(page("c1", members("Bea"))).await.unwrap();
+    assert_eq!(applied.members, 60);
+    let version = ledger.readers().members_version().unwrap();
+    truncate_wal(&path);
+
+    let applied = pull(page("c2", members("Bea"))).await.unwrap();
+    assert_eq!(
+        applied.members, 60,
+        "every member is still counted as applied"
+    );
+    assert_eq!(
+        wal_frames(&path),
+        1,
+        "the repeated page wrote more than the page holding its cursor"
+    );
+    assert_eq!(ledger.readers().sync_status().unwrap().cursor, "c2");
+    assert_eq!(
+        ledger.readers().members_version().unwrap(),
+        version,
+        "no member changed, yet the resolver would be rebuilt"
+    );
+    assert_eq!(ledger.readers().balance("m7").unwrap(), 107);
+    assert_eq!(
+        ledger
+            .readers()
+            .member_for_card("4006381300007")
+            .unwrap()
+            .as_deref(),
+        Some("m7")
+    );
+
+    // One member renamed and one card moved: exactly those are written.
+    truncate_wal(&path);
+    let mut changed = members("Cleo");
+    if let Change::Member(m) = &mut changed[7] {
+        m.profile.cards = vec!["4006381399999".into()];
+    }
+    pull(page("c3", changed)).await.unwrap();
+    assert!(wal_frames(&path) > 1, "the changes were not written");
+    assert_ne!(ledger.readers().members_version().unwrap(), version);
+    assert_eq!(
+        ledger.readers().member_for_card("4006381300007").unwrap(),
+        None
+    );
+    assert_eq!(
+        ledger
+            .readers()
+            .member_for_card("4006381399999")
+            .unwrap()
+            .as_deref(),
+        Some("m7")
+    );
+}

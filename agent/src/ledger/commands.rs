@@ -587,7 +587,10 @@ pub(super) fn record_redemption(
     Ok(())
 }
 
-/// Writes a member's profile as imported or pulled from HQ: the fields, not the cards.
+/// Writes a member's profile as imported or pulled from HQ: the fields, not the cards. A profile
+/// equal to the stored one is left alone, `updated_at` included: the proximity resolver is
+/// rebuilt only for a real change, and a pulled page that repeats what the ledger holds adds
+/// nothing to the WAL for a till's next fsync to carry.
 pub(super) fn upsert_member(
     tx: &Connection,
     member_id: &str,
@@ -597,7 +600,9 @@ pub(super) fn upsert_member(
     tx.prepare_cached(
         "INSERT INTO members (member_id, tier, segments, qr_public_key, proximity_key, display_name, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT(member_id) DO UPDATE SET tier = ?2, segments = ?3, qr_public_key = ?4, proximity_key = ?5, display_name = ?6, updated_at = ?7",
+         ON CONFLICT(member_id) DO UPDATE SET tier = ?2, segments = ?3, qr_public_key = ?4, proximity_key = ?5, display_name = ?6, updated_at = ?7
+         WHERE (members.tier, members.segments, members.qr_public_key, members.proximity_key, members.display_name)
+            IS NOT (excluded.tier, excluded.segments, excluded.qr_public_key, excluded.proximity_key, excluded.display_name)",
     )?
     .execute(params![
         member_id,
@@ -612,12 +617,13 @@ pub(super) fn upsert_member(
 }
 
 /// Links `card` to `member_id` (moving it from another member if need be).
-pub(super) fn link_card(tx: &Connection, card: &str, member_id: &str) -> rusqlite::Result<usize> {
+pub(super) fn link_card(tx: &Connection, card: &str, member_id: &str) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO cards (card_number, member_id) VALUES (?1, ?2)
-         ON CONFLICT(card_number) DO UPDATE SET member_id = ?2",
+         ON CONFLICT(card_number) DO UPDATE SET member_id = ?2 WHERE cards.member_id IS NOT ?2",
     )?
-    .execute(params![card, member_id])
+    .execute(params![card, member_id])?;
+    Ok(())
 }
 
 pub(super) fn import(tx: &Connection, members: &[MemberRecord]) -> Applied {
@@ -626,8 +632,9 @@ pub(super) fn import(tx: &Connection, members: &[MemberRecord]) -> Applied {
     for m in members {
         upsert_member(tx, &m.member_id, &m.profile, &now)?;
         for card in &m.profile.cards {
-            cards += link_card(tx, card, &m.member_id)?;
+            link_card(tx, card, &m.member_id)?;
         }
+        cards += m.profile.cards.len();
     }
     Ok(Ok(Answer::Imported(ImportSummary {
         members: members.len(),

@@ -104,7 +104,9 @@ pub(super) fn changes_pulled(
                 tx.prepare_cached(
                     "INSERT INTO campaigns (campaign_id, version, body, deleted) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT(campaign_id) DO UPDATE SET version = ?2, body = ?3, deleted = ?4
-                     WHERE excluded.version >= campaigns.version",
+                     WHERE excluded.version > campaigns.version
+                        OR (excluded.version = campaigns.version
+                            AND (campaigns.body, campaigns.deleted) IS NOT (excluded.body, excluded.deleted))",
                 )?
                 .execute(params![c.campaign_id, c.version, c.body.to_string(), c.deleted])?;
                 campaigns += 1;
@@ -143,8 +145,16 @@ fn member_pulled(
     }
     super::commands::upsert_member(tx, &m.member_id, &m.profile, at)?;
     // HQ's card list is the whole truth: cards it no longer lists for this member are unlinked.
-    tx.prepare_cached("DELETE FROM cards WHERE member_id = ?1")?
-        .execute([&m.member_id])?;
+    // Only those are deleted, and only changed links written, so an unchanged member writes no
+    // page (see `upsert_member`).
+    let linked: Vec<String> = tx
+        .prepare_cached("SELECT card_number FROM cards WHERE member_id = ?1")?
+        .query_map([&m.member_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for card in linked.iter().filter(|c| !m.profile.cards.contains(c)) {
+        tx.prepare_cached("DELETE FROM cards WHERE card_number = ?1")?
+            .execute([card])?;
+    }
     let mut accounts = vec![m.member_id.clone()];
     for card in &m.profile.cards {
         super::commands::link_card(tx, card, &m.member_id)?;
@@ -186,12 +196,13 @@ fn member_pulled(
     // Card accounts of a known member hold nothing of their own any more: HQ's balance and the
     // member row count their points.
     for card_account in &accounts[1..] {
-        tx.prepare_cached("UPDATE balances SET points = 0 WHERE account = ?1")?
+        tx.prepare_cached("UPDATE balances SET points = 0 WHERE account = ?1 AND points <> 0")?
             .execute([card_account])?;
     }
     tx.prepare_cached(
         "INSERT INTO balances (account, points, offline_allowance) VALUES (?1, ?2, ?3)
-         ON CONFLICT(account) DO UPDATE SET points = ?2, offline_allowance = ?3",
+         ON CONFLICT(account) DO UPDATE SET points = ?2, offline_allowance = ?3
+         WHERE (balances.points, balances.offline_allowance) IS NOT (?2, ?3)",
     )?
     .execute(params![m.member_id, shown, m.offline_allowance])?;
     Ok(Ok(()))

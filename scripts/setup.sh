@@ -45,6 +45,12 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v lintian >/dev/null 2>&1
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus lintian >/dev/null
 fi
+# strace watches how a commit syncs the ledger's WAL (agent/tests/wal_sync.rs).
+if ! command -v strace >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends strace >/dev/null
+fi
 # schemathesis (PyPI), pinned, in a virtualenv of its own: tests/tests/openapi.rs runs it
 # against both servers' OpenAPI documents. Debian's python3 needs python3-venv for that.
 SCHEMATHESIS_VERSION=4.32.5

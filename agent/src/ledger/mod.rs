@@ -34,6 +34,7 @@ pub mod rebase;
 pub mod schema;
 mod sync;
 mod voids;
+mod wal_room;
 mod writer;
 
 pub use commands::{

@@ -25,6 +25,7 @@ pub fn open_writer(path: &Path, options: OpenOptions) -> anyhow::Result<(Connect
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     identity::check_before_open(path, options)?;
+    super::wal_room::make_room(path);
     let mut conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
     schema::configure(&conn).context("setting pragmas")?;
     conn.pragma_update(

@@ -6,8 +6,8 @@
 //! at the front of the same file. But a clean stop truncates the WAL (so that ledger.db alone
 //! holds every sale), so an agent that has just started appends on every commit until its WAL
 //! has grown. When that start was the moment HQ came back with a backlog, sales suffered. In
-//! `till_under_load`, the drain's first seconds had 25 to 98 sale commits over 1 ms out of
-//! 2,800; with the room made first, 11 to 17.
+//! `till_under_load`, the drain had 23 to 98 sale commits over 1 ms out of about 2,800, most of
+//! them in its first seconds; with the room made first, 11 to 17.
 //!
 //! So before SQLite opens the ledger, an empty or missing WAL is written full of zeros. They
 //! have to be real blocks: fallocate's unwritten extents would be converted, under a journal

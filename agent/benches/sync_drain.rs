@@ -88,10 +88,7 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    let hq_binary = loyalty_sim::hq_process::build_for_bench(
-        &std::env::current_exe().expect("the bench's path"),
-    )
-    .expect("building loyalty-hq");
+    let hq_binary = loyalty_sim::hq_process::build_for_bench().expect("building loyalty-hq");
     let hq = runtime
         .block_on(HqProcess::start(
             &hq_binary,

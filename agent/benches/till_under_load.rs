@@ -511,10 +511,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("building the tokio runtime");
-    let hq_binary = loyalty_sim::hq_process::build_for_bench(
-        &std::env::current_exe().expect("the bench's path"),
-    )
-    .expect("building loyalty-hq");
+    let hq_binary = loyalty_sim::hq_process::build_for_bench().expect("building loyalty-hq");
     let hq = runtime
         .block_on(HqProcess::start_with(
             &hq_binary,

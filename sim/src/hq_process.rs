@@ -161,10 +161,12 @@ impl Drop for HqProcess {
 }
 
 /// `loyalty-hq` for a bench of another package, which has no `CARGO_BIN_EXE_loyalty-hq`: built
-/// in the profile `cargo bench` builds in, beside the running bench (`bench_exe`, normally
-/// `std::env::current_exe()`). With `--release` the two builds would invalidate each other's
-/// artifacts and rebuild the workspace on every run.
-pub fn build_for_bench(bench_exe: &Path) -> Result<PathBuf, ProcessError> {
+/// in the profile `cargo bench` builds in, beside the running bench (this process). With
+/// `--release` the two builds would invalidate each other's artifacts and rebuild the workspace
+/// on every run.
+pub fn build_for_bench() -> Result<PathBuf, ProcessError> {
+    let bench_exe = std::env::current_exe()
+        .map_err(|e| ProcessError::Build(format!("finding the bench's own path: {e}")))?;
     let profile_dir = bench_exe.parent().and_then(Path::parent).ok_or_else(|| {
         ProcessError::Build(format!(
             "{} is not in a profile's deps directory",

@@ -45,13 +45,6 @@ fn try_make_room(db: &Path) -> std::io::Result<()> {
     if !db.exists() {
         return Ok(());
     }
-    let wal = wal_of(db);
-    match std::fs::metadata(&wal) {
-        Ok(m) if m.len() > 0 => return Ok(()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
     let dir = db.parent().unwrap_or(Path::new("."));
     let stat = nix::sys::statvfs::statvfs(dir).map_err(std::io::Error::from)?;
     // `fsblkcnt_t` and `c_ulong` are 32 bits on some 32-bit boards.
@@ -61,12 +54,13 @@ fn try_make_room(db: &Path) -> std::io::Result<()> {
         debug!(free, "Too little free space to make room for the WAL.");
         return Ok(());
     }
+    let wal = wal_of(db);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .open(&wal)?;
-    // Checked again on the open file: only an empty WAL is filled.
+    // Only an empty WAL is filled: one with frames in it is SQLite's to read.
     if file.metadata()?.len() > 0 {
         return Ok(());
     }
